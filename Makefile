@@ -1,0 +1,43 @@
+# Cairn build, run, test and benchmark entry points.
+GO            ?= go
+BIN           := bin/cairn
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+TOOLS         := $(CURDIR)/.tools
+
+.PHONY: all build run test bench proto vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cairn
+
+# make run: one local Cairn with its embedded defaults, state under ./data/.
+run: build
+	$(BIN) dev --data ./data
+
+test:
+	bash scripts/test.sh
+
+bench: build
+	bash scripts/bench.sh
+
+# make proto regenerates proto/cairn/v1 with pinned plugins (needs protoc:
+# apt-get install protobuf-compiler). Generated code is committed.
+proto:
+	command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(TOOLS):$$PATH protoc --proto_path=proto \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/cairn/v1/log.proto
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .tools

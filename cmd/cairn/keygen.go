@@ -1,0 +1,109 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func newKeygenCmd() *cobra.Command {
+	var name, out string
+	var witness bool
+	cmd := &cobra.Command{
+		Use:   "keygen --name NAME --out PREFIX",
+		Short: "Generate an Ed25519 signing key pair (PREFIX.key and PREFIX.vkey)",
+		Long: `Generate an Ed25519 key pair in the C2SP signed-note formats.
+
+PREFIX.key holds the private key (PRIVATE+KEY+NAME+ID+..., mode 0600) and
+PREFIX.vkey the verifier key (NAME+ID+...). A log's key name must equal its
+origin. With --witness the key is a cosignature/v1 (0x04) witness key: the
+vkey is what log operators put in their witness policy. An existing file is
+never overwritten.`,
+		Example: `  cairn keygen --name example.com/log --out data/log
+  cairn keygen --witness --name witness.example.net --out data/witness`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || out == "" {
+				return errors.New("--name and --out are required")
+			}
+			skey, vkey, err := generateKey(name, witness)
+			if err != nil {
+				return err
+			}
+			if err := writeKeyPair(out, skey, vkey); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), vkey)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "key name; for a log, its origin (e.g. example.com/log)")
+	cmd.Flags().StringVar(&out, "out", "", "path prefix of the PREFIX.key and PREFIX.vkey files")
+	cmd.Flags().BoolVar(&witness, "witness", false, "make a witness cosignature (0x04) key")
+	return cmd
+}
+
+// generateKey returns a new private key and verifier key named name. Witness
+// keys are written with the cosignature/v1 type byte (0x04) in both, so a
+// witness key cannot be mistaken for a log key by x/mod's note.NewSigner.
+func generateKey(name string, witness bool) (skey, vkey string, err error) {
+	if strings.ContainsAny(name, "+ \t\n") {
+		return "", "", fmt.Errorf("key name %q must not contain spaces or '+'", name)
+	}
+	skey, vkey, err = note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return "", "", fmt.Errorf("generating key %q: %w", name, err)
+	}
+	if !witness {
+		return skey, vkey, nil
+	}
+	if vkey, err = fnote.VKeyToCosignatureV1(vkey); err != nil {
+		return "", "", fmt.Errorf("converting %q to a cosignature key: %w", name, err)
+	}
+	// Re-label the private key as 0x04 with the matching key ID.
+	parts := strings.Split(skey, "+")
+	seed, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil {
+		return "", "", err
+	}
+	seed[0] = 0x04
+	vparts := strings.Split(vkey, "+")
+	skey = strings.Join([]string{"PRIVATE", "KEY", name, vparts[1], base64.StdEncoding.EncodeToString(seed)}, "+")
+	return skey, vkey, nil
+}
+
+// writeKeyPair writes PREFIX.key (0600) and PREFIX.vkey, refusing to overwrite either.
+func writeKeyPair(prefix, skey, vkey string) error {
+	for _, p := range []string{prefix + ".key", prefix + ".vkey"} {
+		if _, err := os.Stat(p); err == nil {
+			return fmt.Errorf("%s already exists; refusing to overwrite a key", p)
+		}
+	}
+	if err := writeNew(prefix+".key", skey+"\n", 0o600); err != nil {
+		return err
+	}
+	return writeNew(prefix+".vkey", vkey+"\n", 0o644)
+}
+
+func writeNew(path, content string, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", path, err)
+	}
+	return f.Close()
+}

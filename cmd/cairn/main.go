@@ -1,0 +1,60 @@
+// Command cairn is the one Cairn binary: the log, the witness, and the
+// auditor's and submitter's tools. Commands parse flags, build a config and
+// call into log/, witness/ or client/; no business logic lives here.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in docs/cli.md.
+const (
+	exitOK           = 0
+	exitVerifyFailed = 1 // the log, a witness or a receipt failed verification
+	exitError        = 2 // usage, I/O or anything else that prevented checking
+)
+
+// verificationError marks a failure where what was checked is wrong (exit 1),
+// as opposed to a failure to check at all (exit 2).
+type verificationError struct{ err error }
+
+func (e verificationError) Error() string { return e.err.Error() }
+func (e verificationError) Unwrap() error { return e.err }
+
+// failedVerification wraps err so that the command exits with code 1.
+func failedVerification(err error) error { return verificationError{err} }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cairn",
+		Short: "Cairn: a tamper-evident, witnessed audit log",
+		Long: `Cairn is a Merkle transparency log for audit records.
+
+Services append records; the log sequences them into a Merkle tree and publishes
+signed checkpoints; witnesses cosign each checkpoint only if it is consistent with
+everything they saw before; auditors verify with nothing but public keys.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newKeygenCmd(), newLogCmd(), newDevCmd())
+	root.AddCommand(witnessCmds()...)
+	root.AddCommand(auditorCmds()...)
+	return root
+}
+
+func main() {
+	err := newRootCmd().Execute()
+	if err == nil {
+		os.Exit(exitOK)
+	}
+	fmt.Fprintln(os.Stderr, "cairn:", err)
+	var ve verificationError
+	if errors.As(err, &ve) {
+		os.Exit(exitVerifyFailed)
+	}
+	os.Exit(exitError)
+}

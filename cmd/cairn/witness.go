@@ -1,0 +1,6 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// witnessCmds returns the witness commands (cairn witness ...).
+func witnessCmds() []*cobra.Command { return nil }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: vet, unit tests (with fuzz seed corpora), integration tests.
+# Installs what the tests need when it is missing (CI starts from a clean machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for s in scripts/test.d/*.sh; do [ -e "$s" ] && bash "$s"; done
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
+go build -o bin/cairn ./cmd/cairn
+CAIRN_BIN="$PWD/bin/cairn" go test -count=1 -timeout 18m ./...
