@@ -1,6 +1,120 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
-func newLogCmd() *cobra.Command { return &cobra.Command{Use: "log", Short: "Run and operate the log"} }
-func newDevCmd() *cobra.Command { return &cobra.Command{Use: "dev", Short: "Run a local demo"} }
+	cairnlog "github.com/cairnlog/cairn/log"
+	"github.com/spf13/cobra"
+)
+
+func newLogCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Run the log",
+	}
+	cmd.AddCommand(newLogServeCmd())
+	return cmd
+}
+
+func newLogServeCmd() *cobra.Command {
+	var (
+		cfg                                cairnlog.Config
+		keyFile, policyFile, logFormat, lv string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --origin ORIGIN --key FILE [flags]",
+		Short: "Serve a log: gRPC appends, POST /add, tlog-tiles reads",
+		Long: `Serve a Cairn log on Tessera.
+
+Writes: gRPC cairn.v1.Log (Append, AppendStream) and HTTP POST /add (body = payload,
+answer = decimal index). Reads: tlog-tiles at /checkpoint, /tile/L/N[.p/W],
+/tile/entries/N[.p/W]; gRPC proofs and receipts. Health at /healthz and /readyz,
+Prometheus metrics at /metrics.
+
+The origin must equal the key's name. With --witness-policy (a C2SP tlog-policy)
+a checkpoint is published only once the witness quorum cosigned it.
+SIGINT/SIGTERM drain: stop accepting, integrate what was acknowledged, publish a
+final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`,
+		Example: `  cairn keygen --name example.com/log --out data/log
+  cairn log serve --origin example.com/log --key data/log.key --storage posix:./data/log
+  CAIRN_ORIGIN=example.com/log CAIRN_KEY=data/log.key cairn log serve --http 127.0.0.1:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd); err != nil {
+				return err
+			}
+			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, lv)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			if keyFile == "" {
+				return fmt.Errorf("--key is required (create one with: cairn keygen --name %s --out PREFIX)", orDefault(cfg.Origin, "ORIGIN"))
+			}
+			key, err := os.ReadFile(keyFile)
+			if err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			cfg.PrivateKey = string(key)
+			if policyFile != "" {
+				if cfg.WitnessPolicy, err = os.ReadFile(policyFile); err != nil {
+					return fmt.Errorf("--witness-policy: %w", err)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			l, err := cairnlog.New(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			return l.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Origin, "origin", "", "checkpoint origin; must equal the key name")
+	f.StringVar(&keyFile, "key", "", "file holding the log's Ed25519 private key (cairn keygen)")
+	f.StringVar(&cfg.Storage, "storage", cairnlog.DefaultStorage, "storage driver: posix:DIR")
+	f.StringVar(&cfg.HTTPAddr, "http", cairnlog.DefaultHTTPAddr, "HTTP listen address (tlog-tiles, /add, health, metrics)")
+	f.StringVar(&cfg.GRPCAddr, "grpc", cairnlog.DefaultGRPCAddr, "gRPC listen address (cairn.v1.Log)")
+	f.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cairnlog.DefaultCheckpointInterval, "how often a new checkpoint may be published (≥100ms)")
+	f.UintVar(&cfg.BatchMaxSize, "batch-max-size", cairnlog.DefaultBatchMaxSize, "largest sequencing batch, in records")
+	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", cairnlog.DefaultBatchMaxAge, "longest a record waits for its batch to fill")
+	f.UintVar(&cfg.PushbackMaxOutstanding, "pushback-max-outstanding", cairnlog.DefaultPushbackMaxOutstanding, "sequenced-but-unintegrated records before appends get pushback (429/ResourceExhausted)")
+	f.IntVar(&cfg.MaxRecordBytes, "max-record-bytes", cairnlog.DefaultMaxRecordBytes, "largest accepted record payload in bytes")
+	f.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cairnlog.DefaultMaxClockSkew, "largest accepted distance between a submitter's timestamp and the log's clock")
+	f.StringVar(&policyFile, "witness-policy", "", "C2SP tlog-policy file: witnesses and the quorum each checkpoint needs")
+	f.DurationVar(&cfg.WitnessTimeout, "witness-timeout", cairnlog.DefaultWitnessTimeout, "how long publishing waits for the witness quorum")
+	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
+	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
+	documentEnv(cmd)
+	return cmd
+}
+
+// newLogger builds the one slog.Logger a command passes down.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,90 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Outcomes a caller branches on. Every error the log returns wraps one of
+// these; grpcStatus and httpStatus are the one place each protocol maps them.
+var (
+	// ErrInvalidRecord: the submission cannot become a record (empty, too large, bad field).
+	ErrInvalidRecord = errors.New("invalid record")
+	// ErrInvalidRequest: a read request asks for something malformed.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrNotFound: the requested entry, tile or checkpoint does not exist (yet).
+	ErrNotFound = errors.New("not found")
+	// ErrPushback: the log is saturated; retry later.
+	ErrPushback = errors.New("pushback")
+	// ErrUnavailable: storage or Tessera failed; nothing was acknowledged.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrShuttingDown: the log is draining and accepts no more records.
+	ErrShuttingDown = errors.New("log is shutting down")
+)
+
+// grpcCode maps a log error to its gRPC status code.
+func grpcCode(err error) codes.Code {
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.Is(err, ErrInvalidRecord), errors.Is(err, ErrInvalidRequest):
+		return codes.InvalidArgument
+	case errors.Is(err, ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, ErrPushback):
+		return codes.ResourceExhausted
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	default:
+		return codes.Internal
+	}
+}
+
+// grpcStatus converts a log error to a gRPC status error.
+func grpcStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	return status.Error(grpcCode(err), err.Error())
+}
+
+// httpStatus maps a log error to its HTTP status code.
+func httpStatus(err error) int {
+	switch grpcCode(err) {
+	case codes.OK:
+		return http.StatusOK
+	case codes.InvalidArgument:
+		return http.StatusBadRequest
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Unavailable, codes.Canceled:
+		return http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// writeHTTPError answers with the status for err, a Retry-After where a retry
+// may succeed, and the error text as a plain-text body.
+func writeHTTPError(w http.ResponseWriter, err error) {
+	code := httpStatus(err)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(err.Error() + "\n"))
+}

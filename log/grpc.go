@@ -1,0 +1,153 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cairnlog/cairn/format/record"
+	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
+	"google.golang.org/grpc"
+)
+
+// maxStreamInFlight bounds the records one AppendStream has outstanding, so a
+// fast submitter is slowed by flow control instead of growing memory.
+const maxStreamInFlight = 8192
+
+// grpcServer implements cairnv1.LogServer on a Log.
+type grpcServer struct {
+	cairnv1.UnimplementedLogServer
+	l *Log
+}
+
+func submissionOf(r *cairnv1.AppendRequest) Submission {
+	return Submission{
+		Payload:        r.GetPayload(),
+		ContentType:    r.GetContentType(),
+		IdempotencyKey: r.GetIdempotencyKey(),
+		Timestamp:      r.GetTimestampUnixMillis(),
+	}
+}
+
+// submitter returns the principal the log binds into records. Until
+// authentication exists every caller is anonymous.
+func submitter(context.Context) string { return record.Anonymous }
+
+func (s *grpcServer) Append(ctx context.Context, r *cairnv1.AppendRequest) (*cairnv1.AppendResponse, error) {
+	s.l.metrics.requests.WithLabelValues("grpc").Inc()
+	sub := submissionOf(r)
+	if r.GetWaitForReceipt() {
+		a, rc, err := s.l.AppendAndWait(ctx, sub, submitter(ctx))
+		if err != nil {
+			return nil, grpcStatus(err)
+		}
+		return &cairnv1.AppendResponse{Id: r.GetId(), Index: a.Index, Duplicate: a.Duplicate, Leaf: a.Leaf, Receipt: rc}, nil
+	}
+	a, err := s.l.Append(ctx, sub, submitter(ctx))
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.AppendResponse{Id: r.GetId(), Index: a.Index, Duplicate: a.Duplicate, Leaf: a.Leaf}, nil
+}
+
+// AppendStream pipelines appends: each request is enqueued as soon as it is
+// read, and its response is sent once Tessera durably assigns its index.
+func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.AppendRequest, cairnv1.AppendResponse]) error {
+	ctx := stream.Context()
+	who := submitter(ctx)
+	results := make(chan *cairnv1.AppendResponse, 1024)
+	slots := make(chan struct{}, maxStreamInFlight)
+	sendErr := make(chan error, 1)
+
+	// The sender owns stream.Send; it ends when results is closed.
+	go func() {
+		var err error
+		for resp := range results {
+			if err == nil {
+				err = stream.Send(resp)
+			}
+			<-slots
+		}
+		sendErr <- err
+	}()
+
+	var recvErr error
+	var pending sync.WaitGroup
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			recvErr = err
+			break
+		}
+		s.l.metrics.requests.WithLabelValues("stream").Inc()
+		slots <- struct{}{}
+		id := r.GetId()
+		_, f := s.l.add(ctx, submissionOf(r), who)
+		pending.Go(func() {
+			a, err := f()
+			resp := &cairnv1.AppendResponse{Id: id}
+			if err != nil {
+				resp.ErrorCode = int32(grpcCode(err))
+				resp.ErrorMessage = err.Error()
+			} else {
+				resp.Index, resp.Duplicate = a.Index, a.Duplicate
+			}
+			results <- resp
+		})
+	}
+	// Wait for every outstanding future, then stop the sender.
+	pending.Wait()
+	close(results)
+	if err := <-sendErr; err != nil {
+		return err
+	}
+	if recvErr != nil {
+		return fmt.Errorf("receiving from stream: %w", recvErr)
+	}
+	return nil
+}
+
+func (s *grpcServer) GetCheckpoint(ctx context.Context, _ *cairnv1.GetCheckpointRequest) (*cairnv1.GetCheckpointResponse, error) {
+	cp, err := s.l.checkpoint(ctx)
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.GetCheckpointResponse{Checkpoint: cp}, nil
+}
+
+func (s *grpcServer) GetEntries(ctx context.Context, r *cairnv1.GetEntriesRequest) (*cairnv1.GetEntriesResponse, error) {
+	entries, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.GetEntriesResponse{Entries: entries}, nil
+}
+
+func (s *grpcServer) GetInclusionProof(ctx context.Context, r *cairnv1.GetInclusionProofRequest) (*cairnv1.GetInclusionProofResponse, error) {
+	size, p, err := s.l.inclusionProof(ctx, r.GetIndex(), r.GetTreeSize())
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.GetInclusionProofResponse{Index: r.GetIndex(), TreeSize: size, Proof: p}, nil
+}
+
+func (s *grpcServer) GetConsistencyProof(ctx context.Context, r *cairnv1.GetConsistencyProofRequest) (*cairnv1.GetConsistencyProofResponse, error) {
+	to, p, err := s.l.consistencyProof(ctx, r.GetFromSize(), r.GetToSize())
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.GetConsistencyProofResponse{FromSize: r.GetFromSize(), ToSize: to, Proof: p}, nil
+}
+
+func (s *grpcServer) GetReceipt(ctx context.Context, r *cairnv1.GetReceiptRequest) (*cairnv1.GetReceiptResponse, error) {
+	rc, leaf, err := s.l.Receipt(ctx, r.GetIndex())
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.GetReceiptResponse{Receipt: rc, Leaf: leaf}, nil
+}

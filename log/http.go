@@ -1,0 +1,194 @@
+package log
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/transparency-dev/tessera/api/layout"
+)
+
+// Cache-Control values of tlog-tiles: the checkpoint is mutable, tiles and
+// bundles never change once written.
+const (
+	cacheCheckpoint = "no-cache"
+	cacheImmutable  = "max-age=31536000, immutable"
+)
+
+// Headers with which POST /add carries the record fields besides the payload.
+const (
+	headerIdempotencyKey = "Idempotency-Key"
+	headerTimestamp      = "Cairn-Timestamp" // Unix milliseconds
+)
+
+// httpHandler serves the tlog-tiles read path, POST /add, health and metrics.
+func (l *Log) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /add", l.handleAdd)
+	mux.HandleFunc("GET /checkpoint", l.handleCheckpoint)
+	mux.HandleFunc("GET /tile/entries/{path...}", l.handleEntryBundle)
+	mux.HandleFunc("GET /tile/{level}/{path...}", l.handleTile)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", l.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(l.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// handleAdd is the write convention of Tessera's example servers and load
+// generator: the body is the payload, the answer the decimal index.
+func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
+	l.metrics.requests.WithLabelValues("http").Inc()
+	sub, err := l.submissionFromHTTP(w, r)
+	if err != nil {
+		l.metrics.rejected.Inc()
+		if errors.Is(err, errUnsupportedMediaType) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			_, _ = io.WriteString(w, err.Error()+"\n")
+			return
+		}
+		writeHTTPError(w, err)
+		return
+	}
+	a, err := l.Append(r.Context(), sub, submitter(r.Context()))
+	if err != nil {
+		writeHTTPError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = fmt.Fprintf(w, "%d\n", a.Index)
+}
+
+var errUnsupportedMediaType = errors.New("unsupported media type")
+
+// submissionFromHTTP reads a bounded body and the record headers.
+func (l *Log) submissionFromHTTP(w http.ResponseWriter, r *http.Request) (Submission, error) {
+	var s Submission
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return s, fmt.Errorf("%w: Content-Type %q is not a media type", ErrInvalidRecord, ct)
+		}
+		if strings.HasPrefix(mt, "multipart/") {
+			return s, fmt.Errorf("%w: Content-Type %s: POST /add takes the raw record payload, not a multipart form", errUnsupportedMediaType, mt)
+		}
+		s.ContentType = ct
+	}
+	s.IdempotencyKey = r.Header.Get(headerIdempotencyKey)
+	if ts := r.Header.Get(headerTimestamp); ts != "" {
+		v, err := strconv.ParseUint(ts, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("%w: %s header %q is not Unix milliseconds", ErrInvalidRecord, headerTimestamp, ts)
+		}
+		s.Timestamp = v
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(l.cfg.MaxRecordBytes)))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return s, fmt.Errorf("%w: the payload is over this log's limit of %d bytes (--max-record-bytes)", ErrInvalidRecord, l.cfg.MaxRecordBytes)
+	}
+	if err != nil {
+		return s, fmt.Errorf("%w: reading the request body: %v", ErrInvalidRecord, err)
+	}
+	s.Payload = body
+	return s, nil
+}
+
+func (l *Log) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := l.checkpoint(r.Context())
+	if err != nil {
+		writeHTTPError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", cacheCheckpoint)
+	_, _ = w.Write(cp)
+}
+
+func (l *Log) handleTile(w http.ResponseWriter, r *http.Request) {
+	level, index, p, err := layout.ParseTileLevelIndexPartial(r.PathValue("level"), r.PathValue("path"))
+	if err != nil {
+		writeHTTPError(w, fmt.Errorf("%w: malformed tile path %q: %v", ErrInvalidRequest, r.URL.Path, err))
+		return
+	}
+	t, err := l.readTile(r.Context(), level, index, p)
+	l.writeStatic(w, r, t, err, false)
+}
+
+func (l *Log) handleEntryBundle(w http.ResponseWriter, r *http.Request) {
+	index, p, err := layout.ParseTileIndexPartial(r.PathValue("path"))
+	if err != nil {
+		writeHTTPError(w, fmt.Errorf("%w: malformed entry bundle path %q: %v", ErrInvalidRequest, r.URL.Path, err))
+		return
+	}
+	b, err := l.readBundle(r.Context(), index, p)
+	l.writeStatic(w, r, b, err, true)
+}
+
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+// writeStatic answers with an immutable tile or bundle, gzipped when the
+// client accepts it and compress is set.
+func (l *Log) writeStatic(w http.ResponseWriter, r *http.Request, body []byte, err error, compress bool) {
+	if errors.Is(err, os.ErrNotExist) {
+		writeHTTPError(w, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path))
+		return
+	}
+	if err != nil {
+		writeHTTPError(w, fmt.Errorf("%w: reading %s: %v", ErrUnavailable, r.URL.Path, err))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", cacheImmutable)
+	if !compress {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+		return
+	}
+	h.Add("Vary", "Accept-Encoding")
+	if !acceptsGzip(r) {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+		return
+	}
+	h.Set("Content-Encoding", "gzip")
+	gz := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(gz)
+	gz.Reset(w)
+	_, _ = gz.Write(body)
+	_ = gz.Close()
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			return strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0"
+		}
+	}
+	return false
+}
+
+func (l *Log) handleReady(w http.ResponseWriter, r *http.Request) {
+	if l.draining.Load() {
+		writeHTTPError(w, ErrShuttingDown)
+		return
+	}
+	if _, err := l.checkpoint(r.Context()); err != nil {
+		writeHTTPError(w, fmt.Errorf("%w: not ready: %v", ErrUnavailable, err))
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}

@@ -1,0 +1,181 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
+	"github.com/transparency-dev/tessera"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+)
+
+// Log is a running Cairn log: one frontend over one storage driver.
+type Log struct {
+	cfg       Config
+	logger    *slog.Logger
+	origin    string
+	verifierV note.Verifier
+	appender  *tessera.Appender
+	reader    tessera.LogReader
+	awaiter   *tessera.PublicationAwaiter
+	shutdown  func(context.Context) error
+	metrics   *metrics
+	watcher   *checkpointWatcher
+
+	httpLn, grpcLn net.Listener
+	httpSrv        *http.Server
+	grpcSrv        *grpc.Server
+
+	// stop cancels Tessera's background work; called last in Run.
+	stop     context.CancelFunc
+	draining atomic.Bool
+}
+
+// New opens storage, starts Tessera's appender and binds both listeners.
+// It returns an error, never a half-started log; call Run to serve.
+func New(ctx context.Context, cfg Config) (*Log, error) {
+	cfg = cfg.WithDefaults()
+	signer, verifier, err := cfg.signer()
+	if err != nil {
+		return nil, err
+	}
+	opts := tessera.NewAppendOptions().
+		WithCheckpointSigner(signer).
+		WithCheckpointInterval(cfg.CheckpointInterval).
+		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
+		WithPushback(cfg.PushbackMaxOutstanding)
+	if len(cfg.WitnessPolicy) > 0 {
+		group, err := tessera.NewWitnessGroupFromPolicy(cfg.WitnessPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("--witness-policy: %w", err)
+		}
+		opts = opts.WithWitnesses(group, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout})
+	}
+
+	// Tessera's background work (integration, publishing, antispam) outlives
+	// the caller's context so that Run can drain it in order.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	drv, err := openDriver(bg, cfg.Storage, witnessHTTPClient(cfg.WitnessTimeout))
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, drv.antispam)
+	appender, shutdown, reader, err := tessera.NewAppender(bg, drv.tessera, opts)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("starting Tessera appender on %s: %w", cfg.Storage, err)
+	}
+
+	l := &Log{
+		cfg:       cfg,
+		logger:    cfg.Logger,
+		origin:    cfg.Origin,
+		verifierV: verifier,
+		appender:  appender,
+		reader:    reader,
+		awaiter:   tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 50*time.Millisecond),
+		shutdown:  shutdown,
+		metrics:   newMetrics(),
+		stop:      stop,
+	}
+	l.watcher = newCheckpointWatcher(l)
+	go l.watcher.run(bg)
+
+	if l.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		stop()
+		return nil, fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+	}
+	if l.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		l.httpLn.Close()
+		stop()
+		return nil, fmt.Errorf("--grpc %s: %w", cfg.GRPCAddr, err)
+	}
+	l.httpSrv = &http.Server{
+		Handler:           l.httpHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	l.grpcSrv = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes+64<<10),
+		grpc.ConnectionTimeout(10*time.Second),
+	)
+	cairnv1.RegisterLogServer(l.grpcSrv, &grpcServer{l: l})
+	return l, nil
+}
+
+// verifier returns the log key's note verifier.
+func (l *Log) verifier() note.Verifier { return l.verifierV }
+
+// Origin returns the log's origin line.
+func (l *Log) Origin() string { return l.origin }
+
+// HTTPAddr returns the bound HTTP address (useful with port 0).
+func (l *Log) HTTPAddr() string { return l.httpLn.Addr().String() }
+
+// GRPCAddr returns the bound gRPC address (useful with port 0).
+func (l *Log) GRPCAddr() string { return l.grpcLn.Addr().String() }
+
+// Run serves until ctx is cancelled, then shuts down in this order:
+//  1. stop accepting: close listeners, finish in-flight requests;
+//  2. drain Tessera: every acknowledged record is integrated and a final
+//     checkpoint committing to it is published;
+//  3. stop Tessera's background work and release storage.
+func (l *Log) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := l.httpSrv.Serve(l.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("HTTP server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := l.grpcSrv.Serve(l.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("gRPC server: %w", err)
+		}
+		return nil
+	})
+	l.logger.Info("log serving", slog.String("origin", l.origin), slog.String("http", l.HTTPAddr()), slog.String("grpc", l.GRPCAddr()), slog.String("storage", l.cfg.Storage))
+	g.Go(func() error {
+		<-gctx.Done()
+		return l.drain()
+	})
+	return g.Wait()
+}
+
+// drain is the shutdown sequence documented on Run.
+func (l *Log) drain() error {
+	l.draining.Store(true)
+	l.logger.Info("shutting down: no longer accepting records")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { l.grpcSrv.GracefulStop(); close(stopped) }()
+	httpErr := l.httpSrv.Shutdown(ctx)
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		l.grpcSrv.Stop()
+	}
+	l.logger.Info("shutting down: publishing a final checkpoint")
+	tErr := l.shutdown(ctx)
+	l.stop()
+	if tErr != nil {
+		return fmt.Errorf("draining Tessera: %w", tErr)
+	}
+	if httpErr != nil {
+		return fmt.Errorf("stopping HTTP server: %w", httpErr)
+	}
+	l.logger.Info("shut down cleanly")
+	return nil
+}

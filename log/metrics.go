@@ -1,0 +1,74 @@
+package log
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the log's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	appends       *prometheus.CounterVec
+	rejected      prometheus.Counter
+	appendErrors  prometheus.Counter
+	appendLatency prometheus.Histogram
+	treeSize      prometheus.Gauge
+	integration   prometheus.Histogram
+	checkpointAt  prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_log_append_requests_total",
+			Help: "Append requests received, by API (grpc, stream, http).",
+		}, []string{"api"}),
+		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_log_appends_total",
+			Help: "Records durably sequenced, by whether they were duplicates of an earlier record.",
+		}, []string{"duplicate"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_append_rejected_total",
+			Help: "Append requests rejected as invalid (nothing sequenced).",
+		}),
+		appendErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_append_errors_total",
+			Help: "Append requests that failed in storage or on pushback (nothing acknowledged).",
+		}),
+		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cairn_log_append_duration_seconds",
+			Help:    "Time from receiving a record to its durable index.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		treeSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_log_tree_size_entries",
+			Help: "Size of the latest published checkpoint.",
+		}),
+		integration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cairn_log_integration_latency_seconds",
+			Help:    "Time from receiving a record to a published checkpoint committing to it (sampled).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}),
+		checkpointAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_log_checkpoint_timestamp_seconds",
+			Help: "Unix time at which the published checkpoint last changed; checkpoint age is time() minus this.",
+		}),
+	}
+	m.registry.MustRegister(m.requests, m.appends, m.rejected, m.appendErrors, m.appendLatency,
+		m.treeSize, m.integration, m.checkpointAt,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeAppend(_ uint64, dup bool, start time.Time) {
+	if dup {
+		m.appends.WithLabelValues("true").Inc()
+	} else {
+		m.appends.WithLabelValues("false").Inc()
+	}
+	m.appendLatency.Observe(time.Since(start).Seconds())
+}

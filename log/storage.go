@@ -1,0 +1,67 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
+	posixantispam "github.com/transparency-dev/tessera/storage/posix/antispam"
+)
+
+// driver is an opened storage backend: Tessera's driver plus the antispam
+// index that makes retried records resolve to their first index.
+type driver struct {
+	name     string
+	tessera  tessera.Driver
+	antispam tessera.Antispam
+}
+
+// openDriver opens the storage named by spec ("posix:DIR").
+func openDriver(ctx context.Context, spec string, httpClient *http.Client) (*driver, error) {
+	kind, arg, _ := strings.Cut(spec, ":")
+	switch kind {
+	case "posix":
+		return openPOSIX(ctx, arg, httpClient)
+	default:
+		return nil, fmt.Errorf("--storage %q: unknown driver %q (want posix:DIR)", spec, kind)
+	}
+}
+
+func openPOSIX(ctx context.Context, dir string, httpClient *http.Client) (*driver, error) {
+	if dir == "" {
+		return nil, errors.New("--storage posix: needs a directory, e.g. posix:./data/log")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("--storage: creating %s: %w", dir, err)
+	}
+	d, err := posix.New(ctx, posix.Config{Path: dir, HTTPClient: httpClient})
+	if err != nil {
+		return nil, fmt.Errorf("opening POSIX storage %s: %w", dir, err)
+	}
+	// The antispam index lives beside Tessera's own private state.
+	as, err := posixantispam.NewAntispam(ctx, filepath.Join(dir, ".state", "antispam"), posixantispam.AntispamOpts{})
+	if err != nil {
+		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
+	}
+	return &driver{name: "posix", tessera: d, antispam: as}, nil
+}
+
+// witnessHTTPClient is the client Tessera uses to reach witnesses. It never
+// follows a proxy from the environment and bounds every request.
+func witnessHTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     90 * time.Second,
+		},
+	}
+}

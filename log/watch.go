@@ -1,0 +1,86 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// checkpointWatcher follows the published checkpoint to keep the tree size,
+// checkpoint age and integration latency metrics current.
+type checkpointWatcher struct {
+	read    func(context.Context) ([]byte, error)
+	size    func([]byte) (uint64, error)
+	metrics *metrics
+	logger  *slog.Logger
+
+	mu      sync.Mutex
+	samples []sample // appends waiting to be covered by a checkpoint, index-ordered
+	last    time.Time
+}
+
+type sample struct {
+	index uint64
+	at    time.Time
+}
+
+// maxSamples bounds the samples held; one in sampleEvery appends is taken.
+const (
+	maxSamples  = 1024
+	sampleEvery = 64
+)
+
+func newCheckpointWatcher(l *Log) *checkpointWatcher {
+	return &checkpointWatcher{read: l.reader.ReadCheckpoint, size: l.publishedSize, metrics: l.metrics, logger: l.logger}
+}
+
+// sample remembers when index was appended, for the integration latency metric.
+func (w *checkpointWatcher) sample(index uint64, at time.Time) {
+	if index%sampleEvery != 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.samples) < maxSamples {
+		w.samples = append(w.samples, sample{index, at})
+	}
+}
+
+func (w *checkpointWatcher) run(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var prev []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cp, err := w.read(ctx)
+		if err != nil || bytes.Equal(cp, prev) {
+			continue
+		}
+		prev = cp
+		size, err := w.size(cp)
+		if err != nil {
+			w.logger.Error("published checkpoint does not parse", slog.Any("error", err))
+			continue
+		}
+		now := time.Now()
+		w.metrics.treeSize.Set(float64(size))
+		w.metrics.checkpointAt.Set(float64(now.Unix()))
+		w.mu.Lock()
+		kept := w.samples[:0]
+		for _, s := range w.samples {
+			if s.index < size {
+				w.metrics.integration.Observe(now.Sub(s.at).Seconds())
+			} else {
+				kept = append(kept, s)
+			}
+		}
+		w.samples = kept
+		w.mu.Unlock()
+	}
+}
