@@ -1,0 +1,115 @@
+package log
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Child-process mode: the test binary re-executes itself to run a log in a
+// process of its own, so tests can stop it with real signals.
+const (
+	envChildDir = "CAIRN_TEST_CHILD_DIR"
+	envChildKey = "CAIRN_TEST_CHILD_KEY"
+)
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envChildDir); dir != "" {
+		os.Exit(runChild(dir, os.Getenv(envChildKey)))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(dir, skey string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	cfg := testConfig(dir, skey)
+	l, err := New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
+	fmt.Printf("LISTENING %s %s\n", l.HTTPAddr(), l.GRPCAddr())
+	if err := l.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+type childLog struct {
+	*testLog
+	cmd *exec.Cmd
+}
+
+func startChild(t testing.TB, dir, skey string) *childLog {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildDir+"="+dir, envChildKey+"="+skey)
+	cmd.Stderr = io.Discard
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &childLog{cmd: cmd}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addrs := make(chan []string, 1)
+	go func() {
+		re := regexp.MustCompile(`^LISTENING (\S+) (\S+)$`)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrs <- m[1:]
+			}
+		}
+		close(addrs)
+	}()
+	var a []string
+	select {
+	case a = <-addrs:
+	case <-time.After(60 * time.Second):
+	}
+	if a == nil {
+		t.Fatal("child log did not start")
+	}
+	conn, err := grpc.NewClient(a[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c.testLog = &testLog{conn: conn, api: cairnv1.NewLogClient(conn), base: "http://" + a[0]}
+	return c
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (c *childLog) stop(t testing.TB) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("log exited uncleanly after SIGTERM: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("log did not exit within 90s of SIGTERM")
+	}
+}
