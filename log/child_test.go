@@ -23,6 +23,8 @@ import (
 const (
 	envChildDir = "CAIRN_TEST_CHILD_DIR"
 	envChildKey = "CAIRN_TEST_CHILD_KEY"
+	// envChildDefaults makes the child use the default batching and checkpoint interval.
+	envChildDefaults = "CAIRN_TEST_CHILD_DEFAULTS"
 )
 
 func TestMain(m *testing.M) {
@@ -36,6 +38,10 @@ func runChild(dir, skey string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	cfg := testConfig(dir, skey)
+	if os.Getenv(envChildDefaults) != "" {
+		// Benchmarks measure the production defaults.
+		cfg.BatchMaxAge, cfg.CheckpointInterval = 0, 0
+	}
 	l, err := New(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -54,10 +60,10 @@ type childLog struct {
 	cmd *exec.Cmd
 }
 
-func startChild(t testing.TB, dir, skey string) *childLog {
+func startChild(t testing.TB, dir, skey string, env ...string) *childLog {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildDir+"="+dir, envChildKey+"="+skey)
+	cmd.Env = append(append(os.Environ(), envChildDir+"="+dir, envChildKey+"="+skey), env...)
 	cmd.Stderr = io.Discard
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -56,8 +56,8 @@ const (
 	DefaultHTTPAddr               = "127.0.0.1:8080"
 	DefaultGRPCAddr               = "127.0.0.1:9090"
 	DefaultCheckpointInterval     = time.Second
-	DefaultBatchMaxSize           = 1024
-	DefaultBatchMaxAge            = 100 * time.Millisecond
+	DefaultBatchMaxSize           = 256
+	DefaultBatchMaxAge            = 50 * time.Millisecond
 	DefaultPushbackMaxOutstanding = 65536
 	DefaultMaxRecordBytes         = 64000
 	DefaultMaxClockSkew           = 10 * time.Minute

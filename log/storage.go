@@ -45,13 +45,20 @@ func openPOSIX(ctx context.Context, dir string, httpClient *http.Client) (*drive
 	if err != nil {
 		return nil, fmt.Errorf("opening POSIX storage %s: %w", dir, err)
 	}
-	// The antispam index lives beside Tessera's own private state.
-	as, err := posixantispam.NewAntispam(ctx, filepath.Join(dir, ".state", "antispam"), posixantispam.AntispamOpts{})
+	// The antispam index lives beside Tessera's own private state. Its
+	// follower may lag the tree by up to antispamLag entries before appends
+	// get pushback; every entry that recent is still in Tessera's in-memory
+	// dedup cache, so a retry is recognised either way.
+	as, err := posixantispam.NewAntispam(ctx, filepath.Join(dir, ".state", "antispam"), posixantispam.AntispamOpts{PushbackThreshold: antispamLag})
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
 	return &driver{name: "posix", tessera: d, antispam: as}, nil
 }
+
+// antispamLag is how far the persistent antispam index may trail the tree:
+// half of Tessera's in-memory dedup window.
+const antispamLag = tessera.DefaultAntispamInMemorySize / 2
 
 // witnessHTTPClient is the client Tessera uses to reach witnesses. It never
 // follows a proxy from the environment and bounds every request.

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Prints Cairn's performance figures. Every benchmark starts what it measures
+# (real processes, real sockets, real storage) and drives a fixed count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=$(go list ./... | grep -v /integration)
+echo "== Cairn benchmarks ($(nproc) cores, $(go version | cut -d' ' -f3))"
+go test -run '^$' -bench . -benchtime 1x -timeout 30m $pkgs 2>/dev/null | grep -E '^(Benchmark|ok|FAIL|---)' || true
+for s in scripts/bench.d/*.sh; do [ -e "$s" ] && bash "$s"; done
