@@ -68,13 +68,13 @@ func generateKey(name string, witness bool) (skey, vkey string, err error) {
 		return "", "", fmt.Errorf("converting %q to a cosignature key: %w", name, err)
 	}
 	// Re-label the private key as 0x04 with the matching key ID.
-	parts := strings.Split(skey, "+")
+	parts := strings.SplitN(skey, "+", 5)
 	seed, err := base64.StdEncoding.DecodeString(parts[4])
 	if err != nil {
 		return "", "", err
 	}
 	seed[0] = 0x04
-	vparts := strings.Split(vkey, "+")
+	vparts := strings.SplitN(vkey, "+", 3)
 	skey = strings.Join([]string{"PRIVATE", "KEY", name, vparts[1], base64.StdEncoding.EncodeToString(seed)}, "+")
 	return skey, vkey, nil
 }
