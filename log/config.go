@@ -46,6 +46,23 @@ type Config struct {
 	WitnessPolicy []byte
 	// WitnessTimeout bounds how long publishing waits for the witness quorum.
 	WitnessTimeout time.Duration
+	// AccessFile is the access file (log/access) of tokens and certificate
+	// principals. Empty: authentication is off and every submitter is anonymous.
+	AccessFile string
+	// ReadAccess is ReadPublic or ReadAuthenticated (record contents need the read role).
+	ReadAccess string
+	// RateLimit is each principal's sustained append rate (records/s; 0 = unlimited),
+	// RateBurst its burst.
+	RateLimit float64
+	RateBurst int
+	// TLSCert and TLSKey are this server's certificate and key (PEM) for both listeners.
+	TLSCert, TLSKey string
+	// TLSClientCA verifies client certificates (mTLS); empty: no client certificates.
+	TLSClientCA string
+	// TLSCA adds trust roots for the log's own outgoing connections (witnesses).
+	TLSCA string
+	// InsecurePlaintext serves without TLS. It must be asked for explicitly.
+	InsecurePlaintext bool
 	// Logger receives structured logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -96,6 +113,9 @@ func (c Config) WithDefaults() Config {
 	if c.WitnessTimeout == 0 {
 		c.WitnessTimeout = DefaultWitnessTimeout
 	}
+	if c.ReadAccess == "" {
+		c.ReadAccess = ReadPublic
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -138,6 +158,15 @@ func (c Config) validate(keyName string) error {
 	}
 	if c.BatchMaxSize < 1 {
 		return errors.New("--batch-max-size must be at least 1")
+	}
+	if !c.InsecurePlaintext && (c.TLSCert == "" || c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
+	}
+	if c.InsecurePlaintext && (c.TLSCert != "" || c.TLSClientCA != "") {
+		return errors.New("--insecure-plaintext contradicts --tls-cert/--tls-client-ca")
+	}
+	if c.RateLimit < 0 {
+		return errors.New("--rate-limit must not be negative")
 	}
 	if c.MaxClockSkew < 0 {
 		return errors.New("--max-clock-skew must not be negative")

@@ -35,7 +35,11 @@ func grpcCode(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		return codes.NotFound
-	case errors.Is(err, ErrPushback):
+	case errors.Is(err, ErrUnauthenticated):
+		return codes.Unauthenticated
+	case errors.Is(err, ErrPermissionDenied):
+		return codes.PermissionDenied
+	case errors.Is(err, ErrPushback), errors.Is(err, ErrRateLimited):
 		return codes.ResourceExhausted
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, ErrUnavailable):
 		return codes.Unavailable
@@ -65,6 +69,10 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case codes.NotFound:
 		return http.StatusNotFound
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.PermissionDenied:
+		return http.StatusForbidden
 	case codes.ResourceExhausted:
 		return http.StatusTooManyRequests
 	case codes.Unavailable, codes.Canceled:
@@ -84,6 +92,9 @@ func writeHTTPError(w http.ResponseWriter, err error) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
 	}
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(err.Error() + "\n"))

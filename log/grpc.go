@@ -7,7 +7,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/cairnlog/cairn/format/record"
+	"github.com/cairnlog/cairn/log/access"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"google.golang.org/grpc"
 )
@@ -31,21 +31,41 @@ func submissionOf(r *cairnv1.AppendRequest) Submission {
 	}
 }
 
-// submitter returns the principal the log binds into records. Until
-// authentication exists every caller is anonymous.
-func submitter(context.Context) string { return record.Anonymous }
+// writer authenticates a gRPC caller, checks the append role and takes one
+// record from its rate; the principal's name becomes the record's submitter.
+func (s *grpcServer) writer(ctx context.Context) (string, error) {
+	p, err := s.l.guard.fromGRPC(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := s.l.guard.authorize(p, access.RoleAppend); err != nil {
+		return "", err
+	}
+	return p.name, s.l.guard.allow(p)
+}
+
+// reader authorizes reading record contents.
+func (s *grpcServer) reader(ctx context.Context) error {
+	p, err := s.l.guard.fromGRPC(ctx)
+	return s.l.guard.canReadContents(p, err)
+}
 
 func (s *grpcServer) Append(ctx context.Context, r *cairnv1.AppendRequest) (*cairnv1.AppendResponse, error) {
 	s.l.metrics.requests.WithLabelValues("grpc").Inc()
+	who, err := s.writer(ctx)
+	if err != nil {
+		s.l.metrics.rejected.Inc()
+		return nil, grpcStatus(err)
+	}
 	sub := submissionOf(r)
 	if r.GetWaitForReceipt() {
-		a, rc, err := s.l.AppendAndWait(ctx, sub, submitter(ctx))
+		a, rc, err := s.l.AppendAndWait(ctx, sub, who)
 		if err != nil {
 			return nil, grpcStatus(err)
 		}
 		return &cairnv1.AppendResponse{Id: r.GetId(), Index: a.Index, Duplicate: a.Duplicate, Leaf: a.Leaf, Receipt: rc}, nil
 	}
-	a, err := s.l.Append(ctx, sub, submitter(ctx))
+	a, err := s.l.Append(ctx, sub, who)
 	if err != nil {
 		return nil, grpcStatus(err)
 	}
@@ -56,7 +76,12 @@ func (s *grpcServer) Append(ctx context.Context, r *cairnv1.AppendRequest) (*cai
 // read, and its response is sent once Tessera durably assigns its index.
 func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.AppendRequest, cairnv1.AppendResponse]) error {
 	ctx := stream.Context()
-	who := submitter(ctx)
+	// Authenticate before reading any record, so an unauthenticated stream
+	// ends with Unauthenticated/PermissionDenied and nothing sequenced.
+	if _, err := s.writer(ctx); err != nil {
+		s.l.metrics.rejected.Inc()
+		return grpcStatus(err)
+	}
 	results := make(chan *cairnv1.AppendResponse, 1024)
 	slots := make(chan struct{}, maxStreamInFlight)
 	sendErr := make(chan error, 1)
@@ -87,7 +112,15 @@ func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.Append
 		s.l.metrics.requests.WithLabelValues("stream").Inc()
 		slots <- struct{}{}
 		id := r.GetId()
-		_, f := s.l.add(ctx, submissionOf(r), who)
+		// Re-check per record: a revoked token stops an open stream, and
+		// the rate limit applies to records, not streams.
+		var f func() (Appended, error)
+		if who, err := s.writer(ctx); err != nil {
+			s.l.metrics.rejected.Inc()
+			f = func() (Appended, error) { return Appended{}, err }
+		} else {
+			_, f = s.l.add(ctx, submissionOf(r), who)
+		}
 		pending.Go(func() {
 			a, err := f()
 			resp := &cairnv1.AppendResponse{Id: id}
@@ -121,6 +154,9 @@ func (s *grpcServer) GetCheckpoint(ctx context.Context, _ *cairnv1.GetCheckpoint
 }
 
 func (s *grpcServer) GetEntries(ctx context.Context, r *cairnv1.GetEntriesRequest) (*cairnv1.GetEntriesResponse, error) {
+	if err := s.reader(ctx); err != nil {
+		return nil, grpcStatus(err)
+	}
 	entries, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
 	if err != nil {
 		return nil, grpcStatus(err)
@@ -145,6 +181,9 @@ func (s *grpcServer) GetConsistencyProof(ctx context.Context, r *cairnv1.GetCons
 }
 
 func (s *grpcServer) GetReceipt(ctx context.Context, r *cairnv1.GetReceiptRequest) (*cairnv1.GetReceiptResponse, error) {
+	if err := s.reader(ctx); err != nil {
+		return nil, grpcStatus(err)
+	}
 	rc, leaf, err := s.l.Receipt(ctx, r.GetIndex())
 	if err != nil {
 		return nil, grpcStatus(err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cairnlog/cairn/log/access"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/transparency-dev/tessera/api/layout"
 )
@@ -46,6 +47,12 @@ func (l *Log) httpHandler() http.Handler {
 // generator: the body is the payload, the answer the decimal index.
 func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
 	l.metrics.requests.WithLabelValues("http").Inc()
+	who, err := l.httpWriter(r)
+	if err != nil {
+		l.metrics.rejected.Inc()
+		writeHTTPError(w, err)
+		return
+	}
 	sub, err := l.submissionFromHTTP(w, r)
 	if err != nil {
 		l.metrics.rejected.Inc()
@@ -58,13 +65,25 @@ func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	a, err := l.Append(r.Context(), sub, submitter(r.Context()))
+	a, err := l.Append(r.Context(), sub, who)
 	if err != nil {
 		writeHTTPError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = fmt.Fprintf(w, "%d\n", a.Index)
+}
+
+// httpWriter authenticates an HTTP appender (see grpcServer.writer).
+func (l *Log) httpWriter(r *http.Request) (string, error) {
+	p, err := l.guard.fromHTTP(r)
+	if err != nil {
+		return "", err
+	}
+	if err := l.guard.authorize(p, access.RoleAppend); err != nil {
+		return "", err
+	}
+	return p.name, l.guard.allow(p)
 }
 
 var errUnsupportedMediaType = errors.New("unsupported media type")
@@ -124,6 +143,12 @@ func (l *Log) handleTile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Log) handleEntryBundle(w http.ResponseWriter, r *http.Request) {
+	// Entry bundles hold record contents; hash tiles and checkpoints stay
+	// public so that witnesses, monitors and auditors check consistency.
+	if err := l.guard.canReadContents(l.guard.fromHTTP(r)); err != nil {
+		writeHTTPError(w, err)
+		return
+	}
 	index, p, err := layout.ParseTileIndexPartial(r.PathValue("path"))
 	if err != nil {
 		writeHTTPError(w, fmt.Errorf("%w: malformed entry bundle path %q: %v", ErrInvalidRequest, r.URL.Path, err))

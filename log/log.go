@@ -2,6 +2,7 @@ package log
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Log is a running Cairn log: one frontend over one storage driver.
@@ -29,6 +31,7 @@ type Log struct {
 	shutdown  func(context.Context) error
 	metrics   *metrics
 	watcher   *checkpointWatcher
+	guard     *guard
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -60,10 +63,30 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		opts = opts.WithWitnesses(group, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout})
 	}
 
+	g, err := newGuard(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if !cfg.InsecurePlaintext {
+		if tlsCfg, err = serverTLS(cfg); err != nil {
+			return nil, err
+		}
+	} else {
+		cfg.Logger.Warn("serving without TLS (--insecure-plaintext): tokens and records cross the network in clear")
+	}
+	if cfg.AccessFile == "" {
+		cfg.Logger.Warn("authentication is off (no --access): every submitter is recorded as anonymous")
+	}
+	wc, err := witnessHTTPClient(cfg.WitnessTimeout, cfg.TLSCA)
+	if err != nil {
+		return nil, err
+	}
+
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	drv, err := openDriver(bg, cfg.Storage, witnessHTTPClient(cfg.WitnessTimeout))
+	drv, err := openDriver(bg, cfg.Storage, wc)
 	if err != nil {
 		stop()
 		return nil, err
@@ -85,6 +108,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		awaiter:   tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 50*time.Millisecond),
 		shutdown:  shutdown,
 		metrics:   newMetrics(),
+		guard:     g,
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)
@@ -106,16 +130,32 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	l.grpcSrv = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes+64<<10),
-		grpc.ConnectionTimeout(10*time.Second),
-	)
+	grpcOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + 64<<10),
+		grpc.ConnectionTimeout(10 * time.Second),
+	}
+	if tlsCfg != nil {
+		l.httpLn = tls.NewListener(l.httpLn, tlsCfg.Clone())
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))
+	}
+	l.grpcSrv = grpc.NewServer(grpcOpts...)
 	cairnv1.RegisterLogServer(l.grpcSrv, &grpcServer{l: l})
 	return l, nil
 }
 
 // verifier returns the log key's note verifier.
 func (l *Log) verifier() note.Verifier { return l.verifierV }
+
+// ReloadAccess re-reads the access file (SIGHUP). On error the previous
+// access file stays in force.
+func (l *Log) ReloadAccess() error {
+	if err := l.guard.reload(); err != nil {
+		l.logger.Error("access file reload failed; keeping the previous one", slog.Any("error", err))
+		return err
+	}
+	l.logger.Info("access file reloaded", slog.String("file", l.cfg.AccessFile))
+	return nil
+}
 
 // Origin returns the log's origin line.
 func (l *Log) Origin() string { return l.origin }

@@ -59,6 +59,7 @@ func testConfig(dir, skey string) Config {
 		GRPCAddr:           "127.0.0.1:0",
 		CheckpointInterval: 100 * time.Millisecond,
 		BatchMaxAge:        20 * time.Millisecond,
+		InsecurePlaintext:  true,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }

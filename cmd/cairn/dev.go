@@ -190,7 +190,7 @@ func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, erro
 		name: "log",
 		args: []string{"log", "serve", "--origin", devOrigin, "--key", filepath.Join(keys, "log.key"),
 			"--storage", "posix:" + filepath.Join(dir, "log"), "--http", httpAddr, "--grpc", grpcAddr,
-			"--witness-policy", plan.policyPath},
+			"--witness-policy", plan.policyPath, "--insecure-plaintext"},
 		health: "http://" + httpAddr + "/healthz",
 	})
 	return plan, nil

@@ -72,6 +72,14 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 			if err != nil {
 				return err
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					_ = l.ReloadAccess() // logs its outcome
+				}
+			}()
 			return l.Run(ctx)
 		},
 	}
@@ -89,6 +97,15 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 	f.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cairnlog.DefaultMaxClockSkew, "largest accepted distance between a submitter's timestamp and the log's clock")
 	f.StringVar(&policyFile, "witness-policy", "", "C2SP tlog-policy file: witnesses and the quorum each checkpoint needs")
 	f.DurationVar(&cfg.WitnessTimeout, "witness-timeout", cairnlog.DefaultWitnessTimeout, "how long publishing waits for the witness quorum")
+	f.StringVar(&cfg.AccessFile, "access", "", "access file of tokens and certificate principals (cairn access); reloaded on SIGHUP. Without it appends are anonymous")
+	f.StringVar(&cfg.ReadAccess, "read-access", cairnlog.ReadPublic, "who may read record contents (entry bundles, GetEntries, receipts): public or authenticated (read role); checkpoints and hash tiles stay public")
+	f.Float64Var(&cfg.RateLimit, "rate-limit", 0, "per-principal append rate in records/s (0 = unlimited); over it: 429/ResourceExhausted")
+	f.IntVar(&cfg.RateBurst, "rate-burst", 0, "per-principal burst above --rate-limit (default: one second's worth)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate for both listeners")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle that signs client certificates (mTLS writers)")
+	f.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA bundle trusted for the log's outgoing connections (witnesses), besides the system roots")
+	f.BoolVar(&cfg.InsecurePlaintext, "insecure-plaintext", false, "serve without TLS (tokens and records in clear): for loopback tests only")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
 	documentEnv(cmd)

@@ -40,7 +40,7 @@ everything they saw before; auditors verify with nothing but public keys.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newKeygenCmd(), newLogCmd(), newDevCmd())
+	root.AddCommand(newKeygenCmd(), newLogCmd(), newAccessCmd(), newDevCmd())
 	root.AddCommand(witnessCmds()...)
 	root.AddCommand(auditorCmds()...)
 	return root

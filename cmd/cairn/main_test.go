@@ -138,7 +138,7 @@ func TestLogServeRefusesOriginThatIsNotTheKeyName(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	_, stderr, code := run(t, []string{"CAIRN_ORIGIN=example.com/other"}, "log", "serve", "--key", dir+"/log.key",
-		"--storage", "posix:"+dir+"/st", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
+		"--storage", "posix:"+dir+"/st", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--insecure-plaintext")
 	if code != 2 || !strings.Contains(stderr, `--origin "example.com/other" does not match the key name "example.com/log"`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
@@ -158,8 +158,12 @@ func TestLogServeRejectsBadFlagValues(t *testing.T) {
 		{[]string{"--max-record-bytes", "70000"}, "--max-record-bytes 70000"},
 		{[]string{"--checkpoint-interval", "10ms"}, "--checkpoint-interval"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--read-access", "secret"}, "--read-access"},
+		{[]string{"--read-access", "authenticated"}, "needs --access"},
+		{[]string{"--access", dir + "/missing"}, "--access"},
+		{[]string{"--insecure-plaintext=false"}, "--tls-cert and --tls-key are required"},
 	} {
-		args := append([]string{"log", "serve", "--origin", "example.com/log", "--key", dir + "/log.key", "--storage", "posix:" + dir + "/st", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"}, c.args...)
+		args := append([]string{"log", "serve", "--origin", "example.com/log", "--key", dir + "/log.key", "--storage", "posix:" + dir + "/st", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--insecure-plaintext"}, c.args...)
 		_, stderr, code := run(t, nil, args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 mentioning %q", c.args, code, stderr, c.want)
