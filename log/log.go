@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // Log is a running Cairn log: one frontend over one storage driver.
@@ -36,6 +38,7 @@ type Log struct {
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
 	grpcSrv        *grpc.Server
+	health         *health.Server
 
 	// stop cancels Tessera's background work; called last in Run.
 	stop     context.CancelFunc
@@ -140,6 +143,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.grpcSrv = grpc.NewServer(grpcOpts...)
 	cairnv1.RegisterLogServer(l.grpcSrv, &grpcServer{l: l})
+	l.health = health.NewServer()
+	healthpb.RegisterHealthServer(l.grpcSrv, l.health)
 	return l, nil
 }
 
@@ -196,6 +201,7 @@ func (l *Log) Run(ctx context.Context) error {
 // drain is the shutdown sequence documented on Run.
 func (l *Log) drain() error {
 	l.draining.Store(true)
+	l.health.Shutdown()
 	l.logger.Info("shutting down: no longer accepting records")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
