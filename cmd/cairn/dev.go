@@ -128,9 +128,13 @@ func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, 
 			logf.Close()
 			exited <- fmt.Sprintf("%s stopped (%v); its log is %s", name, exitText(err), filepath.Join(dir, "logs", name+".log"))
 		}(p.name, c)
-	}
-	for _, p := range plan.procs {
-		if err := waitHealthy(ctx, p.health, 30*time.Second); err != nil {
+		// The witnesses must be up before a new log publishes its first
+		// (witnessed) checkpoint.
+		if err := waitHealthy(ctx, p.health, 30*time.Second, exited); err != nil {
+			var ex processExited
+			if errors.As(err, &ex) {
+				alive--
+			}
 			stopAll()
 			return fmt.Errorf("%s did not become healthy (see %s): %w", p.name, filepath.Join(dir, "logs", p.name+".log"), err)
 		}
@@ -178,7 +182,7 @@ func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, erro
 		witnessProcs = append(witnessProcs, devProc{
 			name: name,
 			args: []string{"witness", "serve", "--key", filepath.Join(keys, name+".key"), "--logs", logList,
-				"--db", filepath.Join(dir, name), "--http", addr},
+				"--db", filepath.Join(dir, name), "--http", addr, "--insecure-plaintext"},
 			health: "http://" + addr + "/healthz",
 		})
 	}
@@ -221,7 +225,13 @@ func writeIfMissing(path, content string) error {
 	return writeNew(path, content, 0o644)
 }
 
-func waitHealthy(ctx context.Context, url string, timeout time.Duration) error {
+// processExited reports that a demo process ended while another was awaited.
+type processExited string
+
+func (p processExited) Error() string { return string(p) }
+
+// waitHealthy polls url until it answers 200, a demo process exits, or timeout.
+func waitHealthy(ctx context.Context, url string, timeout time.Duration, exited <-chan string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -236,6 +246,8 @@ func waitHealthy(ctx context.Context, url string, timeout time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w", url, ctx.Err())
+		case msg := <-exited:
+			return processExited(msg)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
