@@ -17,12 +17,12 @@ import (
 )
 
 // store keeps, per origin, the latest checkpoint this witness cosigned, as a
-// note carrying the log's signature and the witness's cosignature. Each
-// origin is one file, replaced atomically (write temp, fsync, rename, fsync
-// the directory) before the witness answers, so a crash at any instant leaves
-// either the old or the new state, never a torn one.
+// note carrying the log's signature and the witness's cosignature, in a
+// group-committed journal (journal.go), and the evidence of inconsistent
+// checkpoints as one file each.
 type store struct {
-	dir string
+	dir     string
+	journal *journal
 }
 
 // state is one origin's latest cosigned checkpoint.
@@ -33,51 +33,46 @@ type state struct {
 }
 
 func openStore(dir string) (*store, error) {
-	for _, d := range []string{dir, filepath.Join(dir, "checkpoints"), filepath.Join(dir, "evidence")} {
+	for _, d := range []string{dir, filepath.Join(dir, "evidence")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("--db: creating %s: %w", d, err)
 		}
 	}
-	return &store{dir: dir}, nil
+	j, err := openJournal(filepath.Join(dir, "state.journal"))
+	if err != nil {
+		return nil, err
+	}
+	return &store{dir: dir, journal: j}, nil
 }
 
-// OriginID is the lowercase hex SHA-256 of an origin: the name of its state
-// file and of its monitoring path.
+// OriginID is the lowercase hex SHA-256 of an origin: its monitoring path.
 func OriginID(origin string) string {
 	h := sha256.Sum256([]byte(origin))
 	return hex.EncodeToString(h[:])
 }
 
-func (s *store) path(origin string) string {
-	return filepath.Join(s.dir, "checkpoints", OriginID(origin))
-}
-
 // load returns the origin's state; ok is false if it never cosigned one. A
-// state file that exists but does not verify with our own key (truncated,
-// flipped bytes) is an error: the witness fails closed rather than forgetting
-// what it cosigned.
+// recorded note that does not verify with our own key is corruption: the
+// witness fails closed rather than forgetting what it cosigned.
 func (s *store) load(origin string, self note.Verifier) (st state, ok bool, err error) {
-	b, err := os.ReadFile(s.path(origin))
-	if errors.Is(err, os.ErrNotExist) {
+	b := s.journal.get(origin)
+	if b == nil {
 		return state{}, false, nil
-	}
-	if err != nil {
-		return state{}, false, fmt.Errorf("reading state of %q: %w", origin, err)
 	}
 	n, err := note.Open(b, note.VerifierList(self))
 	if err != nil {
-		return state{}, false, fmt.Errorf("%w: state of %q (%s) does not verify with this witness's key: %v", ErrCorruptState, origin, s.path(origin), err)
+		return state{}, false, fmt.Errorf("%w: the recorded checkpoint of %q does not verify with this witness's key: %v", ErrCorruptState, origin, err)
 	}
 	c, err := checkpoint.Parse([]byte(n.Text))
 	if err != nil || c.Origin != origin {
-		return state{}, false, fmt.Errorf("%w: state of %q (%s) holds a bad checkpoint: %v", ErrCorruptState, origin, s.path(origin), err)
+		return state{}, false, fmt.Errorf("%w: the recorded checkpoint of %q is not a checkpoint of that origin: %v", ErrCorruptState, origin, err)
 	}
 	return state{Size: c.Size, Root: c.Root, Note: b}, true, nil
 }
 
-// save replaces the origin's state durably.
+// save records the origin's new state durably.
 func (s *store) save(origin string, st state) error {
-	return writeDurably(s.path(origin), st.Note)
+	return s.journal.put(origin, st.Note)
 }
 
 // writeDurably replaces path with b so that after a crash it holds either

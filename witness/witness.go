@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -108,24 +107,10 @@ func New(cfg Config) (*Witness, error) {
 	return w, nil
 }
 
-// checkState verifies every stored checkpoint at start-up (fail closed).
+// checkState verifies the stored checkpoint of every listed log at start-up
+// (fail closed).
 func (w *Witness) checkState() error {
-	ents, err := os.ReadDir(w.store.dir + "/checkpoints")
-	if err != nil {
-		return err
-	}
-	byID := map[string]string{}
 	for origin := range w.logs {
-		byID[OriginID(origin)] = origin
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
-			continue // an interrupted write; the previous state is intact
-		}
-		origin, ok := byID[e.Name()]
-		if !ok {
-			continue // a log no longer listed; kept, not served
-		}
 		st, ok, err := w.store.load(origin, w.self)
 		if err != nil {
 			return err
@@ -136,6 +121,9 @@ func (w *Witness) checkState() error {
 	}
 	return nil
 }
+
+// Close releases the state journal.
+func (w *Witness) Close() error { return w.store.journal.close() }
 
 // Name is the witness's key name.
 func (w *Witness) Name() string { return w.signer.Name() }

@@ -71,6 +71,7 @@ re-read on SIGHUP.`,
 			if err != nil {
 				return err
 			}
+			defer w.Close()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("--http %s: %w", addr, err)
