@@ -265,7 +265,7 @@ Cairn is running: one log and three witnesses (2-of-3 quorum). Ctrl-C stops them
 
 Append a record and get its receipt (a C2SP tlog-proof), then verify it offline:
 
-  echo '{"event":"login","user":"alice"}' | ./bin/cairn submit --grpc %s --policy %s --receipt alice.tlog-proof --record-out alice.leaf -
+  echo '{"event":"login","user":"alice"}' | ./bin/cairn submit --grpc %s --insecure-plaintext --policy %s --receipt alice.tlog-proof --record-out alice.leaf -
   ./bin/cairn verify receipt --policy %s --record alice.leaf alice.tlog-proof
 
 Or with curl (the body is the payload, the answer its index):

@@ -1,0 +1,333 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/cairnlog/cairn/format/policy"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+)
+
+var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// State is what an auditor or monitor remembers between runs: the last
+// verified checkpoint and the compact range of its tree (≤ 64 hashes), from
+// which an audit resumes.
+type State struct {
+	Size       uint64   `json:"size"`
+	Root       []byte   `json:"root"`
+	Checkpoint string   `json:"checkpoint"`
+	Range      [][]byte `json:"range,omitempty"`
+}
+
+// LoadState reads a state file; a missing file is no state (nil, nil).
+func LoadState(path string) (*State, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state %s: %w", path, err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("state %s is not valid: %w", path, err)
+	}
+	if len(s.Root) != 32 {
+		return nil, fmt.Errorf("state %s has no 32-byte root", path)
+	}
+	if s.Range != nil {
+		r, err := rangeFactory.NewRange(0, s.Size, s.Range)
+		if err != nil {
+			return nil, fmt.Errorf("state %s has a bad compact range: %w", path, err)
+		}
+		if root, err := r.GetRootHash(nil); err != nil || (s.Size > 0 && !bytes.Equal(root, s.Root)) {
+			return nil, fmt.Errorf("state %s: its compact range does not hash to its root", path)
+		}
+	}
+	return &s, nil
+}
+
+// Save writes the state atomically (temp file, fsync, rename).
+func (s *State) Save(path string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".state-*")
+	if err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// AuditOptions tune an audit.
+type AuditOptions struct {
+	// Workers fetch and hash entry bundles in parallel (default: 4 × CPUs).
+	Workers int
+	// Progress, if set, is called as records are verified.
+	Progress func(verified, total uint64)
+}
+
+// AuditResult is a passed audit.
+type AuditResult struct {
+	Checkpoint *policy.Verified
+	// From is where this audit started (the saved state's size, or 0).
+	From    uint64
+	Records uint64
+	Elapsed time.Duration
+	State   *State
+}
+
+// bundleResult is one verified entry bundle.
+type bundleResult struct {
+	k     uint64
+	rng   *compact.Range
+	root  []byte // MTH of the bundle's 256 leaves if the L0 tile is full
+	err   error
+	count uint64
+}
+
+// Audit replays the log: it fetches the latest checkpoint (verified against
+// the policy), every entry bundle and every hash tile, recomputes each leaf
+// hash, each tile and the root, and checks they all agree. From a saved
+// state it verifies only the records after it, and that the new tree extends
+// the saved one. The first disagreement is reported with the index and the
+// tile or bundle path.
+func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditResult, error) {
+	start := time.Now()
+	v, err := l.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := v.Checkpoint.Size
+	rng := rangeFactory.NewEmptyRange(0)
+	begin := uint64(0)
+	if from != nil {
+		switch {
+		case from.Size > size:
+			return nil, verifyErr("rollback: the log serves size %d, but size %d was verified before", size, from.Size)
+		case from.Size == size && !bytes.Equal(from.Root, v.Checkpoint.Root[:]):
+			return nil, verifyErr("fork: size %d has root %x now but had root %x before", size, v.Checkpoint.Root, from.Root)
+		}
+		if from.Range != nil {
+			if rng, err = rangeFactory.NewRange(0, from.Size, from.Range); err != nil {
+				return nil, err
+			}
+			begin = from.Size
+		}
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4 * runtime.NumCPU()
+	}
+
+	// Level-1 hashes recomputed from full level-0 tiles (full audits only).
+	var level1 [][]byte
+	firstK, endK := begin/layout.EntryBundleWidth, (size+layout.EntryBundleWidth-1)/layout.EntryBundleWidth
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan uint64)
+	results := make(chan bundleResult, o.Workers)
+	var wg sync.WaitGroup
+	for range o.Workers {
+		wg.Go(func() {
+			for k := range jobs {
+				results <- l.auditBundle(ctx, k, begin, size)
+			}
+		})
+	}
+	go func() {
+		defer close(jobs)
+		for k := firstK; k < endK; k++ {
+			select {
+			case jobs <- k:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(results) }()
+
+	pending := map[uint64]bundleResult{}
+	next := firstK
+	done := uint64(0)
+	for r := range results {
+		pending[r.k] = r
+		for {
+			r, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			if r.err != nil {
+				cancel()
+				for range results {
+				}
+				return nil, r.err
+			}
+			if err := rng.AppendRange(r.rng, nil); err != nil {
+				return nil, fmt.Errorf("appending bundle %d: %w", r.k, err)
+			}
+			if begin == 0 && r.root != nil {
+				level1 = append(level1, r.root)
+			}
+			done += r.count
+			if o.Progress != nil {
+				o.Progress(done, size-begin)
+			}
+			next++
+		}
+	}
+	if next != endK {
+		return nil, fmt.Errorf("audit stopped at bundle %d of %d: %w", next, endK, ctx.Err())
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 {
+		root = rfc6962.DefaultHasher.EmptyRoot()
+	}
+	if !bytes.Equal(root, v.Checkpoint.Root[:]) {
+		if from != nil && begin > 0 {
+			return nil, verifyErr("the entries after size %d do not extend the verified tree to the checkpoint's root %x (recomputed %x): the log rewrote history or serves other entries", begin, v.Checkpoint.Root, root)
+		}
+		return nil, verifyErr("the root recomputed from all %d entries is %x, the checkpoint says %x", size, root, v.Checkpoint.Root)
+	}
+	if begin == 0 {
+		if err := l.auditUpperTiles(ctx, level1); err != nil {
+			return nil, err
+		}
+	}
+	st := &State{Size: size, Root: v.Checkpoint.Root[:], Checkpoint: string(v.Raw), Range: rng.Hashes()}
+	return &AuditResult{Checkpoint: v, From: begin, Records: size - begin, Elapsed: time.Since(start), State: st}, nil
+}
+
+// auditBundle verifies entry bundle k against its level-0 tile and returns
+// the compact range of its leaves from max(begin, k*256).
+func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResult {
+	res := bundleResult{k: k}
+	p := layout.PartialTileSize(0, k, size)
+	w := uint64(p)
+	if w == 0 {
+		w = layout.EntryBundleWidth
+	}
+	bundlePath, tilePath := layout.EntriesPath(k, p), layout.TilePath(0, k, p)
+	raw, err := l.fetcher.ReadEntryBundle(ctx, k, p)
+	if err != nil {
+		res.err = missing(bundlePath, err)
+		return res
+	}
+	tile, err := l.fetcher.ReadTile(ctx, 0, k, p)
+	if err != nil {
+		res.err = missing(tilePath, err)
+		return res
+	}
+	if uint64(len(tile)) < w*32 || len(tile)%32 != 0 {
+		res.err = verifyErr("tile %s is %d bytes, want %d", tilePath, len(tile), w*32)
+		return res
+	}
+	eb := api.EntryBundle{}
+	if err := eb.UnmarshalText(raw); err != nil {
+		res.err = verifyErr("entry bundle %s is malformed: %v", bundlePath, err)
+		return res
+	}
+	if uint64(len(eb.Entries)) < w {
+		res.err = verifyErr("entry bundle %s holds %d entries, want %d", bundlePath, len(eb.Entries), w)
+		return res
+	}
+	first := k * layout.EntryBundleWidth
+	from := max(begin, first)
+	res.rng = rangeFactory.NewEmptyRange(from)
+	var full *compact.Range
+	if w == layout.EntryBundleWidth && from == first {
+		full = res.rng
+	}
+	for i := uint64(0); i < w; i++ {
+		h := rfc6962.DefaultHasher.HashLeaf(eb.Entries[i])
+		if !bytes.Equal(h, tile[i*32:(i+1)*32]) {
+			res.err = verifyErr("entry %d in %s hashes to %x, but %s has %x", first+i, bundlePath, h, tilePath, tile[i*32:(i+1)*32])
+			return res
+		}
+		if first+i >= from {
+			if err := res.rng.Append(h, nil); err != nil {
+				res.err = err
+				return res
+			}
+		}
+	}
+	if full != nil {
+		res.root, _ = full.GetRootHash(nil)
+	}
+	res.count = first + w - from
+	return res
+}
+
+// auditUpperTiles checks every tile of level ≥ 1 against hashes recomputed
+// from the level below: level l holds the roots of full level-(l-1) tiles.
+func (l *Log) auditUpperTiles(ctx context.Context, hashes [][]byte) error {
+	for level := uint64(1); len(hashes) > 0; level++ {
+		var next [][]byte
+		for t := uint64(0); t*256 < uint64(len(hashes)); t++ {
+			w := min(256, uint64(len(hashes))-t*256)
+			p := uint8(0)
+			if w < 256 {
+				p = uint8(w)
+			}
+			path := layout.TilePath(level, t, p)
+			tile, err := l.fetcher.ReadTile(ctx, level, t, p)
+			if err != nil {
+				return missing(path, err)
+			}
+			if uint64(len(tile)) < w*32 {
+				return verifyErr("tile %s is %d bytes, want %d", path, len(tile), w*32)
+			}
+			r := rangeFactory.NewEmptyRange(0)
+			for i := uint64(0); i < w; i++ {
+				want := hashes[t*256+i]
+				if !bytes.Equal(tile[i*32:(i+1)*32], want) {
+					return verifyErr("tile %s hash %d is %x, but the tiles below hash to %x", path, i, tile[i*32:(i+1)*32], want)
+				}
+				_ = r.Append(want, nil)
+			}
+			if w == 256 {
+				root, _ := r.GetRootHash(nil)
+				next = append(next, root)
+			}
+		}
+		hashes = next
+	}
+	return nil
+}
+
+// missing turns a fetch failure into a verification failure when the log
+// does not serve a resource its checkpoint requires.
+func missing(path string, err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return verifyErr("%s is missing (404), but the checkpoint requires it", path)
+	}
+	return fmt.Errorf("fetching %s: %w", path, err)
+}

@@ -1,0 +1,171 @@
+// Package client is the Go library every Cairn caller uses: it submits
+// records over gRPC with failover, and verifies what a log serves — checkpoints
+// against a tlog-policy, inclusion and consistency proofs from tlog-tiles,
+// receipts offline — and audits and monitors whole logs. It speaks only the
+// public formats; it never imports the log or witness packages.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/cairnlog/cairn/format/policy"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+	tclient "github.com/transparency-dev/tessera/client"
+)
+
+// ErrVerification is wrapped by every error meaning "what was checked is
+// wrong" (a bad signature, a failed proof, a fork), as opposed to an error
+// that prevented checking (network, I/O). The CLI exits 1 for the former.
+var ErrVerification = policy.ErrVerification
+
+// verifyErr wraps a reason as a verification failure.
+func verifyErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrVerification, fmt.Sprintf(format, a...))
+}
+
+// Log reads a log's tlog-tiles over HTTP and verifies what it reads.
+type Log struct {
+	URL     string
+	Policy  *policy.Policy
+	fetcher *tclient.HTTPFetcher
+}
+
+// HTTPOptions configure how a Log is reached.
+type HTTPOptions struct {
+	// TLS is the client TLS configuration (CA roots, client certificate).
+	TLS *tls.Config
+	// Token is a bearer token, sent as Authorization: Bearer (for logs that
+	// restrict reading record contents).
+	Token string
+	// Timeout bounds each request (default 30s).
+	Timeout time.Duration
+}
+
+// NewLog returns a reader for the log at base (http:// or https://), whose
+// checkpoints must satisfy p.
+func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--log %q: want an http:// or https:// URL", base)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.TLSClientConfig = o.TLS
+	tr.MaxIdleConnsPerHost = 16
+	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tr, Timeout: o.Timeout})
+	if err != nil {
+		return nil, err
+	}
+	if o.Token != "" {
+		f.SetAuthorizationHeader("Bearer " + o.Token)
+	}
+	return &Log{URL: base, Policy: p, fetcher: f}, nil
+}
+
+// Checkpoint fetches the latest checkpoint and verifies it against the policy.
+func (l *Log) Checkpoint(ctx context.Context) (*policy.Verified, error) {
+	raw, err := l.fetcher.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching checkpoint from %s: %w", l.URL, err)
+	}
+	return l.Policy.Verify(raw)
+}
+
+// ReadTile and ReadEntryBundle expose the raw (unverified) resources.
+func (l *Log) ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+	return l.fetcher.ReadTile(ctx, level, index, p)
+}
+
+// ReadEntryBundle fetches an entry bundle (unverified).
+func (l *Log) ReadEntryBundle(ctx context.Context, index uint64, p uint8) ([]byte, error) {
+	return l.fetcher.ReadEntryBundle(ctx, index, p)
+}
+
+// Entry returns leaf index of a tree of the given size, and proves it is in
+// the tree with root: the leaf's hash and inclusion proof are checked.
+func (l *Log) Entry(ctx context.Context, v *policy.Verified, index uint64) ([]byte, error) {
+	size := v.Checkpoint.Size
+	if index >= size {
+		return nil, fmt.Errorf("index %d is beyond the tree size %d", index, size)
+	}
+	b, err := l.fetcher.ReadEntryBundle(ctx, index/layout.EntryBundleWidth, layout.PartialTileSize(0, index/layout.EntryBundleWidth, size))
+	if err != nil {
+		return nil, fmt.Errorf("fetching the entry bundle of %d: %w", index, err)
+	}
+	eb := api.EntryBundle{}
+	if err := eb.UnmarshalText(b); err != nil {
+		return nil, verifyErr("entry bundle %s is malformed: %v", layout.EntriesPathForLogIndex(index, size), err)
+	}
+	i := index % layout.EntryBundleWidth
+	if uint64(len(eb.Entries)) <= i {
+		return nil, verifyErr("entry bundle %s holds %d entries, not entry %d", layout.EntriesPathForLogIndex(index, size), len(eb.Entries), index)
+	}
+	leaf := eb.Entries[i]
+	if err := l.VerifyInclusion(ctx, v, index, rfc6962.DefaultHasher.HashLeaf(leaf)); err != nil {
+		return nil, err
+	}
+	return leaf, nil
+}
+
+// InclusionProof builds the proof of index in a tree of size from the tiles.
+func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	pb, err := tclient.NewProofBuilder(ctx, size, l.fetcher.ReadTile)
+	if err != nil {
+		return nil, fmt.Errorf("reading tiles: %w", err)
+	}
+	return pb.InclusionProof(ctx, index)
+}
+
+// VerifyInclusion checks that leafHash is at index in the verified checkpoint's tree.
+func (l *Log) VerifyInclusion(ctx context.Context, v *policy.Verified, index uint64, leafHash []byte) error {
+	p, err := l.InclusionProof(ctx, index, v.Checkpoint.Size)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return verifyErr("a tile needed to prove index %d in size %d is missing: %v", index, v.Checkpoint.Size, err)
+		}
+		return fmt.Errorf("building the inclusion proof of %d: %w", index, err)
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, v.Checkpoint.Size, leafHash, p, v.Checkpoint.Root[:]); err != nil {
+		return verifyErr("index %d is not in the tree of size %d with root %x: %v", index, v.Checkpoint.Size, v.Checkpoint.Root, err)
+	}
+	return nil
+}
+
+// VerifyConsistency checks that the tree of size from with root fromRoot is a
+// prefix of the verified checkpoint's tree.
+func (l *Log) VerifyConsistency(ctx context.Context, from uint64, fromRoot []byte, to *policy.Verified) error {
+	size := to.Checkpoint.Size
+	if from > size {
+		return verifyErr("the log shrank: a checkpoint of size %d after one of size %d", size, from)
+	}
+	var p [][]byte
+	if from > 0 && from < size {
+		pb, err := tclient.NewProofBuilder(ctx, size, l.fetcher.ReadTile)
+		if err != nil {
+			return fmt.Errorf("reading tiles: %w", err)
+		}
+		if p, err = pb.ConsistencyProof(ctx, from, size); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return verifyErr("a tile needed to prove %d → %d is missing: %v", from, size, err)
+			}
+			return fmt.Errorf("building the consistency proof %d → %d: %w", from, size, err)
+		}
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, from, size, p, fromRoot, to.Checkpoint.Root[:]); err != nil {
+		return verifyErr("the tree of size %d is not consistent with the earlier one of size %d: %v", size, from, err)
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Record is what a submitter appends. The log adds the authenticated
+// submitter; the client fixes the timestamp and idempotency key once, so
+// every retry of the same Submit is the same leaf and gets the same index.
+type Record struct {
+	Payload     []byte
+	ContentType string
+	// IdempotencyKey defaults to 128 random bits (hex).
+	IdempotencyKey string
+	// Timestamp defaults to now.
+	Timestamp time.Time
+}
+
+// Submitted is an acknowledged record.
+type Submitted struct {
+	Index     uint64
+	Duplicate bool
+	// Leaf is the exact leaf the log sequenced (the record envelope).
+	Leaf []byte
+	// Receipt is the tlog-proof, when one was waited for.
+	Receipt []byte
+	// Endpoint is the log endpoint that acknowledged it.
+	Endpoint string
+}
+
+// SubmitterOptions configure a Submitter.
+type SubmitterOptions struct {
+	// TLS secures the connections; nil means plaintext (loopback demos only).
+	TLS *tls.Config
+	// Token is a bearer token sent with every call.
+	Token string
+	// Attempts bounds the tries of one record across all endpoints (default 8).
+	Attempts int
+	// Backoff is the first pause after every endpoint failed once; it
+	// doubles up to MaxBackoff (defaults 100ms and 5s).
+	Backoff, MaxBackoff time.Duration
+	// CallTimeout bounds one attempt (default 30s; receipts wait longer).
+	CallTimeout time.Duration
+}
+
+// Submitter appends records to a log over gRPC, failing over between
+// endpoints (frontends) on connection failure, Unavailable, ResourceExhausted
+// or a timeout, with bounded exponential backoff.
+type Submitter struct {
+	endpoints []string
+	conns     []*grpc.ClientConn
+	opts      SubmitterOptions
+	mu        sync.Mutex
+	preferred int // the endpoint that last worked
+}
+
+// NewSubmitter prepares connections to endpoints (host:port), tried in order.
+func NewSubmitter(endpoints []string, o SubmitterOptions) (*Submitter, error) {
+	if len(endpoints) == 0 {
+		return nil, errors.New("no log endpoint given (--grpc ADDR[,ADDR…])")
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 8
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 30 * time.Second
+	}
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS)
+	}
+	s := &Submitter{endpoints: endpoints, opts: o}
+	for _, e := range endpoints {
+		if strings.Contains(e, "://") {
+			s.Close()
+			return nil, fmt.Errorf("endpoint %q: want host:port, not a URL", e)
+		}
+		c, err := grpc.NewClient(e, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("endpoint %q: %w", e, err)
+		}
+		s.conns = append(s.conns, c)
+	}
+	return s, nil
+}
+
+// Close closes every connection.
+func (s *Submitter) Close() error {
+	for _, c := range s.conns {
+		c.Close()
+	}
+	return nil
+}
+
+func (s *Submitter) ctx(ctx context.Context) context.Context {
+	if s.opts.Token != "" {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.opts.Token)
+	}
+	return ctx
+}
+
+// retryable reports whether another endpoint (or a later try) may succeed.
+// Nothing was acknowledged when these are returned, and a retry of the same
+// leaf can only yield the same index.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Internal:
+		return true
+	}
+	return false
+}
+
+// request fixes a record's timestamp and idempotency key.
+func request(r Record) (*cairnv1.AppendRequest, error) {
+	if r.IdempotencyKey == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		r.IdempotencyKey = hex.EncodeToString(b)
+	}
+	if r.Timestamp.IsZero() {
+		r.Timestamp = time.Now()
+	}
+	return &cairnv1.AppendRequest{
+		Payload:             r.Payload,
+		ContentType:         r.ContentType,
+		IdempotencyKey:      r.IdempotencyKey,
+		TimestampUnixMillis: uint64(r.Timestamp.UnixMilli()),
+	}, nil
+}
+
+// Submit appends one record; with waitForReceipt it also waits for a
+// published checkpoint and returns the receipt.
+func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (*Submitted, error) {
+	req, err := request(r)
+	if err != nil {
+		return nil, err
+	}
+	req.WaitForReceipt = waitForReceipt
+	timeout := s.opts.CallTimeout
+	if waitForReceipt {
+		timeout = max(timeout, 2*time.Minute)
+	}
+	var last error
+	backoff := s.opts.Backoff
+	s.mu.Lock()
+	first := s.preferred
+	s.mu.Unlock()
+	for attempt := 0; attempt < s.opts.Attempts; attempt++ {
+		i := (first + attempt) % len(s.conns)
+		if attempt > 0 && attempt%len(s.conns) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, s.opts.MaxBackoff)
+		}
+		cctx, cancel := context.WithTimeout(s.ctx(ctx), timeout)
+		resp, err := cairnv1.NewLogClient(s.conns[i]).Append(cctx, req)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			s.preferred = i
+			s.mu.Unlock()
+			return &Submitted{Index: resp.Index, Duplicate: resp.Duplicate, Leaf: resp.Leaf, Receipt: resp.Receipt, Endpoint: s.endpoints[i]}, nil
+		}
+		last = fmt.Errorf("%s: %w", s.endpoints[i], err)
+		if !retryable(err) || ctx.Err() != nil {
+			return nil, last
+		}
+	}
+	return nil, fmt.Errorf("no endpoint accepted the record after %d attempts: %w", s.opts.Attempts, last)
+}
+
+// SubmitStream appends many records over one AppendStream, failing over to
+// the next endpoint if the stream breaks; records not yet acknowledged are
+// re-sent with the same idempotency keys, so none is appended twice. It
+// returns the results in the order of records.
+func (s *Submitter) SubmitStream(ctx context.Context, records []Record) ([]*Submitted, error) {
+	reqs := make([]*cairnv1.AppendRequest, len(records))
+	for i, r := range records {
+		req, err := request(r)
+		if err != nil {
+			return nil, err
+		}
+		req.Id = uint64(i)
+		reqs[i] = req
+	}
+	out := make([]*Submitted, len(records))
+	remaining := len(records)
+	var last error
+	backoff := s.opts.Backoff
+	for attempt := 0; attempt < s.opts.Attempts && remaining > 0; attempt++ {
+		if attempt > 0 && attempt%len(s.conns) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, s.opts.MaxBackoff)
+		}
+		i := attempt % len(s.conns)
+		err := s.stream(ctx, i, reqs, out, &remaining)
+		if err == nil {
+			continue
+		}
+		last = fmt.Errorf("%s: %w", s.endpoints[i], err)
+		if !retryable(err) && status.Code(err) != codes.Canceled {
+			return nil, last
+		}
+	}
+	if remaining > 0 {
+		return nil, fmt.Errorf("%d records unacknowledged after %d attempts: %w", remaining, s.opts.Attempts, last)
+	}
+	return out, nil
+}
+
+func (s *Submitter) stream(ctx context.Context, i int, reqs []*cairnv1.AppendRequest, out []*Submitted, remaining *int) error {
+	ctx, cancel := context.WithCancel(s.ctx(ctx))
+	defer cancel()
+	st, err := cairnv1.NewLogClient(s.conns[i]).AppendStream(ctx)
+	if err != nil {
+		return err
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		for _, r := range reqs {
+			if out[r.Id] != nil {
+				continue
+			}
+			if err := st.Send(r); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- st.CloseSend()
+	}()
+	for *remaining > 0 {
+		resp, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if resp.ErrorCode != 0 {
+			e := status.Error(codes.Code(resp.ErrorCode), resp.ErrorMessage)
+			if retryable(e) {
+				continue // re-sent on the next attempt
+			}
+			return fmt.Errorf("record %d: %w", resp.Id, e)
+		}
+		if resp.Id < uint64(len(out)) && out[resp.Id] == nil {
+			out[resp.Id] = &Submitted{Index: resp.Index, Duplicate: resp.Duplicate, Endpoint: s.endpoints[i]}
+			*remaining--
+		}
+	}
+	if err := <-sendErr; err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if *remaining > 0 {
+		return status.Error(codes.Unavailable, "stream ended with records unacknowledged")
+	}
+	return nil
+}
