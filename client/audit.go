@@ -218,6 +218,9 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 		return nil, verifyErr("the root recomputed from all %d entries is %x, the checkpoint says %x", size, root, v.Checkpoint.Root)
 	}
 	if begin == 0 {
+		if want := size / layout.EntryBundleWidth; uint64(len(level1)) != want {
+			return nil, fmt.Errorf("internal: %d level-1 hashes for %d full tiles", len(level1), want)
+		}
 		if err := l.auditUpperTiles(ctx, level1); err != nil {
 			return nil, err
 		}
@@ -280,7 +283,14 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResu
 		}
 	}
 	if full != nil {
-		res.root, _ = full.GetRootHash(nil)
+		// [k*256, (k+1)*256) is a perfect subtree: its compact range is one
+		// node, the tile's root (the level-1 hash above it).
+		if hs := full.Hashes(); len(hs) == 1 {
+			res.root = hs[0]
+		} else {
+			res.err = fmt.Errorf("internal: the range of bundle %d is not one subtree", k)
+			return res
+		}
 	}
 	res.count = first + w - from
 	return res
