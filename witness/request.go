@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cairnlog/cairn/format/checkpoint"
 )
 
 // MaxProofHashes is the most consistency-proof lines a request may carry (tlog-witness).
@@ -56,11 +58,11 @@ func ParseAddCheckpoint(body []byte) (AddCheckpointRequest, error) {
 		return r, bad("%d consistency proof lines, at most %d allowed", len(hashes), MaxProofHashes)
 	}
 	for i, l := range hashes {
-		h, err := base64.StdEncoding.Strict().DecodeString(l)
-		if err != nil || len(h) != 32 {
-			return r, bad("proof line %d %q is not a base64 SHA-256 hash", i+1, truncate(l))
+		h, err := checkpoint.ParseHash(l)
+		if err != nil {
+			return r, bad("proof line %d: %v", i+1, err)
 		}
-		r.Proof = append(r.Proof, h)
+		r.Proof = append(r.Proof, h[:])
 	}
 	r.Checkpoint = cp
 	return r, nil

@@ -57,11 +57,11 @@ func Parse(text []byte) (Checkpoint, error) {
 		return c, fmt.Errorf("%w: size line %q is not a decimal without leading zeros", ErrMalformed, trunc(lines[1]))
 	}
 	c.Size = size
-	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
-	if err != nil || len(root) != 32 {
-		return c, fmt.Errorf("%w: root line %q is not a base64 SHA-256 hash", ErrMalformed, trunc(lines[2]))
+	root, err := ParseHash(lines[2])
+	if err != nil {
+		return c, fmt.Errorf("%w: root line: %v", ErrMalformed, err)
 	}
-	copy(c.Root[:], root)
+	c.Root = root
 	for i, ext := range lines[3:] {
 		if ext == "" {
 			return c, fmt.Errorf("%w: extension line %d is empty", ErrMalformed, i+1)
@@ -69,6 +69,23 @@ func Parse(text []byte) (Checkpoint, error) {
 		c.Extensions = append(c.Extensions, ext)
 	}
 	return c, nil
+}
+
+// ParseHash decodes a SHA-256 hash in standard, padded base64 — exactly 44
+// characters of the base64 alphabet (Go's decoder alone would skip \r and \n).
+func ParseHash(s string) ([32]byte, error) {
+	var h [32]byte
+	if len(s) != 44 || strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '+' || r == '/' || r == '=')
+	}) >= 0 {
+		return h, fmt.Errorf("%q is not a base64 SHA-256 hash", trunc(s))
+	}
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return h, fmt.Errorf("%q is not a base64 SHA-256 hash", trunc(s))
+	}
+	copy(h[:], b)
+	return h, nil
 }
 
 // Marshal returns the checkpoint text.

@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cairnlog/cairn/format/checkpoint"
 )
 
 // Header is the first line of every tlog-proof file, without its newline.
@@ -101,11 +103,11 @@ func Parse(b []byte) (Receipt, error) {
 		return r, fmt.Errorf("%w: %d proof hashes, at most %d allowed", ErrMalformed, len(lines), MaxProofHashes)
 	}
 	for i, l := range lines {
-		h, err := decodeBase64(l)
-		if err != nil || len(h) != 32 {
-			return r, fmt.Errorf("%w: proof line %d is not a base64 SHA-256 hash", ErrMalformed, i+1)
+		h, err := checkpoint.ParseHash(l)
+		if err != nil {
+			return r, fmt.Errorf("%w: proof line %d: %v", ErrMalformed, i+1, err)
 		}
-		r.Proof = append(r.Proof, h)
+		r.Proof = append(r.Proof, h[:])
 	}
 	r.Checkpoint = append([]byte(nil), cp...)
 	return r, nil
@@ -126,6 +128,9 @@ func ParseDecimal(s string) (uint64, error) {
 // decodeBase64 decodes standard, padded base64 strictly (no newlines, no
 // non-canonical trailing bits).
 func decodeBase64(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, fmt.Errorf("invalid base64 %q", truncate(s))
+	}
 	b, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("invalid base64 %q", truncate(s))
