@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/devpki"
+	"github.com/cairnlog/cairn/log/access"
 	"github.com/spf13/cobra"
 )
 
@@ -65,6 +69,9 @@ type devPlan struct {
 	dir        string
 	logVKey    string
 	policyPath string
+	ca         string
+	tokenPath  string
+	accessPath string
 	procs      []devProc
 }
 
@@ -86,6 +93,13 @@ func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, 
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return err
 	}
+	caPEM, err := os.ReadFile(plan.ca)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	var running []*exec.Cmd
 	exited := make(chan string, len(plan.procs))
 	alive := 0
@@ -130,7 +144,7 @@ func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, 
 		}(p.name, c)
 		// The witnesses must be up before a new log publishes its first
 		// (witnessed) checkpoint.
-		if err := waitHealthy(ctx, p.health, 30*time.Second, exited); err != nil {
+		if err := waitHealthy(ctx, hc, p.health, 30*time.Second, exited); err != nil {
 			var ex processExited
 			if errors.As(err, &ex) {
 				alive--
@@ -153,24 +167,34 @@ func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, 
 	}
 }
 
-// prepareDev creates missing keys and config files (never overwriting) and
-// returns the processes to start.
+// prepareDev creates missing keys, certificates, the access file and
+// config files (never overwriting) and returns the processes to start.
+// Everything is TLS: a local CA under data/tls signs a loopback certificate
+// for each process; a demo writer's token is in data/demo.token.
 func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, error) {
 	keys := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return nil, err
+	}
+	pki, err := ensurePKI(filepath.Join(dir, "tls"), append([]string{"log"}, devWitnesses...))
+	if err != nil {
 		return nil, err
 	}
 	logVKey, err := ensureKey(filepath.Join(keys, "log"), devOrigin, false)
 	if err != nil {
 		return nil, err
 	}
-	plan := &devPlan{dir: dir, logVKey: logVKey, policyPath: filepath.Join(dir, "policy.txt")}
+	plan := &devPlan{dir: dir, logVKey: logVKey, policyPath: filepath.Join(dir, "policy.txt"), ca: pki.ca,
+		tokenPath: filepath.Join(dir, "demo.token"), accessPath: filepath.Join(dir, "access.txt")}
+	if err := ensureDemoToken(plan.accessPath, plan.tokenPath); err != nil {
+		return nil, err
+	}
 	logList := filepath.Join(dir, "witness-logs.txt")
 	if err := writeIfMissing(logList, fmt.Sprintf("logs/v0\nvkey %s\norigin %s\nqpd 86400\ncontact cairn dev demo\n", logVKey, devOrigin)); err != nil {
 		return nil, err
 	}
 	var policy strings.Builder
-	fmt.Fprintf(&policy, "# Cairn dev demo: the log and a 2-of-3 witness quorum.\nlog %s http://%s/\n", logVKey, httpAddr)
+	fmt.Fprintf(&policy, "# Cairn dev demo: the log and a 2-of-3 witness quorum.\nlog %s https://%s/\n", logVKey, httpAddr)
 	var witnessProcs []devProc
 	for i, name := range devWitnesses {
 		vkey, err := ensureKey(filepath.Join(keys, name), "localhost/"+name, true)
@@ -178,12 +202,12 @@ func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, erro
 			return nil, err
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", witnessPort+i)
-		fmt.Fprintf(&policy, "witness %s %s http://%s\n", name, vkey, addr)
+		fmt.Fprintf(&policy, "witness %s %s https://%s\n", name, vkey, addr)
 		witnessProcs = append(witnessProcs, devProc{
 			name: name,
 			args: []string{"witness", "serve", "--key", filepath.Join(keys, name+".key"), "--logs", logList,
-				"--db", filepath.Join(dir, name), "--http", addr, "--insecure-plaintext"},
-			health: "http://" + addr + "/healthz",
+				"--db", filepath.Join(dir, name), "--http", addr, "--tls-cert", pki.cert[name], "--tls-key", pki.key[name]},
+			health: "https://" + addr + "/healthz",
 		})
 	}
 	fmt.Fprintf(&policy, "group regions 2 %s\nquorum regions\n", strings.Join(devWitnesses, " "))
@@ -194,10 +218,70 @@ func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, erro
 		name: "log",
 		args: []string{"log", "serve", "--origin", devOrigin, "--key", filepath.Join(keys, "log.key"),
 			"--storage", "posix:" + filepath.Join(dir, "log"), "--http", httpAddr, "--grpc", grpcAddr,
-			"--witness-policy", plan.policyPath, "--insecure-plaintext"},
-		health: "http://" + httpAddr + "/healthz",
+			"--witness-policy", plan.policyPath, "--tls-cert", pki.cert["log"], "--tls-key", pki.key["log"],
+			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath},
+		health: "https://" + httpAddr + "/healthz",
 	})
 	return plan, nil
+}
+
+// devPKI is the demo's CA and per-process certificates.
+type devPKI struct {
+	ca        string
+	cert, key map[string]string
+}
+
+// ensurePKI creates (once) a local CA and a loopback certificate per name.
+func ensurePKI(dir string, names []string) (*devPKI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &devPKI{ca: filepath.Join(dir, "ca.pem"), cert: map[string]string{}, key: map[string]string{}}
+	caKey := filepath.Join(dir, "ca.key")
+	ca, err := devpki.LoadCA(p.ca, caKey)
+	if err != nil {
+		if ca, err = devpki.NewCA("Cairn dev CA"); err != nil {
+			return nil, err
+		}
+		if err := ca.WriteCA(p.ca, caKey); err != nil {
+			return nil, fmt.Errorf("writing the dev CA: %w", err)
+		}
+	}
+	for _, n := range names {
+		p.cert[n], p.key[n] = filepath.Join(dir, n+".pem"), filepath.Join(dir, n+".key")
+		if _, err := os.Stat(p.cert[n]); err == nil {
+			continue
+		}
+		is, err := ca.Loopback(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := is.WriteFiles(p.cert[n], p.key[n]); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// ensureDemoToken creates the access file with a demo writer (append, read)
+// and saves its token, once.
+func ensureDemoToken(accessPath, tokenPath string) error {
+	if _, err := os.Stat(tokenPath); err == nil {
+		return nil
+	}
+	f, err := access.LoadOrEmpty(accessPath)
+	if err != nil {
+		return err
+	}
+	_ = f.Revoke("demo-writer")
+	tok, err := f.AddToken("demo-writer", []access.Role{access.RoleAppend, access.RoleRead})
+	if err != nil {
+		return err
+	}
+	if err := f.Save(accessPath); err != nil {
+		return err
+	}
+	return writeNew(tokenPath, tok+"\n", 0o600)
 }
 
 // ensureKey returns the vkey at prefix.vkey, generating the pair if absent.
@@ -231,12 +315,12 @@ type processExited string
 func (p processExited) Error() string { return string(p) }
 
 // waitHealthy polls url until it answers 200, a demo process exits, or timeout.
-func waitHealthy(ctx context.Context, url string, timeout time.Duration, exited <-chan string) error {
+func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.Duration, exited <-chan string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -255,28 +339,32 @@ func waitHealthy(ctx context.Context, url string, timeout time.Duration, exited 
 
 func printDevHelp(out io.Writer, p *devPlan, httpAddr, grpcAddr string) {
 	fmt.Fprintf(out, `
-Cairn is running: one log and three witnesses (2-of-3 quorum). Ctrl-C stops them.
+Cairn is running: one log and three witnesses (2-of-3 quorum), all over TLS.
+Ctrl-C stops them.
 
-  log origin   %s
-  log vkey     %s
-  policy       %s
-  tiles        http://%s/checkpoint
-  gRPC         %s
+  log origin   %[1]s
+  log vkey     %[2]s
+  policy       %[3]s
+  CA           %[4]s
+  demo token   %[5]s   (principal demo-writer: append, read)
+  tiles        https://%[6]s/checkpoint
+  gRPC         %[7]s
 
-Append a record and get its receipt (a C2SP tlog-proof), then verify it offline:
+Append a record, get its receipt (a C2SP tlog-proof), verify it offline:
 
-  echo '{"event":"login","user":"alice"}' | ./bin/cairn submit --grpc %s --insecure-plaintext --policy %s --receipt alice.tlog-proof --record-out alice.leaf -
-  ./bin/cairn verify receipt --policy %s --record alice.leaf alice.tlog-proof
+  echo '{"event":"login","user":"alice"}' | ./bin/cairn submit --grpc %[7]s --ca %[4]s --token-file %[5]s --content-type application/json --policy %[3]s --receipt alice.tlog-proof --record-out alice.leaf -
+  ./bin/cairn verify receipt --policy %[3]s --record alice.leaf alice.tlog-proof
 
 Or with curl (the body is the payload, the answer its index):
 
-  curl -s --data-binary 'hello' http://%s/add
-  curl -s http://%s/checkpoint
+  curl -s --cacert %[4]s -H "Authorization: Bearer $(cat %[5]s)" -H 'Content-Type: text/plain' --data-binary 'hello' https://%[6]s/add
+  curl -s --cacert %[4]s https://%[6]s/checkpoint
 
-Audit the whole log:
+Audit the whole log, then watch it:
 
-  ./bin/cairn audit --log http://%s --policy %s
-`, devOrigin, p.logVKey, p.policyPath, httpAddr, grpcAddr, grpcAddr, p.policyPath, p.policyPath, httpAddr, httpAddr, httpAddr, p.policyPath)
+  ./bin/cairn audit --log https://%[6]s --ca %[4]s --policy %[3]s
+  ./bin/cairn monitor --log https://%[6]s --ca %[4]s --policy %[3]s --state data/monitor.state
+`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, httpAddr, grpcAddr)
 }
 
 func exitText(err error) string {
