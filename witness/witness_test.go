@@ -192,8 +192,7 @@ func TestAddCheckpointStatusCodes(t *testing.T) {
 	other.add(t, "x")
 	impostor := newMemLog(t, "example.test/log") // same origin, another key
 	impostor.add(t, "a", "b", "c", "d", "e")
-	badSig := m.checkpoint(t)
-	badSig[len(badSig)-10] ^= 'A' ^ 'B'
+	badSig := corruptSignature(t, m.checkpoint(t))
 	emptyWrongRoot, _ := note.Sign(&note.Note{Text: "example.test/log\n0\n" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n"}, m.signer)
 	wrongProof := m.proof(t, 3)
 	wrongProof[0][0] ^= 1
@@ -584,4 +583,18 @@ func TestInteropFixtureFromLitewitnessAndOmniwitness(t *testing.T) {
 	if len(n.Sigs) != 5 {
 		t.Fatalf("fixture + our cosignature: %d verified signatures, want 5", len(n.Sigs))
 	}
+}
+
+// corruptSignature flips a bit in the signature bytes (not the key ID) of
+// the last signature line, keeping the base64 valid.
+func corruptSignature(t testing.TB, n []byte) []byte {
+	t.Helper()
+	i := bytes.LastIndex(n[:len(n)-1], []byte("\n")) + 1
+	f := strings.Fields(string(n[i:]))
+	sig, err := base64.StdEncoding.DecodeString(f[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig[10] ^= 1
+	return append(append([]byte(nil), n[:i]...), []byte(fmt.Sprintf("— %s %s\n", f[1], base64.StdEncoding.EncodeToString(sig)))...)
 }
