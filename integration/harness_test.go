@@ -1,0 +1,279 @@
+// Package integration runs the real cairn binary as separate processes — a
+// log, three witnesses with a 2-of-3 policy, clients — and breaks things:
+// kill -9, frozen processes, tampered files, forks, garbage on every port.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+var cairnBin string
+
+func TestMain(m *testing.M) {
+	cairnBin = os.Getenv("CAIRN_BIN")
+	if cairnBin == "" {
+		dir, err := os.MkdirTemp("", "cairn-it")
+		if err != nil {
+			panic(err)
+		}
+		cairnBin = filepath.Join(dir, "cairn")
+		if out, err := exec.Command("go", "build", "-o", cairnBin, "../cmd/cairn").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building cairn: %v\n%s", err, out)
+			os.Exit(2)
+		}
+		defer os.RemoveAll(dir)
+	}
+	fmt.Println("integration: network mode: loopback (each process on its own 127.0.0.1 ports)")
+	os.Exit(m.Run())
+}
+
+// proc is a running cairn process.
+type proc struct {
+	name string
+	args []string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	p.log = &bytes.Buffer{}
+	p.cmd = exec.Command(cairnBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.name, err)
+	}
+}
+
+// kill9 kills the process with SIGKILL.
+func (p *proc) kill9() {
+	if p.cmd != nil && p.cmd.ProcessState == nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+// stop sends SIGTERM and waits.
+func (p *proc) stop(t *testing.T) {
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s exited with %v:\n%s", p.name, err, p.log)
+		}
+	case <-time.After(90 * time.Second):
+		p.kill9()
+		t.Errorf("%s did not stop within 90s", p.name)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// run runs a cairn command and returns stdout, stderr and the exit code.
+func run(t *testing.T, stdin []byte, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(cairnBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errb.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+// cluster is one log and three witnesses with a 2-of-3 policy.
+type cluster struct {
+	dir        string
+	origin     string
+	logVKey    string
+	httpAddr   string
+	grpcAddr   string
+	policy     string
+	log        *proc
+	witnesses  []*proc
+	witnessDBs []string
+}
+
+const origin = "integration.test/log"
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{dir: t.TempDir(), origin: origin, httpAddr: freeAddr(t), grpcAddr: freeAddr(t)}
+	if _, stderr, code := run(t, nil, "keygen", "--name", origin, "--out", c.dir+"/log"); code != 0 {
+		t.Fatal(stderr)
+	}
+	vk, _ := os.ReadFile(c.dir + "/log.vkey")
+	c.logVKey = strings.TrimSpace(string(vk))
+	os.WriteFile(c.dir+"/logs.txt", []byte("logs/v0\nvkey "+c.logVKey+"\n"), 0o644)
+	var pol strings.Builder
+	fmt.Fprintf(&pol, "log %s http://%s/\n", c.logVKey, c.httpAddr)
+	for i := range 3 {
+		name := fmt.Sprintf("w%d", i)
+		if _, stderr, code := run(t, nil, "keygen", "--witness", "--name", "integration.test/"+name, "--out", c.dir+"/"+name); code != 0 {
+			t.Fatal(stderr)
+		}
+		wk, _ := os.ReadFile(c.dir + "/" + name + ".vkey")
+		addr := freeAddr(t)
+		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), addr)
+		db := c.dir + "/" + name + "-db"
+		c.witnessDBs = append(c.witnessDBs, db)
+		w := &proc{name: name, args: []string{"witness", "serve", "--key", c.dir + "/" + name + ".key", "--logs", c.dir + "/logs.txt",
+			"--db", db, "--http", addr, "--insecure-plaintext"}}
+		c.witnesses = append(c.witnesses, w)
+	}
+	pol.WriteString("group regions 2 w0 w1 w2\nquorum regions\n")
+	c.policy = c.dir + "/policy.txt"
+	os.WriteFile(c.policy, []byte(pol.String()), 0o644)
+	c.log = &proc{name: "log", args: []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
+		"--storage", "posix:" + c.dir + "/log", "--http", c.httpAddr, "--grpc", c.grpcAddr, "--insecure-plaintext",
+		"--witness-policy", c.policy, "--checkpoint-interval", "200ms", "--batch-max-age", "20ms", "--witness-timeout", "2s"}}
+	for i, w := range c.witnesses {
+		w.start(t)
+		waitOK(t, "http://"+witnessAddr(w)+"/healthz")
+		_ = i
+	}
+	c.log.start(t)
+	waitOK(t, "http://"+c.httpAddr+"/readyz")
+	t.Cleanup(func() {
+		c.log.kill9()
+		for _, w := range c.witnesses {
+			w.kill9()
+		}
+		if t.Failed() {
+			t.Logf("log output:\n%s", tail(c.log.log))
+		}
+	})
+	return c
+}
+
+func tail(b *bytes.Buffer) string {
+	if b == nil {
+		return ""
+	}
+	s := b.String()
+	if len(s) > 4000 {
+		s = s[len(s)-4000:]
+	}
+	return s
+}
+
+func witnessAddr(w *proc) string {
+	for i, a := range w.args {
+		if a == "--http" {
+			return w.args[i+1]
+		}
+	}
+	return ""
+}
+
+// waitOK polls url until it answers 200 (60s).
+func waitOK(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer 200 within 60s", url)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// add appends a record over HTTP and returns its index.
+func (c *cluster) add(t *testing.T, payload string) (uint64, error) {
+	t.Helper()
+	resp, err := http.Post("http://"+c.httpAddr+"/add", "text/plain", strings.NewReader(payload))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("/add: %s: %s", resp.Status, b)
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// checkpoint returns the published checkpoint note, its size and the
+// names of the witnesses whose cosignatures it carries.
+func (c *cluster) checkpoint(t *testing.T) ([]byte, uint64, []string) {
+	t.Helper()
+	resp, err := http.Get("http://" + c.httpAddr + "/checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	v, _ := note.NewVerifier(c.logVKey)
+	n, err := note.Open(b, note.VerifierList(v))
+	if err != nil {
+		t.Fatalf("checkpoint does not verify: %v\n%s", err, b)
+	}
+	size, _ := strconv.ParseUint(strings.Split(n.Text, "\n")[1], 10, 64)
+	var ws []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "— integration.test/w") {
+			ws = append(ws, strings.Fields(line)[1])
+		}
+	}
+	return b, size, ws
+}
+
+// waitSize polls until the published checkpoint reaches size.
+func (c *cluster) waitSize(t *testing.T, size uint64, within time.Duration) ([]byte, []string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		cp, s, ws := c.checkpoint(t)
+		if s >= size {
+			return cp, ws
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint stuck at %d, want ≥ %d", s, size)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var _ = context.Background

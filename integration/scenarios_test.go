@@ -1,0 +1,475 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Scenario 1: submit records, get receipts, verify them offline; audit.
+func TestEndToEndReceiptsVerifyOfflineAndTheLogAudits(t *testing.T) {
+	c := newCluster(t)
+	for i := range 5 {
+		dir := t.TempDir()
+		out, stderr, code := run(t, []byte(fmt.Sprintf(`{"n":%d}`, i)), "submit", "--grpc", c.grpcAddr, "--insecure-plaintext",
+			"--content-type", "application/json", "--policy", c.policy, "--receipt", dir+"/r", "--record-out", dir+"/leaf", "-")
+		if code != 0 {
+			t.Fatalf("submit: %d %s", code, stderr)
+		}
+		_ = out
+		if out, stderr, code := run(t, nil, "verify", "receipt", "--policy", c.policy, "--record", dir+"/leaf", dir+"/r"); code != 0 || !strings.Contains(out, fmt.Sprintf(`{"n":%d}`, i)) {
+			t.Fatalf("verify receipt: %d %s %s", code, out, stderr)
+		}
+	}
+	for i := range 300 {
+		if _, err := c.add(t, fmt.Sprintf("bulk %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, ws := c.waitSize(t, 305, 60*time.Second)
+	if len(ws) < 2 {
+		t.Fatalf("published checkpoint carries %d cosignatures, the policy needs 2", len(ws))
+	}
+	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 0 {
+		t.Fatalf("audit: %d %s %s", code, out, stderr)
+	}
+}
+
+// Scenario 2 and 3: witnesses down, frozen and back.
+func TestWitnessOutagesAndRecoveryThrough409(t *testing.T) {
+	c := newCluster(t)
+	if _, err := c.add(t, "first"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitSize(t, 1, 60*time.Second)
+
+	// One witness down (kill -9): checkpoints keep coming with 2 cosignatures.
+	c.witnesses[0].kill9()
+	for i := range 10 {
+		if _, err := c.add(t, fmt.Sprintf("one down %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, ws := c.waitSize(t, 11, 60*time.Second)
+	if len(ws) != 2 {
+		t.Fatalf("with one witness down the checkpoint carries %v", ws)
+	}
+
+	// A second witness frozen (SIGSTOP: its port accepts, nothing answers):
+	// appends are still sequenced, the published checkpoint stops advancing.
+	frozen := c.witnesses[1]
+	if err := syscall.Kill(frozen.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(frozen.cmd.Process.Pid, syscall.SIGCONT)
+	_, stuckAt, _ := c.checkpoint(t)
+	var last uint64
+	for i := range 10 {
+		idx, err := c.add(t, fmt.Sprintf("two down %d", i))
+		if err != nil {
+			t.Fatalf("appends must still be sequenced without a quorum: %v", err)
+		}
+		last = idx
+	}
+	if last < 20 {
+		t.Fatalf("index %d: records were not sequenced", last)
+	}
+	time.Sleep(3 * time.Second) // several checkpoint intervals and witness timeouts
+	if _, s, _ := c.checkpoint(t); s != stuckAt {
+		t.Fatalf("checkpoint advanced from %d to %d without a witness quorum", stuckAt, s)
+	}
+
+	// Heal: the frozen witness resumes and the killed one restarts; it is
+	// behind and catches up through the 409 path; full quorum returns.
+	syscall.Kill(frozen.cmd.Process.Pid, syscall.SIGCONT)
+	c.witnesses[0].start(t)
+	_, ws = c.waitSize(t, last+1, 60*time.Second)
+	if len(ws) < 2 {
+		t.Fatalf("after healing the checkpoint carries %v", ws)
+	}
+	// Every witness, including the restarted one, ends at the log's size.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		all := true
+		for range 1 {
+			if _, err := c.add(t, "tick"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, size, ws := c.checkpoint(t)
+		_ = size
+		all = len(ws) >= 2
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("quorum did not return")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Scenario 4: kill -9 the log under load; nothing acknowledged is lost.
+func TestLogCrashLosesNoAcknowledgedRecord(t *testing.T) {
+	c := newCluster(t)
+	type ack struct {
+		idx     uint64
+		payload string
+	}
+	var mu sync.Mutex
+	var acks []ack
+	var cps [][]byte
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := fmt.Sprintf("w%d-r%d", w, i)
+				idx, err := c.add(t, p)
+				if err != nil {
+					return // the log died; only acknowledged records count
+				}
+				mu.Lock()
+				acks = append(acks, ack{idx, p})
+				mu.Unlock()
+			}
+		})
+	}
+	for len(cps) < 5 {
+		cp, _, _ := c.checkpoint(t)
+		if len(cps) == 0 || !bytes.Equal(cp, cps[len(cps)-1]) {
+			cps = append(cps, cp)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	c.log.kill9()
+	close(stop)
+	wg.Wait()
+	if len(acks) < 50 {
+		t.Fatalf("only %d records acknowledged before the crash", len(acks))
+	}
+	c.log.start(t)
+	waitOK(t, "http://"+c.httpAddr+"/readyz")
+	var maxIdx uint64
+	for _, a := range acks {
+		maxIdx = max(maxIdx, a.idx)
+	}
+	c.waitSize(t, maxIdx+1, 90*time.Second)
+	// Every acknowledged index holds the acknowledged bytes (a spread of
+	// them, and all of the last ones acknowledged before the crash).
+	step := max(1, len(acks)/100)
+	for i, a := range acks {
+		if i%step != 0 && i < len(acks)-30 {
+			continue
+		}
+		out, stderr, code := run(t, nil, "get", "--log", "http://"+c.httpAddr, "--policy", c.policy, "--output", "json", fmt.Sprint(a.idx))
+		if code != 0 || !strings.Contains(out, `"payload_text": "`+a.payload+`"`) {
+			t.Fatalf("index %d after the crash: exit %d, want payload %q\n%s%s", a.idx, code, a.payload, out, stderr)
+		}
+	}
+	// The tree after the crash extends every checkpoint published before it.
+	for i, cp := range cps {
+		f := fmt.Sprintf("%s/cp%d", t.TempDir(), i)
+		os.WriteFile(f, cp, 0o644)
+		if out, stderr, code := run(t, nil, "verify", "consistency", "--log", "http://"+c.httpAddr, "--policy", c.policy, "--from", f); code != 0 {
+			t.Fatalf("checkpoint %d before the crash: %d %s %s", i, code, out, stderr)
+		}
+	}
+	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 0 {
+		t.Fatalf("audit after the crash: %d %s %s", code, out, stderr)
+	}
+}
+
+// Scenario 6: tampering on disk is found and named by audit and monitor.
+func TestTamperOnDiskIsDetectedAndNamed(t *testing.T) {
+	c := newCluster(t)
+	for i := range 300 {
+		if _, err := c.add(t, fmt.Sprintf("record %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitSize(t, 300, 60*time.Second)
+	state := t.TempDir() + "/monitor.state"
+	if _, stderr, code := run(t, nil, "monitor", "--once", "--log", "http://"+c.httpAddr, "--policy", c.policy, "--state", state); code != 0 {
+		t.Fatal(stderr)
+	}
+	c.log.stop(t)
+	flip := func(path string, at int) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[at] ^= 1
+		os.WriteFile(path, b, 0o644)
+	}
+	flip(c.dir+"/log/tile/entries/000", 50)
+	c.log.start(t)
+	waitOK(t, "http://"+c.httpAddr+"/healthz")
+	if _, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 1 || !strings.Contains(stderr, "tile/entries/000") {
+		t.Fatalf("audit of a tampered bundle: %d %s", code, stderr)
+	}
+	flip(c.dir+"/log/tile/entries/000", 50) // restore; now the tile
+	flip(c.dir+"/log/tile/0/000", 64)
+	if _, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 1 || !strings.Contains(stderr, "tile/0/000") {
+		t.Fatalf("audit of a tampered tile: %d %s", code, stderr)
+	}
+	// A rewritten checkpoint (same key, another root) is a split view.
+	c.log.stop(t)
+	skey, _ := os.ReadFile(c.dir + "/log.key")
+	s, _ := note.NewSigner(strings.TrimSpace(string(skey)))
+	forged, _ := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n300\n%s\n", origin, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")}, s)
+	os.WriteFile(c.dir+"/log/checkpoint", forged, 0o644)
+	srv := &http.Server{Handler: http.FileServer(http.Dir(c.dir + "/log"))}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	defer srv.Close()
+	out, _, code := run(t, nil, "monitor", "--once", "--log", "http://"+ln.Addr().String(), "--policy", c.policy, "--state", state)
+	if code != 1 || !strings.Contains(out, "ALARM") {
+		t.Fatalf("monitor of a forged checkpoint: %d %s", code, out)
+	}
+}
+
+// Scenario 7: a fork with the same key is refused by the witnesses, which
+// keep the evidence, and no client accepts it.
+func TestForkIsRefusedByWitnessesAndClients(t *testing.T) {
+	c := newCluster(t)
+	for i := range 20 {
+		if _, err := c.add(t, fmt.Sprintf("honest %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitSize(t, 20, 60*time.Second)
+	c.log.stop(t)
+
+	// The fork: same key, another history of 30 records, built without witnesses.
+	forkHTTP, forkGRPC := freeAddr(t), freeAddr(t)
+	base := []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key", "--storage", "posix:" + c.dir + "/fork",
+		"--http", forkHTTP, "--grpc", forkGRPC, "--insecure-plaintext", "--checkpoint-interval", "200ms", "--batch-max-age", "20ms"}
+	fork := &proc{name: "fork", args: base}
+	fork.start(t)
+	t.Cleanup(fork.kill9)
+	waitOK(t, "http://"+forkHTTP+"/readyz")
+	fc := &cluster{httpAddr: forkHTTP, logVKey: c.logVKey}
+	for i := range 30 {
+		if _, err := fc.add(t, fmt.Sprintf("forged %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fc.waitSize(t, 30, 60*time.Second)
+	fork.stop(t)
+	// Now it asks the same witnesses to cosign.
+	fork = &proc{name: "fork", args: append(base, "--witness-policy", c.policy, "--witness-timeout", "2s")}
+	fork.start(t)
+	t.Cleanup(fork.kill9)
+	waitOK(t, "http://"+forkHTTP+"/healthz")
+	if _, err := fc.add(t, "forged 30"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n := 0
+		for _, db := range c.witnessDBs {
+			out, _, _ := run(t, nil, "witness", "evidence", "--db", db, "--output", "json")
+			if strings.Contains(out, "forged") || strings.Contains(out, "consistency proof does not verify") {
+				n++
+			}
+		}
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("witnesses kept evidence of the fork: %d of 3", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The fork never gets a quorum: clients refuse its checkpoint.
+	if out, stderr, code := run(t, nil, "checkpoint", "--log", "http://"+forkHTTP, "--policy", c.policy); code != 1 {
+		t.Fatalf("a client accepted the fork's checkpoint: %d %s %s", code, out, stderr)
+	}
+	_, _, ws := fc.checkpoint(t)
+	if len(ws) >= 2 {
+		t.Fatalf("the fork's checkpoint carries cosignatures %v", ws)
+	}
+}
+
+// Scenario 8: garbage on every port; answers are 4xx, processes stay up,
+// the log's content is unchanged.
+func TestBadInputOnEveryPortChangesNothing(t *testing.T) {
+	c := newCluster(t)
+	for i := range 3 {
+		c.add(t, fmt.Sprintf("r%d", i))
+	}
+	before, _ := c.waitSize(t, 3, 60*time.Second)
+	w := "http://" + witnessAddr(c.witnesses[0])
+	huge := bytes.Repeat([]byte("x"), 1<<20)
+	junk := make([]byte, 4096)
+	rand.Read(junk)
+	for _, r := range []struct {
+		url, ctype string
+		body       []byte
+	}{
+		{"http://" + c.httpAddr + "/add", "", nil},
+		{"http://" + c.httpAddr + "/add", "", huge},
+		{"http://" + c.httpAddr + "/add", "multipart/form-data; boundary=x", []byte("--x--")},
+		{"http://" + c.httpAddr + "/tile/99/zzz", "", nil},
+		{w + "/add-checkpoint", "", junk},
+		{w + "/add-checkpoint", "", huge},
+		{w + "/add-checkpoint", "", []byte("old 0\n\n" + string(before))[:40]},
+	} {
+		method := http.MethodPost
+		if strings.Contains(r.url, "/tile/") {
+			method = http.MethodGet
+		}
+		req, _ := http.NewRequest(method, r.url, bytes.NewReader(r.body))
+		if r.ctype != "" {
+			req.Header.Set("Content-Type", r.ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", r.url, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Errorf("%s (%d bytes): %d, want a 4xx", r.url, len(r.body), resp.StatusCode)
+		}
+	}
+	// Garbage bytes straight onto the gRPC port and the HTTP port, and a
+	// slow client that never finishes its headers.
+	for _, addr := range []string{c.grpcAddr, c.httpAddr, witnessAddr(c.witnesses[0])} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(junk)
+		conn.Close()
+		slow, _ := net.Dial("tcp", addr)
+		slow.Write([]byte("POST /add HTTP/1.1\r\nHost: x\r\n"))
+		defer slow.Close()
+	}
+	// A checkpoint signed by the wrong key is refused by the witness.
+	_, otherKey, _ := note.GenerateKey(rand.Reader, origin)
+	_ = otherKey
+	// Everything is still up and the content unchanged.
+	waitOK(t, "http://"+c.httpAddr+"/healthz")
+	waitOK(t, w+"/healthz")
+	after, size, _ := c.checkpoint(t)
+	if size != 3 {
+		t.Fatalf("bad input changed the log: size %d\n%s\n%s", size, before, after)
+	}
+	if out, stderr, code := run(t, nil, "submit", "--grpc", c.grpcAddr, "--insecure-plaintext", "-"); code != 2 || !strings.Contains(stderr, "payload is empty") {
+		t.Fatalf("empty gRPC submit: %d %s %s", code, out, stderr)
+	}
+}
+
+// Scenario 5: a witness killed at random moments under load and restarted
+// never cosigns a rollback or a fork.
+func TestWitnessCrashesNeverCosignARollbackOrFork(t *testing.T) {
+	c := newCluster(t)
+	w := c.witnesses[2]
+	mon := "http://" + witnessAddr(w) + "/" + originID(origin) + "/checkpoint"
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.add(t, fmt.Sprintf("load %d", i))
+		}
+	})
+	type seen struct {
+		size uint64
+		root string
+	}
+	var history []seen
+	var hmu sync.Mutex
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if size, root, ok := cosigned(mon); ok {
+				hmu.Lock()
+				if len(history) == 0 || history[len(history)-1] != (seen{size, root}) {
+					history = append(history, seen{size, root})
+				}
+				hmu.Unlock()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	for i := range 6 {
+		time.Sleep(time.Duration(200+137*i%400) * time.Millisecond)
+		w.kill9()
+		w.start(t)
+		waitOK(t, "http://"+witnessAddr(w)+"/healthz")
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	hmu.Lock()
+	defer hmu.Unlock()
+	if len(history) < 3 {
+		t.Fatalf("the witness cosigned only %d distinct checkpoints under load", len(history))
+	}
+	roots := map[uint64]string{}
+	for i, h := range history {
+		if r, ok := roots[h.size]; ok && r != h.root {
+			t.Fatalf("the witness cosigned two roots for size %d", h.size)
+		}
+		roots[h.size] = h.root
+		if i > 0 && h.size < history[i-1].size {
+			t.Fatalf("the witness rolled back from %d to %d after a crash", history[i-1].size, h.size)
+		}
+	}
+	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 0 {
+		t.Fatalf("audit: %d %s %s", code, out, stderr)
+	}
+}
+
+func originID(o string) string {
+	h := sha256.Sum256([]byte(o))
+	return hex.EncodeToString(h[:])
+}
+
+// cosigned reads a witness's monitoring endpoint: the size and root it last cosigned.
+func cosigned(url string) (uint64, string, bool) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return 0, "", false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 3 {
+		return 0, "", false
+	}
+	var size uint64
+	fmt.Sscan(lines[1], &size)
+	return size, lines[2], true
+}
