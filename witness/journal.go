@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/cairnlog/cairn/internal/atomicfile"
 )
 
 // journal is the witness's durable state: an append-only file of
@@ -61,7 +63,7 @@ func openJournal(path string) (*journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil { // the file's own entry is durable
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil { // the file's own entry is durable
 		f.Close()
 		return nil, err
 	}
@@ -183,14 +185,7 @@ func (j *journal) compactLocked() error {
 	for o, n := range j.latest {
 		b.Write(frame(o, n))
 	}
-	tmp := j.path + ".compact"
-	if err := writeFileSync(tmp, b.Bytes()); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, j.path); err != nil {
-		return err
-	}
-	if err := syncDir(filepath.Dir(j.path)); err != nil {
+	if err := atomicfile.Write(j.path, b.Bytes(), 0o600); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND, 0o600)
@@ -207,29 +202,4 @@ func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.f.Close()
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/internal/atomicfile"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -75,37 +76,6 @@ func (s *store) save(origin string, st state) error {
 	return s.journal.put(origin, st.Note)
 }
 
-// writeDurably replaces path with b so that after a crash it holds either
-// the old or the new content.
-func writeDurably(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // Evidence is a request that failed consistency checks: proof that the log
 // (or someone holding its key) presented an inconsistent view.
 type Evidence struct {
@@ -127,7 +97,7 @@ func (s *store) saveEvidence(e Evidence) error {
 		return err
 	}
 	name := fmt.Sprintf("%s-%s.json", e.Time.UTC().Format("20060102T150405.000000000Z"), OriginID(e.Origin)[:16])
-	return writeDurably(filepath.Join(s.dir, "evidence", name), b)
+	return atomicfile.Write(filepath.Join(s.dir, "evidence", name), b, 0o600)
 }
 
 // ReadEvidence returns the evidence stored under a witness database

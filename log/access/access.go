@@ -24,8 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
+
+	"github.com/cairnlog/cairn/internal/atomicfile"
 	"strings"
 )
 
@@ -216,29 +217,9 @@ func (f *File) Marshal() []byte {
 	return b.Bytes()
 }
 
-// Save writes f to path atomically (temp file, fsync, rename), mode 0600.
+// Save writes f to path atomically (see internal/atomicfile), mode 0600.
 func (f *File) Save(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".access-*")
-	if err != nil {
-		return fmt.Errorf("writing access file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(f.Marshal()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, f.Marshal(), 0o600)
 }
 
 func (f *File) find(kind, name string) int {
