@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +17,6 @@ import (
 	"github.com/cairnlog/cairn/internal/atomicfile"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 )
 
@@ -237,15 +238,6 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResu
 		res.err = verifyErr("tile %s is %d bytes, want %d", tilePath, len(tile), w*32)
 		return res
 	}
-	eb := api.EntryBundle{}
-	if err := eb.UnmarshalText(raw); err != nil {
-		res.err = verifyErr("entry bundle %s is malformed: %v", bundlePath, err)
-		return res
-	}
-	if uint64(len(eb.Entries)) < w {
-		res.err = verifyErr("entry bundle %s holds %d entries, want %d", bundlePath, len(eb.Entries), w)
-		return res
-	}
 	first := k * layout.EntryBundleWidth
 	from := max(begin, first)
 	res.rng = rangeFactory.NewEmptyRange(from)
@@ -253,14 +245,30 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResu
 	if w == layout.EntryBundleWidth && from == first {
 		full = res.rng
 	}
+	// Parse the bundle in place (u16 length ‖ entry) and hash each entry
+	// with one reused hasher; once a leaf hash equals the tile's, the tile's
+	// bytes stand for it in the range, so hashing allocates nothing per leaf.
+	h := sha256.New()
+	var sum [sha256.Size]byte
+	rest := raw
 	for i := uint64(0); i < w; i++ {
-		h := rfc6962.DefaultHasher.HashLeaf(eb.Entries[i])
-		if !bytes.Equal(h, tile[i*32:(i+1)*32]) {
-			res.err = verifyErr("entry %d in %s hashes to %x, but %s has %x", first+i, bundlePath, h, tilePath, tile[i*32:(i+1)*32])
+		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
+			res.err = verifyErr("entry bundle %s is malformed: it ends inside entry %d (want %d entries)", bundlePath, first+i, w)
+			return res
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		h.Reset()
+		h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+		h.Write(rest[2 : 2+n])
+		h.Sum(sum[:0])
+		rest = rest[2+n:]
+		want := tile[i*32 : (i+1)*32]
+		if !bytes.Equal(sum[:], want) {
+			res.err = verifyErr("entry %d in %s hashes to %x, but %s has %x", first+i, bundlePath, sum[:], tilePath, want)
 			return res
 		}
 		if first+i >= from {
-			if err := res.rng.Append(h, nil); err != nil {
+			if err := res.rng.Append(want, nil); err != nil {
 				res.err = err
 				return res
 			}

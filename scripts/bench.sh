@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=$(go list ./... | grep -v /integration)
 echo "== Cairn benchmarks ($(nproc) cores, $(go version | cut -d' ' -f3))"
-go test -run '^$' -bench . -benchtime 1x -timeout 30m $pkgs 2>/dev/null | grep -E '^(Benchmark|ok|FAIL|---)' || true
-for s in scripts/bench.d/*.sh; do [ -e "$s" ] && bash "$s"; done
+go test -p 1 -run '^$' -bench . -benchtime 1x -timeout 30m $pkgs 2>/dev/null | grep -E '^(Benchmark|ok|FAIL|---)' || true
+for s in scripts/bench.d/*.sh; do
+  if [ -e "$s" ]; then bash "$s"; fi
+done

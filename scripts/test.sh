@@ -3,7 +3,9 @@
 # Installs what the tests need when it is missing (CI starts from a clean machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for s in scripts/test.d/*.sh; do [ -e "$s" ] && bash "$s"; done
+for s in scripts/test.d/*.sh; do
+  if [ -e "$s" ]; then bash "$s"; fi
+done
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
