@@ -38,22 +38,27 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	fmt.Println("integration: network mode: loopback (each process on its own 127.0.0.1 ports)")
 	os.Exit(m.Run())
 }
 
 // proc is a running cairn process.
 type proc struct {
-	name string
-	args []string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	name   string
+	args   []string
+	nw     *network
+	region int
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
 }
 
 func (p *proc) start(t *testing.T) {
 	t.Helper()
 	p.log = &bytes.Buffer{}
-	p.cmd = exec.Command(cairnBin, p.args...)
+	bin, args := cairnBin, p.args
+	if p.nw != nil {
+		bin, args = p.nw.command(p.region, p.args)
+	}
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -116,8 +121,10 @@ func run(t *testing.T, stdin []byte, args ...string) (string, string, int) {
 	return out.String(), errb.String(), 0
 }
 
-// cluster is one log and three witnesses with a 2-of-3 policy.
+// cluster is one log and three witnesses with a 2-of-3 policy, each in its
+// own region (network namespace) where the machine allows.
 type cluster struct {
+	nw         *network
 	dir        string
 	origin     string
 	logVKey    string
@@ -133,7 +140,8 @@ const origin = "integration.test/log"
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{dir: t.TempDir(), origin: origin, httpAddr: freeAddr(t), grpcAddr: freeAddr(t)}
+	nw := newNetwork(t, 5) // region 0: the log; 1-3: witnesses; 4: a second log (forks)
+	c := &cluster{nw: nw, dir: t.TempDir(), origin: origin, httpAddr: nw.addr(t, 0, 8080), grpcAddr: nw.addr(t, 0, 9090)}
 	if _, stderr, code := run(t, nil, "keygen", "--name", origin, "--out", c.dir+"/log"); code != 0 {
 		t.Fatal(stderr)
 	}
@@ -148,18 +156,18 @@ func newCluster(t *testing.T) *cluster {
 			t.Fatal(stderr)
 		}
 		wk, _ := os.ReadFile(c.dir + "/" + name + ".vkey")
-		addr := freeAddr(t)
+		addr := nw.addr(t, i+1, 8181)
 		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), addr)
 		db := c.dir + "/" + name + "-db"
 		c.witnessDBs = append(c.witnessDBs, db)
-		w := &proc{name: name, args: []string{"witness", "serve", "--key", c.dir + "/" + name + ".key", "--logs", c.dir + "/logs.txt",
+		w := &proc{name: name, nw: nw, region: i + 1, args: []string{"witness", "serve", "--key", c.dir + "/" + name + ".key", "--logs", c.dir + "/logs.txt",
 			"--db", db, "--http", addr, "--insecure-plaintext"}}
 		c.witnesses = append(c.witnesses, w)
 	}
 	pol.WriteString("group regions 2 w0 w1 w2\nquorum regions\n")
 	c.policy = c.dir + "/policy.txt"
 	os.WriteFile(c.policy, []byte(pol.String()), 0o644)
-	c.log = &proc{name: "log", args: []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
+	c.log = &proc{name: "log", nw: nw, region: 0, args: []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
 		"--storage", "posix:" + c.dir + "/log", "--http", c.httpAddr, "--grpc", c.grpcAddr, "--insecure-plaintext",
 		"--witness-policy", c.policy, "--checkpoint-interval", "200ms", "--batch-max-age", "20ms", "--witness-timeout", "2s"}}
 	for i, w := range c.witnesses {

@@ -260,10 +260,10 @@ func TestForkIsRefusedByWitnessesAndClients(t *testing.T) {
 	c.log.stop(t)
 
 	// The fork: same key, another history of 30 records, built without witnesses.
-	forkHTTP, forkGRPC := freeAddr(t), freeAddr(t)
+	forkHTTP, forkGRPC := c.nw.addr(t, 4, 8080), c.nw.addr(t, 4, 9090)
 	base := []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key", "--storage", "posix:" + c.dir + "/fork",
 		"--http", forkHTTP, "--grpc", forkGRPC, "--insecure-plaintext", "--checkpoint-interval", "200ms", "--batch-max-age", "20ms"}
-	fork := &proc{name: "fork", args: base}
+	fork := &proc{name: "fork", nw: c.nw, region: 4, args: base}
 	fork.start(t)
 	t.Cleanup(fork.kill9)
 	waitOK(t, "http://"+forkHTTP+"/readyz")
@@ -276,7 +276,7 @@ func TestForkIsRefusedByWitnessesAndClients(t *testing.T) {
 	fc.waitSize(t, 30, 60*time.Second)
 	fork.stop(t)
 	// Now it asks the same witnesses to cosign.
-	fork = &proc{name: "fork", args: append(base, "--witness-policy", c.policy, "--witness-timeout", "2s")}
+	fork = &proc{name: "fork", nw: c.nw, region: 4, args: append(base, "--witness-policy", c.policy, "--witness-timeout", "2s")}
 	fork.start(t)
 	t.Cleanup(fork.kill9)
 	waitOK(t, "http://"+forkHTTP+"/healthz")
@@ -472,4 +472,51 @@ func cosigned(url string) (uint64, string, bool) {
 	var size uint64
 	fmt.Sscan(lines[1], &size)
 	return size, lines[2], true
+}
+
+// Scenario 3: a witness partitioned from the log (its link down) and healed
+// catches up through the 409 path without operator action.
+func TestPartitionedWitnessCatchesUpAfterHealing(t *testing.T) {
+	c := newCluster(t)
+	if c.nw.mode != "netns" {
+		t.Skipf("needs network namespaces (%s); TestWitnessOutagesAndRecoveryThrough409 covers a frozen witness on loopback", c.nw.why)
+	}
+	if _, err := c.add(t, "before"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitSize(t, 1, 60*time.Second)
+	const cut = 1 // region 1 = witness w0
+	if err := c.nw.partition(cut); err != nil {
+		t.Fatal(err)
+	}
+	mon := "http://" + witnessAddr(c.witnesses[0]) + "/" + originID(origin) + "/checkpoint"
+	for i := range 50 {
+		if _, err := c.add(t, fmt.Sprintf("during %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, ws := c.waitSize(t, 51, 60*time.Second)
+	for _, w := range ws {
+		if w == "integration.test/w0" {
+			t.Fatal("a partitioned witness cosigned")
+		}
+	}
+	if err := c.nw.heal(cut); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := c.add(t, "after"); err != nil {
+			t.Fatal(err)
+		}
+		_, logSize, _ := c.checkpoint(t)
+		if size, _, ok := cosigned(mon); ok && size >= 51 && size+5 >= logSize {
+			break
+		}
+		if time.Now().After(deadline) {
+			s, _, _ := cosigned(mon)
+			t.Fatalf("the healed witness is stuck at size %d (log at %d)", s, logSize)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -1,0 +1,154 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// network places each process ("region") of a cluster on its own host:
+// with root and iproute2, a network namespace per region joined by veth
+// links to a bridge (and, where the kernel has netem, 30–120 ms of added
+// latency per link); otherwise loopback ports. The mode is logged.
+type network struct {
+	mode   string // "netns" or "loopback"
+	why    string // why loopback, or what netns lacks
+	bridge string
+	subnet string // 10.250.K
+	hosts  []string
+	links  []string // host-side veth of each region
+}
+
+var netSeq atomic.Uint32
+
+// regionDelays are the added one-way latencies per region (netem).
+var regionDelays = []string{"30ms", "60ms", "90ms", "120ms", "45ms"}
+
+func sh(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// newNetwork makes n regions. It never fails: without namespaces it falls
+// back to loopback and says why.
+func newNetwork(t *testing.T, n int) *network {
+	t.Helper()
+	k := (uint32(os.Getpid())*7 + netSeq.Add(1)) % 200
+	nw := &network{mode: "netns", subnet: fmt.Sprintf("10.250.%d", k+10), bridge: fmt.Sprintf("cbr%d", k)}
+	if os.Getenv("CAIRN_IT_LOOPBACK") != "" {
+		nw.mode, nw.why = "loopback", "CAIRN_IT_LOOPBACK is set"
+	} else if err := nw.setup(t, n, k); err != nil {
+		nw.teardown()
+		nw.mode, nw.why, nw.hosts = "loopback", err.Error(), nil
+	}
+	if nw.mode == "loopback" {
+		for range n {
+			nw.hosts = append(nw.hosts, "")
+		}
+		t.Logf("network mode: loopback (%s)", nw.why)
+	} else {
+		t.Logf("network mode: netns (%d regions on bridge %s, %s.0/24%s)", n, nw.bridge, nw.subnet, nw.why)
+	}
+	t.Cleanup(nw.teardown)
+	return nw
+}
+
+func (nw *network) setup(t *testing.T, n int, k uint32) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("not root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return fmt.Errorf("no ip command")
+	}
+	if err := sh("ip", "link", "add", nw.bridge, "type", "bridge"); err != nil {
+		return err
+	}
+	if err := sh("ip", "addr", "add", nw.subnet+".1/24", "dev", nw.bridge); err != nil {
+		return err
+	}
+	if err := sh("ip", "link", "set", nw.bridge, "up"); err != nil {
+		return err
+	}
+	netem := true
+	for i := range n {
+		ns := fmt.Sprintf("cairn-%d-%d", k, i)
+		host, peer := fmt.Sprintf("cv%d-%d", k, i), fmt.Sprintf("cp%d-%d", k, i)
+		steps := [][]string{
+			{"ip", "netns", "add", ns},
+			{"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"},
+			{"ip", "link", "add", host, "type", "veth", "peer", "name", peer},
+			{"ip", "link", "set", peer, "netns", ns},
+			{"ip", "link", "set", host, "master", nw.bridge},
+			{"ip", "link", "set", host, "up"},
+			{"ip", "netns", "exec", ns, "ip", "addr", "add", fmt.Sprintf("%s.%d/24", nw.subnet, i+2), "dev", peer},
+			{"ip", "netns", "exec", ns, "ip", "link", "set", peer, "up"},
+		}
+		for _, s := range steps {
+			if err := sh(s...); err != nil {
+				return err
+			}
+		}
+		nw.hosts = append(nw.hosts, ns)
+		nw.links = append(nw.links, host)
+		if netem {
+			if err := sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", peer, "root", "netem", "delay", regionDelays[i%len(regionDelays)]); err != nil {
+				netem = false
+				nw.why = "; no added latency: netem is not available in this kernel"
+			}
+		}
+	}
+	if netem {
+		nw.why = "; netem latency " + strings.Join(regionDelays[:n], "/")
+	}
+	return nil
+}
+
+func (nw *network) teardown() {
+	for _, ns := range nw.hosts {
+		if ns != "" {
+			_ = sh("ip", "netns", "del", ns)
+		}
+	}
+	for _, l := range nw.links {
+		_ = sh("ip", "link", "del", l)
+	}
+	if nw.mode == "netns" {
+		_ = sh("ip", "link", "del", nw.bridge)
+	}
+	nw.hosts, nw.links = nil, nil
+}
+
+// addr is a listen address for region i: its own IP in netns mode, a free
+// loopback port otherwise.
+func (nw *network) addr(t *testing.T, i, port int) string {
+	if nw.mode == "netns" {
+		return fmt.Sprintf("%s.%d:%d", nw.subnet, i+2, port)
+	}
+	return freeAddr(t)
+}
+
+// command runs cairn in region i.
+func (nw *network) command(i int, args []string) (string, []string) {
+	if nw.mode == "netns" {
+		return "ip", append([]string{"netns", "exec", nw.hosts[i], cairnBin}, args...)
+	}
+	return cairnBin, args
+}
+
+// partition cuts region i off the network (its link goes down); heal restores it.
+func (nw *network) partition(i int) error {
+	if nw.mode != "netns" {
+		return fmt.Errorf("no namespaces")
+	}
+	return sh("ip", "link", "set", nw.links[i], "down")
+}
+
+func (nw *network) heal(i int) error {
+	return sh("ip", "link", "set", nw.links[i], "up")
+}
