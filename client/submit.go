@@ -116,12 +116,21 @@ func (s *Submitter) Close() error {
 	return nil
 }
 
-func (s *Submitter) ctx(ctx context.Context) context.Context {
+// ctx adds the token and, when an earlier attempt may have been sequenced,
+// the retry mark: it makes a frontend wait for the shared antispam index
+// before assigning a new index, so the retry finds the earlier one.
+func (s *Submitter) ctx(ctx context.Context, retry bool) context.Context {
 	if s.opts.Token != "" {
-		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.opts.Token)
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.opts.Token)
+	}
+	if retry {
+		ctx = metadata.AppendToOutgoingContext(ctx, retryHeader, "1")
 	}
 	return ctx
 }
+
+// retryHeader is log.RetryHeader (the client does not import the log).
+const retryHeader = "cairn-retry"
 
 // retryable reports whether another endpoint (or a later try) may succeed.
 // Nothing was acknowledged when these are returned, and a retry of the same
@@ -167,6 +176,7 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 		timeout = max(timeout, 2*time.Minute)
 	}
 	var last error
+	ambiguous := false
 	backoff := s.opts.Backoff
 	s.mu.Lock()
 	first := s.preferred
@@ -181,7 +191,7 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 			}
 			backoff = min(2*backoff, s.opts.MaxBackoff)
 		}
-		cctx, cancel := context.WithTimeout(s.ctx(ctx), timeout)
+		cctx, cancel := context.WithTimeout(s.ctx(ctx, ambiguous), timeout)
 		resp, err := cairnv1.NewLogClient(s.conns[i]).Append(cctx, req)
 		cancel()
 		if err == nil {
@@ -194,6 +204,9 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 		if !retryable(err) || ctx.Err() != nil {
 			return nil, last
 		}
+		// Pushback is a refusal before sequencing; anything else may have
+		// sequenced the record, which the next endpoint must look for.
+		ambiguous = ambiguous || status.Code(err) != codes.ResourceExhausted
 	}
 	return nil, fmt.Errorf("no endpoint accepted the record after %d attempts: %w", s.opts.Attempts, last)
 }
@@ -226,7 +239,7 @@ func (s *Submitter) SubmitStream(ctx context.Context, records []Record) ([]*Subm
 			backoff = min(2*backoff, s.opts.MaxBackoff)
 		}
 		i := attempt % len(s.conns)
-		err := s.stream(ctx, i, reqs, out, &remaining)
+		err := s.stream(ctx, i, attempt, reqs, out, &remaining)
 		if err == nil {
 			continue
 		}
@@ -241,8 +254,8 @@ func (s *Submitter) SubmitStream(ctx context.Context, records []Record) ([]*Subm
 	return out, nil
 }
 
-func (s *Submitter) stream(ctx context.Context, i int, reqs []*cairnv1.AppendRequest, out []*Submitted, remaining *int) error {
-	ctx, cancel := context.WithCancel(s.ctx(ctx))
+func (s *Submitter) stream(ctx context.Context, i, attempt int, reqs []*cairnv1.AppendRequest, out []*Submitted, remaining *int) error {
+	ctx, cancel := context.WithCancel(s.ctx(ctx, attempt > 0))
 	defer cancel()
 	st, err := cairnv1.NewLogClient(s.conns[i]).AppendStream(ctx)
 	if err != nil {

@@ -121,27 +121,59 @@ func run(t *testing.T, stdin []byte, args ...string) (string, string, int) {
 	return out.String(), errb.String(), 0
 }
 
-// cluster is one log and three witnesses with a 2-of-3 policy, each in its
-// own region (network namespace) where the machine allows.
+// cluster is one log (or several frontends of one log) and three witnesses
+// with a 2-of-3 policy, each in its own region (network namespace) where the
+// machine allows.
 type cluster struct {
 	nw         *network
 	dir        string
 	origin     string
 	logVKey    string
-	httpAddr   string
+	httpAddr   string // of the first frontend
 	grpcAddr   string
 	policy     string
-	log        *proc
+	log        *proc // the first frontend
+	logs       []*proc
+	httpAddrs  []string
+	grpcAddrs  []string
 	witnesses  []*proc
 	witnessDBs []string
 }
 
 const origin = "integration.test/log"
 
-func newCluster(t *testing.T) *cluster {
+// clusterOpts shape a cluster; the zero value is one POSIX log in netns mode.
+type clusterOpts struct {
+	// frontends is the number of log processes (default 1).
+	frontends int
+	// storage returns the storage flags of the log (default posix under the
+	// cluster's directory). Frontends of one log share it.
+	storage func(dir string) []string
+	// loopback keeps every process on 127.0.0.1 (engines the log depends on
+	// listen there).
+	loopback bool
+}
+
+func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
+
+func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
-	nw := newNetwork(t, 5) // region 0: the log; 1-3: witnesses; 4: a second log (forks)
-	c := &cluster{nw: nw, dir: t.TempDir(), origin: origin, httpAddr: nw.addr(t, 0, 8080), grpcAddr: nw.addr(t, 0, 9090)}
+	o.frontends = max(o.frontends, 1)
+	if o.storage == nil {
+		o.storage = func(dir string) []string { return []string{"--storage", "posix:" + dir + "/log"} }
+	}
+	var nw *network
+	if o.loopback {
+		nw = loopbackNetwork(t, 5, "the log's database and object store listen on loopback")
+	} else {
+		nw = newNetwork(t, 5) // region 0: the log; 1-3: witnesses; 4: a second log (forks)
+	}
+	c := &cluster{nw: nw, dir: t.TempDir(), origin: origin}
+	for range o.frontends {
+		c.httpAddrs = append(c.httpAddrs, nw.addr(t, 0, 8080+len(c.httpAddrs)))
+		c.grpcAddrs = append(c.grpcAddrs, nw.addr(t, 0, 9090+len(c.grpcAddrs)))
+	}
+	c.httpAddr, c.grpcAddr = c.httpAddrs[0], c.grpcAddrs[0]
 	if _, stderr, code := run(t, nil, "keygen", "--name", origin, "--out", c.dir+"/log"); code != 0 {
 		t.Fatal(stderr)
 	}
@@ -167,25 +199,35 @@ func newCluster(t *testing.T) *cluster {
 	pol.WriteString("group regions 2 w0 w1 w2\nquorum regions\n")
 	c.policy = c.dir + "/policy.txt"
 	os.WriteFile(c.policy, []byte(pol.String()), 0o644)
-	c.log = &proc{name: "log", nw: nw, region: 0, args: []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
-		"--storage", "posix:" + c.dir + "/log", "--http", c.httpAddr, "--grpc", c.grpcAddr, "--insecure-plaintext",
-		"--witness-policy", c.policy, "--checkpoint-interval", "200ms", "--batch-max-age", "20ms", "--witness-timeout", "2s"}}
-	for i, w := range c.witnesses {
-		w.start(t)
-		waitOK(t, "http://"+witnessAddr(w)+"/healthz")
-		_ = i
+	for i := range o.frontends {
+		args := []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
+			"--http", c.httpAddrs[i], "--grpc", c.grpcAddrs[i], "--insecure-plaintext",
+			"--witness-policy", c.policy, "--checkpoint-interval", "200ms", "--batch-max-age", "20ms", "--witness-timeout", "2s"}
+		args = append(args, o.storage(c.dir)...) // last: may override the flags above
+		c.logs = append(c.logs, &proc{name: fmt.Sprintf("log%d", i), nw: nw, region: 0, args: args})
 	}
-	c.log.start(t)
-	waitOK(t, "http://"+c.httpAddr+"/readyz")
+	c.log = c.logs[0]
 	t.Cleanup(func() {
-		c.log.kill9()
+		for _, l := range c.logs {
+			l.kill9()
+		}
 		for _, w := range c.witnesses {
 			w.kill9()
 		}
 		if t.Failed() {
-			t.Logf("log output:\n%s", tail(c.log.log))
+			for _, l := range c.logs {
+				t.Logf("%s output:\n%s", l.name, tail(l.log))
+			}
 		}
 	})
+	for _, w := range c.witnesses {
+		w.start(t)
+		waitOK(t, "http://"+witnessAddr(w)+"/healthz")
+	}
+	for i, l := range c.logs {
+		l.start(t)
+		waitOK(t, "http://"+c.httpAddrs[i]+"/readyz")
+	}
 	return c
 }
 

@@ -35,6 +35,13 @@ func sh(args ...string) error {
 	return nil
 }
 
+// loopbackNetwork makes n regions on loopback ports, saying why.
+func loopbackNetwork(t *testing.T, n int, why string) *network {
+	nw := &network{mode: "loopback", why: why, hosts: make([]string, n)}
+	t.Logf("network mode: loopback (%s)", why)
+	return nw
+}
+
 // newNetwork makes n regions. It never fails: without namespaces it falls
 // back to loopback and says why.
 func newNetwork(t *testing.T, n int) *network {

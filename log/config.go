@@ -23,8 +23,13 @@ type Config struct {
 	Origin string
 	// PrivateKey is the log's signing key, PRIVATE+KEY+<name>+<id>+<key>.
 	PrivateKey string
-	// Storage selects the driver: "posix:DIR".
+	// Storage selects the driver: "posix:DIR" or "mysql+s3" (configured by AWS).
 	Storage string
+	// AWS configures the mysql+s3 driver; ignored by posix.
+	AWS AWSConfig
+	// GCInterval is how often obsolete partial tiles and bundles are removed
+	// (0: Tessera's default).
+	GCInterval time.Duration
 	// HTTPAddr serves tlog-tiles, POST /add, health and metrics.
 	HTTPAddr string
 	// GRPCAddr serves cairn.v1.Log.
@@ -152,6 +157,9 @@ func (c Config) validate(keyName string) error {
 	}
 	if c.CheckpointInterval < 100*time.Millisecond {
 		return fmt.Errorf("--checkpoint-interval %v is below the 100ms minimum", c.CheckpointInterval)
+	}
+	if strings.HasPrefix(c.Storage, "mysql+s3") && c.CheckpointInterval < time.Second {
+		return fmt.Errorf("--checkpoint-interval %v: the mysql+s3 driver publishes at most once a second (use ≥1s)", c.CheckpointInterval)
 	}
 	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > record.MaxPayloadBytes {
 		return fmt.Errorf("--max-record-bytes %d must be between 1 and %d (a leaf must fit a tlog-tiles entry bundle)", c.MaxRecordBytes, record.MaxPayloadBytes)

@@ -58,6 +58,7 @@ func (s *grpcServer) Append(ctx context.Context, r *cairnv1.AppendRequest) (*cai
 		return nil, grpcStatus(err)
 	}
 	sub := submissionOf(r)
+	ctx = withRetry(ctx, nil)
 	if r.GetWaitForReceipt() {
 		a, rc, err := s.l.AppendAndWait(ctx, sub, who)
 		if err != nil {
@@ -75,7 +76,7 @@ func (s *grpcServer) Append(ctx context.Context, r *cairnv1.AppendRequest) (*cai
 // AppendStream pipelines appends: each request is enqueued as soon as it is
 // read, and its response is sent once Tessera durably assigns its index.
 func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.AppendRequest, cairnv1.AppendResponse]) error {
-	ctx := stream.Context()
+	ctx := withRetry(stream.Context(), nil)
 	// Authenticate before reading any record, so an unauthenticated stream
 	// ends with Unauthenticated/PermissionDenied and nothing sequenced.
 	if _, err := s.writer(ctx); err != nil {

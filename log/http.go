@@ -65,7 +65,7 @@ func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	a, err := l.Append(r.Context(), sub, who)
+	a, err := l.Append(withRetry(r.Context(), r), sub, who)
 	if err != nil {
 		writeHTTPError(w, err)
 		return

@@ -58,6 +58,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		WithCheckpointInterval(cfg.CheckpointInterval).
 		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
 		WithPushback(cfg.PushbackMaxOutstanding)
+	if cfg.GCInterval > 0 {
+		opts = opts.WithGarbageCollectionInterval(cfg.GCInterval)
+	}
 	if len(cfg.WitnessPolicy) > 0 {
 		group, err := tessera.NewWitnessGroupFromPolicy(cfg.WitnessPolicy)
 		if err != nil {
@@ -89,17 +92,20 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	drv, err := openDriver(bg, cfg.Storage, wc)
+	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, wc)
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, drv.antispam)
+	as := &retryAntispam{Antispam: drv.antispam, timeout: retryCatchUpTimeout}
+	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, drv.tessera, opts)
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("starting Tessera appender on %s: %w", cfg.Storage, err)
 	}
+	next := reader.NextIndex
+	as.nextIndex.Store(&next)
 
 	l := &Log{
 		cfg:       cfg,

@@ -25,14 +25,19 @@ type driver struct {
 	antispam tessera.Antispam
 }
 
-// openDriver opens the storage named by spec ("posix:DIR").
-func openDriver(ctx context.Context, spec string, httpClient *http.Client) (*driver, error) {
+// openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3".
+func openDriver(ctx context.Context, spec string, aws AWSConfig, httpClient *http.Client) (*driver, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "posix":
 		return openPOSIX(ctx, arg, httpClient)
+	case "mysql+s3":
+		if arg != "" {
+			return nil, fmt.Errorf("--storage %q: mysql+s3 takes no argument; configure it with --mysql-dsn and --s3-*", spec)
+		}
+		return openAWS(ctx, aws, httpClient)
 	default:
-		return nil, fmt.Errorf("--storage %q: unknown driver %q (want posix:DIR)", spec, kind)
+		return nil, fmt.Errorf("--storage %q: unknown driver %q (want posix:DIR or mysql+s3)", spec, kind)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/spf13/cobra"
@@ -42,7 +43,11 @@ SIGINT/SIGTERM drain: stop accepting, integrate what was acknowledged, publish a
 final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`,
 		Example: `  cairn keygen --name example.com/log --out data/log
   cairn log serve --origin example.com/log --key data/log.key --storage posix:./data/log
-  CAIRN_ORIGIN=example.com/log CAIRN_KEY=data/log.key cairn log serve --http 127.0.0.1:8080`,
+  CAIRN_ORIGIN=example.com/log CAIRN_KEY=data/log.key cairn log serve --http 127.0.0.1:8080
+  cairn log serve --origin example.com/log --key data/log.key --storage mysql+s3 \
+    --mysql-dsn 'cairn:PW@tcp(127.0.0.1:3306)/cairn' --s3-endpoint http://127.0.0.1:9000 \
+    --s3-bucket cairn --s3-region us-east-1 --s3-path-style \
+    --s3-access-key-file s3.id --s3-secret-key-file s3.secret`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -86,7 +91,15 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 	f := cmd.Flags()
 	f.StringVar(&cfg.Origin, "origin", "", "checkpoint origin; must equal the key name")
 	f.StringVar(&keyFile, "key", "", "file holding the log's Ed25519 private key (cairn keygen)")
-	f.StringVar(&cfg.Storage, "storage", cairnlog.DefaultStorage, "storage driver: posix:DIR")
+	f.StringVar(&cfg.Storage, "storage", cairnlog.DefaultStorage, "storage driver: posix:DIR, or mysql+s3 (several frontends on one MySQL-compatible database and one S3-compatible bucket)")
+	f.StringVar(&cfg.AWS.MySQLDSN, "mysql-dsn", "", "mysql+s3: go-sql-driver DSN of the sequencing database, e.g. cairn:PASSWORD@tcp(127.0.0.1:3306)/cairn")
+	f.StringVar(&cfg.AWS.S3Endpoint, "s3-endpoint", "", "mysql+s3: object store URL, e.g. http://127.0.0.1:9000 (empty: AWS S3)")
+	f.StringVar(&cfg.AWS.S3Bucket, "s3-bucket", "", "mysql+s3: bucket holding checkpoints, tiles and bundles (created if missing)")
+	f.StringVar(&cfg.AWS.S3Region, "s3-region", "", "mysql+s3: region, e.g. us-east-1 (required: never discovered from instance metadata)")
+	f.BoolVar(&cfg.AWS.S3PathStyle, "s3-path-style", false, "mysql+s3: path-style bucket addressing (MinIO and most S3-compatible stores)")
+	f.StringVar(&cfg.AWS.S3AccessKeyFile, "s3-access-key-file", "", "mysql+s3: file holding the S3 access key ID")
+	f.StringVar(&cfg.AWS.S3SecretKeyFile, "s3-secret-key-file", "", "mysql+s3: file holding the S3 secret access key")
+	f.DurationVar(&cfg.GCInterval, "gc-interval", time.Minute, "how often obsolete partial tiles and entry bundles are deleted")
 	f.StringVar(&cfg.HTTPAddr, "http", cairnlog.DefaultHTTPAddr, "HTTP listen address (tlog-tiles, /add, health, metrics)")
 	f.StringVar(&cfg.GRPCAddr, "grpc", cairnlog.DefaultGRPCAddr, "gRPC listen address (cairn.v1.Log)")
 	f.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cairnlog.DefaultCheckpointInterval, "how often a new checkpoint may be published (≥100ms)")

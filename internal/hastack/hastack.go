@@ -1,0 +1,267 @@
+// Package hastack starts the external engines of Cairn's mysql+s3 mode on
+// loopback, for `cairn dev --ha` and the integration tests: a MariaDB server
+// (Debian's mariadb-server, a private data directory, no systemd) and a MinIO
+// server (the pinned build scripts/ha-deps.sh installs). Each is a real
+// process with its own state directory, restartable and killable by PID.
+package hastack
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Server is one running engine process.
+type Server struct {
+	Name string
+	// Addr is the loopback host:port it serves.
+	Addr string
+	dir  string
+	argv []string
+	env  []string
+	logw io.Writer
+	cmd  *exec.Cmd
+	done chan struct{}
+	// ready reports whether the process serves.
+	ready func(ctx context.Context) error
+}
+
+// PID is the process ID of the running server (0 when stopped).
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Start starts the process and waits until it serves (at most a minute).
+func (s *Server) Start(ctx context.Context) error {
+	c := exec.Command(s.argv[0], s.argv[1:]...)
+	c.Env = append(os.Environ(), s.env...)
+	c.Stdout, c.Stderr = s.logw, s.logw
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", s.Name, err)
+	}
+	s.cmd, s.done = c, make(chan struct{})
+	go func() { _ = c.Wait(); close(s.done) }()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		err := s.ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("%s exited while starting (%v); see its log in %s", s.Name, c.ProcessState, s.dir)
+		case <-ctx.Done():
+			s.Kill()
+			return fmt.Errorf("%s did not become ready within a minute: %w", s.Name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop asks the server to shut down (SIGTERM) and waits, killing it after 30s.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.Kill()
+	}
+	s.cmd = nil
+}
+
+// Kill kills the server with SIGKILL and waits for it.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
+}
+
+// findBinary returns the first of names that exists as given or on PATH.
+func findBinary(names ...string) (string, error) {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("none of %s is installed (run scripts/ha-deps.sh)", strings.Join(names, ", "))
+}
+
+// secret returns the random secret stored in path, creating it once.
+func secret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(r[:])
+	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
+}
+
+// MariaDB is a MariaDB server holding one database for Cairn.
+type MariaDB struct {
+	*Server
+	// DSN is the go-sql-driver DSN of Cairn's database and user.
+	DSN string
+}
+
+// NewMariaDB prepares (once) a data directory under dir and returns the
+// server, not yet started. logw receives the server's output.
+func NewMariaDB(dir string, port int, logw io.Writer) (*MariaDB, error) {
+	mariadbd, err := findBinary("mariadbd", "/usr/sbin/mariadbd")
+	if err != nil {
+		return nil, err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "mysql")); err != nil {
+		install, err := findBinary("mariadb-install-db", "/usr/bin/mariadb-install-db")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return nil, err
+		}
+		args := []string{"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal", "--skip-test-db"}
+		if os.Geteuid() == 0 {
+			args = append(args, "--user=root")
+		}
+		if out, err := exec.Command(install, args...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("mariadb-install-db in %s: %w\n%s", data, err, out)
+		}
+	}
+	pw, err := secret(filepath.Join(dir, "cairn.password"))
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "mysqld.sock")
+	argv := []string{mariadbd, "--no-defaults", "--datadir=" + data, "--socket=" + sock,
+		"--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", port), "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
+		"--skip-name-resolve", "--max-connections=500", "--innodb-buffer-pool-size=256M",
+		"--innodb-flush-log-at-trx-commit=1", "--sync-binlog=0", "--log-error=" + filepath.Join(dir, "error.log")}
+	if os.Geteuid() == 0 {
+		argv = append(argv, "--user=root")
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "cairn", pw, "tcp", fmt.Sprintf("127.0.0.1:%d", port), "cairn"
+	m := &MariaDB{DSN: cfg.FormatDSN()}
+	m.Server = &Server{Name: "mariadb", Addr: cfg.Addr, dir: dir, argv: argv, logw: logw}
+	m.ready = func(ctx context.Context) error { return m.provision(ctx, sock, pw) }
+	return m, nil
+}
+
+// provision connects as root over the socket and creates Cairn's database
+// and user (idempotent); it doubles as the readiness check.
+func (m *MariaDB) provision(ctx context.Context, sock, pw string) error {
+	root := mysql.NewConfig()
+	root.User, root.Net, root.Addr = "root", "unix", sock
+	db, err := sql.Open("mysql", root.FormatDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS cairn",
+		"CREATE USER IF NOT EXISTS 'cairn'@'127.0.0.1' IDENTIFIED BY '" + pw + "'",
+		"GRANT ALL PRIVILEGES ON cairn.* TO 'cairn'@'127.0.0.1'",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MinIO is a MinIO server with one set of static credentials.
+type MinIO struct {
+	*Server
+	// Endpoint is the S3 URL, http://127.0.0.1:PORT.
+	Endpoint string
+	// AccessKeyFile and SecretKeyFile hold the credentials, for --s3-*-key-file.
+	AccessKeyFile, SecretKeyFile string
+}
+
+// MinIOPath is where scripts/ha-deps.sh installs MinIO.
+func MinIOPath() string {
+	if p := os.Getenv("CAIRN_MINIO"); p != "" {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "cairn", "bin", "minio")
+}
+
+// NewMinIO prepares a MinIO server storing under dir, not yet started.
+func NewMinIO(dir string, port int, logw io.Writer) (*MinIO, error) {
+	bin, err := findBinary(MinIOPath(), "minio")
+	if err != nil {
+		return nil, err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, err
+	}
+	m := &MinIO{AccessKeyFile: filepath.Join(dir, "s3.id"), SecretKeyFile: filepath.Join(dir, "s3.secret")}
+	if _, err := os.Stat(m.AccessKeyFile); err != nil {
+		if err := os.WriteFile(m.AccessKeyFile, []byte("cairn\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	sk, err := secret(m.SecretKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	m.Endpoint = "http://" + addr
+	m.Server = &Server{Name: "minio", Addr: addr, dir: dir, logw: logw,
+		argv: []string{bin, "server", filepath.Join(dir, "data"), "--address", addr, "--quiet"},
+		// No console, no update checks, no call-home: nothing leaves loopback.
+		env: []string{"MINIO_ROOT_USER=cairn", "MINIO_ROOT_PASSWORD=" + sk, "MINIO_BROWSER=off",
+			"MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off", "MINIO_CI_CD=1"}}
+	m.ready = func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/ready", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	}
+	return m, nil
+}

@@ -1,0 +1,195 @@
+package log
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	aaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/go-sql-driver/mysql"
+	tessaws "github.com/transparency-dev/tessera/storage/aws"
+	awsantispam "github.com/transparency-dev/tessera/storage/aws/antispam"
+)
+
+// AWSConfig configures the mysql+s3 driver: Tessera's storage/aws on any
+// MySQL-compatible database (sequencing, coordination, antispam) and any
+// S3-compatible object store (tiles, bundles, checkpoints). Every frontend
+// pointed at the same database and bucket serves the same log.
+type AWSConfig struct {
+	// MySQLDSN is a go-sql-driver DSN, e.g. cairn:pw@tcp(db:3306)/cairn.
+	MySQLDSN string
+	// S3Endpoint is the object store's URL (e.g. http://127.0.0.1:9000);
+	// empty means AWS S3 itself.
+	S3Endpoint string
+	S3Bucket   string
+	S3Region   string
+	// S3PathStyle addresses buckets as endpoint/bucket (MinIO and most
+	// S3-compatible stores) instead of bucket.endpoint.
+	S3PathStyle bool
+	// S3AccessKeyFile and S3SecretKeyFile hold static credentials. The SDK
+	// never looks elsewhere (no environment chain, no instance metadata).
+	S3AccessKeyFile, S3SecretKeyFile string
+}
+
+func (c AWSConfig) validate() error {
+	var missing []string
+	for flag, v := range map[string]string{"--mysql-dsn": c.MySQLDSN, "--s3-bucket": c.S3Bucket, "--s3-region": c.S3Region,
+		"--s3-access-key-file": c.S3AccessKeyFile, "--s3-secret-key-file": c.S3SecretKeyFile} {
+		if v == "" {
+			missing = append(missing, flag)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--storage mysql+s3 needs %s", strings.Join(missing, ", "))
+	}
+	if _, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
+		return fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	return nil
+}
+
+func readSecret(flag, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s: %s is empty", flag, path)
+	}
+	return s, nil
+}
+
+// openAWS opens the mysql+s3 driver with its persistent antispam on the
+// same database, so a retry that lands on another frontend gets the same index.
+func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	// Never let the SDK reach the cloud metadata address.
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ak, err := readSecret("--s3-access-key-file", c.S3AccessKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	sk, err := readSecret("--s3-secret-key-file", c.S3SecretKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	creds := credentials.NewStaticCredentialsProvider(ak, sk, "")
+	sdk := &aaws.Config{Region: c.S3Region, Credentials: creds, HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
+	s3opts := func(o *s3.Options) {
+		o.Region = c.S3Region
+		o.Credentials = creds
+		o.UsePathStyle = c.S3PathStyle
+		if c.S3Endpoint != "" {
+			o.BaseEndpoint = aaws.String(c.S3Endpoint)
+		}
+		o.APIOptions = append(o.APIOptions, answerEmptyDeleteObjects)
+	}
+	if err := ensureBucket(ctx, s3.NewFromConfig(*sdk, s3opts), c.S3Bucket); err != nil {
+		return nil, err
+	}
+	dsn, err := readCommittedDSN(ctx, c.MySQLDSN)
+	if err != nil {
+		return nil, err
+	}
+	d, err := tessaws.New(ctx, tessaws.Config{
+		SDKConfig:  sdk,
+		S3Options:  s3opts,
+		Bucket:     c.S3Bucket,
+		DSN:        dsn,
+		HTTPClient: httpClient,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening mysql+s3 storage: %w", err)
+	}
+	as, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{PushbackThreshold: antispamLag})
+	if err != nil {
+		return nil, fmt.Errorf("opening the antispam tables on --mysql-dsn: %w", err)
+	}
+	return &driver{name: "mysql+s3", tessera: d, antispam: as}, nil
+}
+
+// readCommittedDSN returns dsn with its sessions at READ COMMITTED, unless
+// it already sets an isolation level. Under the default REPEATABLE READ,
+// Tessera's integration transaction (SELECT … FROM Seq … FOR UPDATE) holds a
+// gap lock past the last sequenced batch for as long as it writes to the
+// object store; while the store fails, every frontend's sequencing waits on
+// that lock instead of answering. READ COMMITTED takes no gap locks; every
+// coordination Tessera relies on is a row lock on a single-row table, which
+// it keeps. MySQL 8 names the variable transaction_isolation, MariaDB
+// before 11.1 tx_isolation; the server is asked which it has.
+func readCommittedDSN(ctx context.Context, dsn string) (string, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	for k := range cfg.Params {
+		if k == "transaction_isolation" || k == "tx_isolation" {
+			return dsn, nil
+		}
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return "", fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var name, value string
+	err = db.QueryRowContext(ctx, "SHOW VARIABLES LIKE 'transaction_isolation'").Scan(&name, &value)
+	if errors.Is(err, sql.ErrNoRows) {
+		name = "tx_isolation"
+	} else if err != nil {
+		return "", fmt.Errorf("--mysql-dsn: connecting to %s: %w", cfg.Addr, err)
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params[name] = "'READ-COMMITTED'"
+	return cfg.FormatDSN(), nil
+}
+
+// ensureBucket creates the bucket if it does not exist yet.
+func ensureBucket(ctx context.Context, c *s3.Client, bucket string) error {
+	_, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aaws.String(bucket)})
+	if err == nil {
+		return nil
+	}
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) || (apiErr.ErrorCode() != "NotFound" && apiErr.ErrorCode() != "NoSuchBucket") {
+		return fmt.Errorf("--s3-bucket %s: %w", bucket, err)
+	}
+	// Several frontends may race to create it: losing that race is fine.
+	var owned *types.BucketAlreadyOwnedByYou
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aaws.String(bucket)}); err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// answerEmptyDeleteObjects works around transparency-dev/tessera#1179: the
+// v1.0.4 garbage collector sends DeleteObjects with an empty key list, which
+// S3 and MinIO reject with 400 MalformedXML, so GC never advances. Deleting
+// nothing succeeds trivially, so this answers such calls itself. Drop it once
+// Tessera skips empty deletions (docs/deployment.md).
+func answerEmptyDeleteObjects(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("CairnAnswerEmptyDeleteObjects",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if d, ok := in.Parameters.(*s3.DeleteObjectsInput); ok && (d.Delete == nil || len(d.Delete.Objects) == 0) {
+				return middleware.InitializeOutput{Result: &s3.DeleteObjectsOutput{}}, middleware.Metadata{}, nil
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
