@@ -5,7 +5,7 @@ PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 TOOLS         := $(CURDIR)/.tools
 
-.PHONY: all build run test bench proto vet fmt clean
+.PHONY: all build run run-ha test bench proto vet fmt clean
 
 all: build
 
@@ -15,6 +15,12 @@ build:
 # make run: one local Cairn with its embedded defaults, state under ./data/.
 run: build
 	$(BIN) dev --data ./data
+
+# make run-ha: the same with the log as two frontends on MariaDB + MinIO
+# (mysql+s3); installs them first when missing (MinIO builds once, ~5 min).
+run-ha: build
+	bash scripts/ha-deps.sh
+	$(BIN) dev --ha --data ./data-ha
 
 test:
 	bash scripts/test.sh

@@ -10,8 +10,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -302,6 +305,30 @@ func TestHAFrontendKilledMidLoadLosesNothingAndRejoins(t *testing.T) {
 	if again.Index != first.Index || !again.Duplicate {
 		t.Fatalf("retry on the other frontend: index %d duplicate %v, first attempt got %d", again.Index, again.Duplicate, first.Index)
 	}
+	// The same over HTTP, with the Cairn-Retry header.
+	firstHTTP := postAdd(t, c.httpAddrs[1], "retried over http", false)
+	againHTTP := postAdd(t, c.httpAddrs[0], "retried over http", true)
+	if firstHTTP != againHTTP {
+		t.Fatalf("HTTP retry on the other frontend got index %s, the first attempt %s", againHTTP, firstHTTP)
+	}
+}
+
+func postAdd(t *testing.T, addr, payload string, retry bool) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/add", strings.NewReader(payload))
+	if retry {
+		req.Header.Set("Cairn-Retry", "1")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s/add: %s %s", addr, resp.Status, b)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func appendVia(t *testing.T, addr string, req *cairnv1.AppendRequest, retry bool) *cairnv1.AppendResponse {

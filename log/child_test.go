@@ -3,6 +3,7 @@ package log
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +26,8 @@ const (
 	envChildKey = "CAIRN_TEST_CHILD_KEY"
 	// envChildDefaults makes the child use the default batching and checkpoint interval.
 	envChildDefaults = "CAIRN_TEST_CHILD_DEFAULTS"
+	// envChildAWS (JSON of AWSConfig) puts the child on mysql+s3.
+	envChildAWS = "CAIRN_TEST_CHILD_AWS"
 )
 
 func TestMain(m *testing.M) {
@@ -41,6 +44,13 @@ func runChild(dir, skey string) int {
 	if os.Getenv(envChildDefaults) != "" {
 		// Benchmarks measure the production defaults.
 		cfg.BatchMaxAge, cfg.CheckpointInterval = 0, 0
+	}
+	if j := os.Getenv(envChildAWS); j != "" {
+		cfg.Storage, cfg.CheckpointInterval = "mysql+s3", time.Second
+		if err := json.Unmarshal([]byte(j), &cfg.AWS); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 2
+		}
 	}
 	l, err := New(ctx, cfg)
 	if err != nil {

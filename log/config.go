@@ -158,6 +158,9 @@ func (c Config) validate(keyName string) error {
 	if c.CheckpointInterval < 100*time.Millisecond {
 		return fmt.Errorf("--checkpoint-interval %v is below the 100ms minimum", c.CheckpointInterval)
 	}
+	if !strings.HasPrefix(c.Storage, "mysql+s3") && c.AWS != (AWSConfig{}) {
+		return fmt.Errorf("--mysql-dsn and --s3-* apply only to --storage mysql+s3 (not %q)", c.Storage)
+	}
 	if strings.HasPrefix(c.Storage, "mysql+s3") && c.CheckpointInterval < time.Second {
 		return fmt.Errorf("--checkpoint-interval %v: the mysql+s3 driver publishes at most once a second (use ≥1s)", c.CheckpointInterval)
 	}

@@ -43,10 +43,10 @@ type AWSConfig struct {
 
 func (c AWSConfig) validate() error {
 	var missing []string
-	for flag, v := range map[string]string{"--mysql-dsn": c.MySQLDSN, "--s3-bucket": c.S3Bucket, "--s3-region": c.S3Region,
-		"--s3-access-key-file": c.S3AccessKeyFile, "--s3-secret-key-file": c.S3SecretKeyFile} {
-		if v == "" {
-			missing = append(missing, flag)
+	for _, f := range []struct{ flag, v string }{{"--mysql-dsn", c.MySQLDSN}, {"--s3-bucket", c.S3Bucket}, {"--s3-region", c.S3Region},
+		{"--s3-access-key-file", c.S3AccessKeyFile}, {"--s3-secret-key-file", c.S3SecretKeyFile}} {
+		if f.v == "" {
+			missing = append(missing, f.flag)
 		}
 	}
 	if len(missing) > 0 {
@@ -110,16 +110,37 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		Bucket:     c.S3Bucket,
 		DSN:        dsn,
 		HTTPClient: httpClient,
+		// Zero would keep no idle connection: a new TCP connection and
+		// handshake for every statement.
+		MaxIdleConns: dbIdleConns,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening mysql+s3 storage: %w", err)
 	}
-	as, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{PushbackThreshold: antispamLag})
+	as, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{
+		PushbackThreshold: antispamLag,
+		MaxIdleConns:      dbIdleConns,
+		// The follower writes this many identities per statement; Tessera's
+		// default (64) falls behind above a few thousand records/s.
+		MaxBatchSize: 1024,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the antispam tables on --mysql-dsn: %w", err)
 	}
-	return &driver{name: "mysql+s3", tessera: d, antispam: as}, nil
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	db.SetMaxIdleConns(lookupWorkers)
+	batched, err := newBatchedAntispam(ctx, as, db)
+	if err != nil {
+		return nil, err
+	}
+	return &driver{name: "mysql+s3", tessera: d, antispam: batched}, nil
 }
+
+// dbIdleConns is how many idle connections each pool keeps.
+const dbIdleConns = 64
 
 // readCommittedDSN returns dsn with its sessions at READ COMMITTED, unless
 // it already sets an isolation level. Under the default REPEATABLE READ,

@@ -3,6 +3,8 @@
 # (real processes, real sockets, real storage) and drives a fixed count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The mysql+s3 benchmarks need MariaDB and MinIO.
+bash scripts/ha-deps.sh
 pkgs=$(go list ./... | grep -v /integration)
 echo "== Cairn benchmarks ($(nproc) cores, $(go version | cut -d' ' -f3))"
 go test -p 1 -run '^$' -bench . -benchtime 1x -timeout 30m $pkgs 2>/dev/null | grep -E '^(Benchmark|ok|FAIL|---)' || true

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/internal/devpki"
+	"github.com/cairnlog/cairn/internal/hastack"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/spf13/cobra"
 )
@@ -27,9 +28,19 @@ const devOrigin = "localhost/cairn-dev"
 // devWitnesses names the demo's witnesses, one per pretend region.
 var devWitnesses = []string{"witness-eu", "witness-us", "witness-ap"}
 
+// devOptions are the flags of cairn dev.
+type devOptions struct {
+	dir                string
+	httpAddr, grpcAddr string
+	witnessPort        int
+	// ha runs the log as two frontends on MariaDB + MinIO (mysql+s3).
+	ha                   bool
+	http2Addr, grpc2Addr string
+	mysqlPort, s3Port    int
+}
+
 func newDevCmd() *cobra.Command {
-	var dataDir, httpAddr, grpcAddr string
-	var witnessPort int
+	var o devOptions
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local demo: one log and three witnesses with a 2-of-3 policy",
@@ -41,11 +52,20 @@ keys and state directory under --data:
   witness-us  cairn witness serve (HTTP port --witness-port+1)
   witness-ap  cairn witness serve (HTTP port --witness-port+2)
 
+With --ha the log runs on the mysql+s3 driver instead of POSIX files: a MariaDB
+server (port --mysql-port) and a MinIO server (port --s3-port), each with its own
+data directory under --data, and two log frontends (log-a on --http/--grpc, log-b
+on --http2/--grpc2) sharing them. MariaDB comes from Debian's mariadb-server and
+MinIO from scripts/ha-deps.sh (make run-ha installs both).
+
 Keys are generated on first start and never overwritten; starting again resumes
 the same log and witness state. The policy (data/policy.txt) names the log key and
-requires 2 of the 3 witnesses. Ctrl-C stops all four. Process logs go to data/logs/.`,
+requires 2 of the 3 witnesses. Ctrl-C stops every process it started, by PID.
+Process logs go to data/logs/.`,
 		Example: `  cairn dev --data ./data
-  make run`,
+  make run
+  cairn dev --ha --data ./data-ha
+  make run-ha`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -53,13 +73,19 @@ requires 2 of the 3 witnesses. Ctrl-C stops all four. Process logs go to data/lo
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDev(ctx, cmd.OutOrStdout(), dataDir, httpAddr, grpcAddr, witnessPort)
+			return runDev(ctx, cmd.OutOrStdout(), o)
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data", "./data", "directory for keys, state and process logs")
-	cmd.Flags().StringVar(&httpAddr, "http", "127.0.0.1:8080", "the log's HTTP address")
-	cmd.Flags().StringVar(&grpcAddr, "grpc", "127.0.0.1:9090", "the log's gRPC address")
-	cmd.Flags().IntVar(&witnessPort, "witness-port", 8181, "first of three consecutive loopback ports for the witnesses")
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "data", "./data", "directory for keys, state and process logs")
+	f.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "the log's HTTP address (with --ha: log-a's)")
+	f.StringVar(&o.grpcAddr, "grpc", "127.0.0.1:9090", "the log's gRPC address (with --ha: log-a's)")
+	f.IntVar(&o.witnessPort, "witness-port", 8181, "first of three consecutive loopback ports for the witnesses")
+	f.BoolVar(&o.ha, "ha", false, "two log frontends on MariaDB + MinIO (mysql+s3) instead of one on POSIX files")
+	f.StringVar(&o.http2Addr, "http2", "127.0.0.1:8082", "with --ha: log-b's HTTP address")
+	f.StringVar(&o.grpc2Addr, "grpc2", "127.0.0.1:9092", "with --ha: log-b's gRPC address")
+	f.IntVar(&o.mysqlPort, "mysql-port", 13306, "with --ha: MariaDB's loopback port")
+	f.IntVar(&o.s3Port, "s3-port", 19000, "with --ha: MinIO's loopback port")
 	documentEnv(cmd)
 	return cmd
 }
@@ -81,16 +107,28 @@ type devProc struct {
 	health string
 }
 
-func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, witnessPort int) error {
+func runDev(ctx context.Context, out io.Writer, o devOptions) error {
+	dir := o.dir
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding the cairn binary: %w", err)
 	}
-	plan, err := prepareDev(dir, httpAddr, grpcAddr, witnessPort)
-	if err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+	var storage [][]string // per frontend
+	if o.ha {
+		engines, stopEngines, err := startDevEngines(ctx, out, o)
+		if err != nil {
+			return err
+		}
+		defer stopEngines()
+		storage = [][]string{engines, engines}
+	} else {
+		storage = [][]string{{"--storage", "posix:" + filepath.Join(dir, "log")}}
+	}
+	plan, err := prepareDev(o, storage)
+	if err != nil {
 		return err
 	}
 	caPEM, err := os.ReadFile(plan.ca)
@@ -153,10 +191,10 @@ func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, 
 			return fmt.Errorf("%s did not become healthy (see %s): %w", p.name, filepath.Join(dir, "logs", p.name+".log"), err)
 		}
 	}
-	printDevHelp(out, plan, httpAddr, grpcAddr)
+	printDevHelp(out, plan, o)
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(out, "stopping log and witnesses…")
+		fmt.Fprintln(out, "stopping logs and witnesses…")
 		stopAll()
 		return nil
 	case msg := <-exited:
@@ -171,7 +209,8 @@ func runDev(ctx context.Context, out io.Writer, dir, httpAddr, grpcAddr string, 
 // config files (never overwriting) and returns the processes to start.
 // Everything is TLS: a local CA under data/tls signs a loopback certificate
 // for each process; a demo writer's token is in data/demo.token.
-func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, error) {
+func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
+	dir, httpAddr, witnessPort := o.dir, o.httpAddr, o.witnessPort
 	keys := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		return nil, err
@@ -214,14 +253,19 @@ func prepareDev(dir, httpAddr, grpcAddr string, witnessPort int) (*devPlan, erro
 	if err := writeIfMissing(plan.policyPath, policy.String()); err != nil {
 		return nil, err
 	}
-	plan.procs = append(witnessProcs, devProc{
-		name: "log",
-		args: []string{"log", "serve", "--origin", devOrigin, "--key", filepath.Join(keys, "log.key"),
-			"--storage", "posix:" + filepath.Join(dir, "log"), "--http", httpAddr, "--grpc", grpcAddr,
+	plan.procs = witnessProcs
+	http, grpc := []string{o.httpAddr, o.http2Addr}, []string{o.grpcAddr, o.grpc2Addr}
+	for i, st := range storage {
+		name := "log"
+		if len(storage) > 1 {
+			name = fmt.Sprintf("log-%c", 'a'+i)
+		}
+		args := []string{"log", "serve", "--origin", devOrigin, "--key", filepath.Join(keys, "log.key"),
+			"--http", http[i], "--grpc", grpc[i],
 			"--witness-policy", plan.policyPath, "--tls-cert", pki.cert["log"], "--tls-key", pki.key["log"],
-			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath},
-		health: "https://" + httpAddr + "/healthz",
-	})
+			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath}
+		plan.procs = append(plan.procs, devProc{name: name, args: append(args, st...), health: "https://" + http[i] + "/healthz"})
+	}
 	return plan, nil
 }
 
@@ -337,9 +381,14 @@ func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.
 	}
 }
 
-func printDevHelp(out io.Writer, p *devPlan, httpAddr, grpcAddr string) {
+func printDevHelp(out io.Writer, p *devPlan, o devOptions) {
+	what, grpcs := "one log", o.grpcAddr
+	if o.ha {
+		what = fmt.Sprintf("one log as two frontends (log-a https://%s, log-b https://%s) on MariaDB + MinIO", o.httpAddr, o.http2Addr)
+		grpcs = o.grpcAddr + "," + o.grpc2Addr
+	}
 	fmt.Fprintf(out, `
-Cairn is running: one log and three witnesses (2-of-3 quorum), all over TLS.
+Cairn is running: %[8]s and three witnesses (2-of-3 quorum), all over TLS.
 Ctrl-C stops them.
 
   log origin   %[1]s
@@ -363,8 +412,56 @@ Or with curl (the body is the payload, the answer its index):
 Audit the whole log, then watch it:
 
   ./bin/cairn audit --log https://%[6]s --ca %[4]s --policy %[3]s
-  ./bin/cairn monitor --log https://%[6]s --ca %[4]s --policy %[3]s --state data/monitor.state
-`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, httpAddr, grpcAddr)
+  ./bin/cairn monitor --log https://%[6]s --ca %[4]s --policy %[3]s --state %[9]s
+`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"))
+}
+
+// startDevEngines starts MariaDB and MinIO for --ha (state under
+// data/mariadb and data/minio, output in data/logs) and returns the
+// mysql+s3 flags of the frontends and a function that stops both by PID.
+func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string, func(), error) {
+	var started []*hastack.Server
+	stop := func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			fmt.Fprintf(out, "stopping %s (pid %d)\n", started[i].Name, started[i].PID())
+			started[i].Stop()
+		}
+	}
+	logTo := func(name string) (io.Writer, error) {
+		return os.OpenFile(filepath.Join(o.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	}
+	dbLog, err := logTo("mariadb")
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := hastack.NewMariaDB(filepath.Join(o.dir, "mariadb"), o.mysqlPort, dbLog)
+	if err != nil {
+		return nil, nil, err
+	}
+	s3Log, err := logTo("minio")
+	if err != nil {
+		return nil, nil, err
+	}
+	s3, err := hastack.NewMinIO(filepath.Join(o.dir, "minio"), o.s3Port, s3Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range []*hastack.Server{db.Server, s3.Server} {
+		if err := e.Start(ctx); err != nil {
+			stop()
+			return nil, nil, err
+		}
+		started = append(started, e)
+		fmt.Fprintf(out, "%s serving on %s (pid %d)\n", e.Name, e.Addr, e.PID())
+	}
+	dsnFile := filepath.Join(o.dir, "mariadb", "dsn")
+	if err := os.WriteFile(dsnFile, []byte(db.DSN+"\n"), 0o600); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return []string{"--storage", "mysql+s3", "--mysql-dsn", db.DSN, "--s3-endpoint", s3.Endpoint,
+		"--s3-bucket", "cairn", "--s3-region", "us-east-1", "--s3-path-style",
+		"--s3-access-key-file", s3.AccessKeyFile, "--s3-secret-key-file", s3.SecretKeyFile}, stop, nil
 }
 
 func exitText(err error) string {

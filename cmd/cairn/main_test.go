@@ -162,6 +162,14 @@ func TestLogServeRejectsBadFlagValues(t *testing.T) {
 		{[]string{"--read-access", "authenticated"}, "needs --access"},
 		{[]string{"--access", dir + "/missing"}, "--access"},
 		{[]string{"--insecure-plaintext=false"}, "--tls-cert and --tls-key are required"},
+		{[]string{"--mysql-dsn", "u:p@tcp(db)/x"}, "apply only to --storage mysql+s3"},
+		{[]string{"--storage", "mysql+s3"}, "--storage mysql+s3 needs --mysql-dsn, --s3-bucket, --s3-region, --s3-access-key-file, --s3-secret-key-file"},
+		{[]string{"--storage", "mysql+s3:x"}, "mysql+s3 takes no argument"},
+		{[]string{"--storage", "mysql+s3", "--checkpoint-interval", "500ms"}, "at most once a second"},
+		{[]string{"--storage", "mysql+s3", "--mysql-dsn", "no slash", "--s3-bucket", "b", "--s3-region", "r",
+			"--s3-access-key-file", dir + "/id", "--s3-secret-key-file", dir + "/secret"}, "--mysql-dsn: invalid DSN"},
+		{[]string{"--storage", "mysql+s3", "--mysql-dsn", "u:p@tcp(127.0.0.1:1)/x", "--s3-bucket", "b", "--s3-region", "r",
+			"--s3-access-key-file", dir + "/id", "--s3-secret-key-file", dir + "/secret"}, "--s3-access-key-file: open"},
 	} {
 		args := append([]string{"log", "serve", "--origin", "example.com/log", "--key", dir + "/log.key", "--storage", "posix:" + dir + "/st", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--insecure-plaintext"}, c.args...)
 		_, stderr, code := run(t, nil, args...)
