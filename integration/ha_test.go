@@ -444,6 +444,17 @@ func TestHAGarbageCollectionAdvances(t *testing.T) {
 		}
 		if gcFrom >= 2*layout.EntryBundleWidth && len(l.Contents) == 0 {
 			t.Logf("GC advanced to %d; the partial bundles of full bundle 0 are gone", gcFrom)
+			// A client still asking for a collected partial gets its prefix of the full bundle.
+			resp, err := http.Get("http://" + c.httpAddrs[1] + "/tile/entries/000.p/5")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var eb api.EntryBundle
+			if resp.StatusCode != http.StatusOK || eb.UnmarshalText(body) != nil || len(eb.Entries) != 5 {
+				t.Fatalf("collected partial bundle 000.p/5: %s, %d entries", resp.Status, len(eb.Entries))
+			}
 			return
 		}
 		if time.Now().After(deadline) {

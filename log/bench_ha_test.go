@@ -32,7 +32,7 @@ func BenchmarkMySQLS3HTTPAdd(b *testing.B) {
 		b.Run(fmt.Sprintf("frontends=%d", frontends), func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
-				aws := benchEngines(b)
+				aws := testEngines(b)
 				cfgJSON, _ := json.Marshal(aws)
 				skey, vkey := newKey(b, testOrigin)
 				var bases []string
@@ -65,28 +65,35 @@ func BenchmarkMySQLS3HTTPAdd(b *testing.B) {
 	}
 }
 
-// benchEngines starts MariaDB and MinIO for one iteration (skipping when
-// they are not installed: scripts/ha-deps.sh installs them).
-func benchEngines(b *testing.B) AWSConfig {
-	dir := b.TempDir()
+// testEngines starts a MariaDB and a MinIO for one test or iteration
+// (skipping when they are not installed and CAIRN_REQUIRE_HA is unset:
+// scripts/ha-deps.sh installs them).
+func testEngines(t testing.TB) AWSConfig {
+	dir := t.TempDir()
 	port := func() int {
-		_, p, _ := net.SplitHostPort(freeTCPAddr(b))
+		_, p, _ := net.SplitHostPort(freeTCPAddr(t))
 		n, _ := strconv.Atoi(p)
 		return n
 	}
+	missing := func(err error) {
+		if os.Getenv("CAIRN_REQUIRE_HA") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
 	db, err := hastack.NewMariaDB(dir+"/db", port(), io.Discard)
 	if err != nil {
-		b.Skip(err)
+		missing(err)
 	}
 	s3, err := hastack.NewMinIO(dir+"/s3", port(), io.Discard)
 	if err != nil {
-		b.Skip(err)
+		missing(err)
 	}
 	for _, e := range []*hastack.Server{db.Server, s3.Server} {
 		if err := e.Start(context.Background()); err != nil {
-			b.Fatal(err)
+			t.Fatal(err)
 		}
-		b.Cleanup(e.Kill)
+		t.Cleanup(e.Kill)
 	}
 	return AWSConfig{MySQLDSN: db.DSN, S3Endpoint: s3.Endpoint, S3Bucket: "bench", S3Region: "us-east-1",
 		S3PathStyle: true, S3AccessKeyFile: s3.AccessKeyFile, S3SecretKeyFile: s3.SecretKeyFile}
@@ -103,7 +110,7 @@ func BenchmarkTesseraExampleMySQLS3HTTPAdd(b *testing.B) {
 	}
 	for range b.N {
 		b.StopTimer()
-		aws := benchEngines(b)
+		aws := testEngines(b)
 		dsn, err := mysql.ParseDSN(aws.MySQLDSN)
 		if err != nil {
 			b.Fatal(err)
@@ -153,10 +160,10 @@ func tesseraAWSExample() (string, error) {
 	return bin, nil
 }
 
-func freeTCPAddr(b *testing.B) string {
+func freeTCPAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()

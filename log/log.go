@@ -106,6 +106,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	next := reader.NextIndex
 	as.nextIndex.Store(&next)
+	if drv.reader != nil {
+		reader = drv.reader(reader)
+	}
 
 	l := &Log{
 		cfg:       cfg,

@@ -101,12 +101,32 @@ func (tl *testLog) stop(t testing.TB) error {
 	}
 }
 
-func newTestLog(t testing.TB) *testLog {
+func newTestLog(t testing.TB) *testLog { return newTestLogWith(t, nil) }
+
+// newTestLogWith starts a log whose configuration mod may change.
+func newTestLogWith(t testing.TB, mod func(*Config)) *testLog {
 	t.Helper()
 	skey, vkey := newKey(t, testOrigin)
-	tl := startLog(t, testConfig(t.TempDir(), skey))
+	cfg := testConfig(t.TempDir(), skey)
+	if mod != nil {
+		mod(&cfg)
+	}
+	tl := startLog(t, cfg)
 	tl.vkey = vkey
 	return tl
+}
+
+// forEachDriver runs f on a fresh log per storage driver: posix, and
+// mysql+s3 on a MariaDB and a MinIO of the test's own (skipped where they
+// are not installed, unless CAIRN_REQUIRE_HA is set).
+func forEachDriver(t *testing.T, f func(t *testing.T, tl *testLog)) {
+	t.Run("posix", func(t *testing.T) { f(t, newTestLog(t)) })
+	t.Run("mysql+s3", func(t *testing.T) {
+		aws := testEngines(t)
+		f(t, newTestLogWith(t, func(c *Config) {
+			c.Storage, c.AWS, c.CheckpointInterval = "mysql+s3", aws, time.Second
+		}))
+	})
 }
 
 func (tl *testLog) get(t testing.TB, path string) []byte {
@@ -295,7 +315,10 @@ func verifyReceipt(t testing.TB, vkey string, rc, leaf []byte) receipt.Receipt {
 }
 
 func TestAppendedRecordsVerifyWithXMod(t *testing.T) {
-	tl := newTestLog(t)
+	forEachDriver(t, testAppendedRecordsVerifyWithXMod)
+}
+
+func testAppendedRecordsVerifyWithXMod(t *testing.T, tl *testLog) {
 	want := map[uint64][]byte{}
 
 	// gRPC Append.
@@ -379,8 +402,9 @@ func TestAppendedRecordsVerifyWithXMod(t *testing.T) {
 	}
 }
 
-func TestTilesHeadersAndGzip(t *testing.T) {
-	tl := newTestLog(t)
+func TestTilesHeadersAndGzip(t *testing.T) { forEachDriver(t, testTilesHeadersAndGzip) }
+
+func testTilesHeadersAndGzip(t *testing.T, tl *testLog) {
 	for i := range 3 {
 		appendGRPC(t, tl.api, fmt.Sprintf("r%d", i))
 	}
@@ -414,9 +438,10 @@ func TestTilesHeadersAndGzip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+			t.Errorf("GET %s: %d, want 404 (%s)", p, resp.StatusCode, body)
 		}
 	}
 	resp, err := http.Get(tl.base + "/tile/0/0001")

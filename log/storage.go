@@ -23,6 +23,8 @@ type driver struct {
 	name     string
 	tessera  tessera.Driver
 	antispam tessera.Antispam
+	// reader, if set, adapts Tessera's reader to the errors the read path expects.
+	reader func(tessera.LogReader) tessera.LogReader
 }
 
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3".

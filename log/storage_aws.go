@@ -17,6 +17,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/go-sql-driver/mysql"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
 	tessaws "github.com/transparency-dev/tessera/storage/aws"
 	awsantispam "github.com/transparency-dev/tessera/storage/aws/antispam"
 )
@@ -136,7 +138,10 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 	if err != nil {
 		return nil, err
 	}
-	return &driver{name: "mysql+s3", tessera: d, antispam: batched}, nil
+	s3c := s3.NewFromConfig(*sdk, s3opts)
+	return &driver{name: "mysql+s3", tessera: d, antispam: batched, reader: func(r tessera.LogReader) tessera.LogReader {
+		return s3Reader{LogReader: r, s3: s3c, bucket: c.S3Bucket}
+	}}, nil
 }
 
 // dbIdleConns is how many idle connections each pool keeps.
@@ -180,6 +185,40 @@ func readCommittedDSN(ctx context.Context, dsn string) (string, error) {
 	}
 	cfg.Params[name] = "'READ-COMMITTED'"
 	return cfg.FormatDSN(), nil
+}
+
+// s3Reader reports a missing tile or bundle as os.ErrNotExist, as the POSIX
+// driver does. Tessera's S3 reader wraps the store's NoSuchKey with %v for
+// tiles and bundles (it converts it only for the checkpoint), so its type is
+// lost and a missing object would answer 503 instead of 404 and defeat the
+// partial-to-full fallback once GC removed a partial. On a failed read this
+// asks the store whether the object exists; reads that succeed cost nothing.
+type s3Reader struct {
+	tessera.LogReader
+	s3     *s3.Client
+	bucket string
+}
+
+func (r s3Reader) ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+	b, err := r.LogReader.ReadTile(ctx, level, index, p)
+	return b, r.classify(ctx, layout.TilePath(level, index, p), err)
+}
+
+func (r s3Reader) ReadEntryBundle(ctx context.Context, index uint64, p uint8) ([]byte, error) {
+	b, err := r.LogReader.ReadEntryBundle(ctx, index, p)
+	return b, r.classify(ctx, layout.EntriesPath(index, p), err)
+}
+
+func (r s3Reader) classify(ctx context.Context, key string, err error) error {
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_, herr := r.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aaws.String(r.bucket), Key: aaws.String(key)})
+	var nf *types.NotFound
+	if errors.As(herr, &nf) {
+		return fmt.Errorf("%w: %s", os.ErrNotExist, key)
+	}
+	return err
 }
 
 // ensureBucket creates the bucket if it does not exist yet.

@@ -144,7 +144,12 @@ func NewMariaDB(dir string, port int, logw io.Writer) (*MariaDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := filepath.Join(dir, "data")
+	data, tmp := filepath.Join(dir, "data"), filepath.Join(dir, "tmp")
+	// A private temporary directory: bootstraps running side by side in
+	// /tmp collide on their temporary table names.
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(data, "mysql")); err != nil {
 		install, err := findBinary("mariadb-install-db", "/usr/bin/mariadb-install-db")
 		if err != nil {
@@ -153,7 +158,7 @@ func NewMariaDB(dir string, port int, logw io.Writer) (*MariaDB, error) {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			return nil, err
 		}
-		args := []string{"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal", "--skip-test-db"}
+		args := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--auth-root-authentication-method=normal", "--skip-test-db"}
 		if os.Geteuid() == 0 {
 			args = append(args, "--user=root")
 		}
@@ -166,7 +171,7 @@ func NewMariaDB(dir string, port int, logw io.Writer) (*MariaDB, error) {
 		return nil, err
 	}
 	sock := filepath.Join(dir, "mysqld.sock")
-	argv := []string{mariadbd, "--no-defaults", "--datadir=" + data, "--socket=" + sock,
+	argv := []string{mariadbd, "--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--socket=" + sock,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", port), "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--skip-name-resolve", "--max-connections=500", "--innodb-buffer-pool-size=256M",
 		"--innodb-flush-log-at-trx-commit=1", "--sync-binlog=0", "--log-error=" + filepath.Join(dir, "error.log")}
