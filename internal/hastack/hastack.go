@@ -217,10 +217,14 @@ type MinIO struct {
 	AccessKeyFile, SecretKeyFile string
 }
 
-// MinIOPath is where scripts/ha-deps.sh installs MinIO.
+// MinIOPath is where scripts/ha-deps.sh installs MinIO: $CAIRN_CACHE_BIN
+// (default ~/.cache/cairn/bin), or $CAIRN_MINIO when set.
 func MinIOPath() string {
 	if p := os.Getenv("CAIRN_MINIO"); p != "" {
 		return p
+	}
+	if d := os.Getenv("CAIRN_CACHE_BIN"); d != "" {
+		return filepath.Join(d, "minio")
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "cairn", "bin", "minio")
