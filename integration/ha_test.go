@@ -199,6 +199,27 @@ func (r *loadResult) waitAcks(t *testing.T, n int, within time.Duration) {
 	}
 }
 
+// waitFailures waits until n more submissions failed with code.
+func (r *loadResult) waitFailures(t *testing.T, code codes.Code, n int, within time.Duration) {
+	t.Helper()
+	r.mu.Lock()
+	target := r.codes[code] + n
+	r.mu.Unlock()
+	deadline := time.Now().Add(within)
+	for {
+		r.mu.Lock()
+		got := r.codes[code]
+		r.mu.Unlock()
+		if got >= target {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d %v failures within %v (%d acknowledged, failures %v)", got, target, code, within, r.count(), r.codes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // verifyLog waits until frontend i publishes a checkpoint covering every
 // acknowledged record, then checks every acknowledged leaf is at its index
 // byte for byte, no record appears twice, and the log audits clean.
@@ -358,7 +379,8 @@ func TestHADatabaseRestartMidLoad(t *testing.T) {
 	res, wg := load(t, c, 6, stop)
 	res.waitAcks(t, 200, time.Minute)
 	e.db.Kill()
-	time.Sleep(2 * time.Second) // the outage: appends meanwhile must fail, not hang or lie
+	// While it is down, appends fail (they neither hang nor get acknowledged).
+	res.waitFailures(t, codes.Unavailable, 12, time.Minute)
 	if err := e.db.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -390,19 +412,7 @@ func TestHAObjectStoreOutage(t *testing.T) {
 	t.Logf("object store killed after %d acknowledgements", res.count())
 	// Appends are sequenced durably in the database until the unintegrated
 	// backlog reaches the pushback limit, then refused with ResourceExhausted.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		res.mu.Lock()
-		n := res.codes[codes.ResourceExhausted]
-		res.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pushback within a minute of the object store going away (%d acknowledged, failures %v)", res.count(), res.codes)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	res.waitFailures(t, codes.ResourceExhausted, 1, time.Minute)
 	if err := e.s3.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -87,9 +87,12 @@ func TestWitnessOutagesAndRecoveryThrough409(t *testing.T) {
 	if last < 20 {
 		t.Fatalf("index %d: records were not sequenced", last)
 	}
-	time.Sleep(3 * time.Second) // several checkpoint intervals and witness timeouts
-	if _, s, _ := c.checkpoint(t); s != stuckAt {
-		t.Fatalf("checkpoint advanced from %d to %d without a witness quorum", stuckAt, s)
+	// Watched over several checkpoint intervals and witness timeouts, the
+	// published checkpoint never moves.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if _, s, _ := c.checkpoint(t); s != stuckAt {
+			t.Fatalf("checkpoint advanced from %d to %d without a witness quorum", stuckAt, s)
+		}
 	}
 
 	// Heal: the frozen witness resumes and the killed one restarts; it is
@@ -102,10 +105,12 @@ func TestWitnessOutagesAndRecoveryThrough409(t *testing.T) {
 	}
 	// Every witness, including the restarted one, ends at the log's size.
 	deadline := time.Now().Add(60 * time.Second)
-	for {
+	for tick := 0; ; tick++ {
 		all := true
 		for range 1 {
-			if _, err := c.add(t, "tick"); err != nil {
+			// A new record each round (an identical one would be deduplicated
+			// and the tree, and so the checkpoint, would not move).
+			if _, err := c.add(t, fmt.Sprintf("tick %d", tick)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -505,8 +510,10 @@ func TestPartitionedWitnessCatchesUpAfterHealing(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if _, err := c.add(t, "after"); err != nil {
+	for i := 0; ; i++ {
+		// A new record each round: the tree must grow for new checkpoints
+		// (an identical record would be deduplicated).
+		if _, err := c.add(t, fmt.Sprintf("after %d", i)); err != nil {
 			t.Fatal(err)
 		}
 		_, logSize, _ := c.checkpoint(t)
