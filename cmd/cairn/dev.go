@@ -104,6 +104,7 @@ type devPlan struct {
 type devProc struct {
 	name   string
 	args   []string
+	env    []string // added to the environment
 	health string
 }
 
@@ -117,19 +118,25 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	var storage [][]string // per frontend
+	var env []string
 	if o.ha {
-		engines, stopEngines, err := startDevEngines(ctx, out, o)
+		engines, dsn, stopEngines, err := startDevEngines(ctx, out, o)
 		if err != nil {
 			return err
 		}
 		defer stopEngines()
 		storage = [][]string{engines, engines}
+		// The DSN holds the database password: environment, not argv (ps).
+		env = []string{"CAIRN_MYSQL_DSN=" + dsn}
 	} else {
 		storage = [][]string{{"--storage", "posix:" + filepath.Join(dir, "log")}}
 	}
 	plan, err := prepareDev(o, storage)
 	if err != nil {
 		return err
+	}
+	for i := range plan.procs {
+		plan.procs[i].env = env
 	}
 	caPEM, err := os.ReadFile(plan.ca)
 	if err != nil {
@@ -167,6 +174,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			return err
 		}
 		c := exec.Command(self, p.args...)
+		c.Env = append(os.Environ(), p.env...)
 		c.Stdout, c.Stderr = logf, logf
 		if err := c.Start(); err != nil {
 			logf.Close()
@@ -418,8 +426,9 @@ Audit the whole log, then watch it:
 
 // startDevEngines starts MariaDB and MinIO for --ha (state under
 // data/mariadb and data/minio, output in data/logs) and returns the
-// mysql+s3 flags of the frontends and a function that stops both by PID.
-func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string, func(), error) {
+// mysql+s3 flags of the frontends, the database DSN and a function that
+// stops both by PID.
+func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string, string, func(), error) {
 	var started []*hastack.Server
 	stop := func() {
 		for i := len(started) - 1; i >= 0; i-- {
@@ -432,24 +441,24 @@ func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string
 	}
 	dbLog, err := logTo("mariadb")
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	db, err := hastack.NewMariaDB(filepath.Join(o.dir, "mariadb"), o.mysqlPort, dbLog)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	s3Log, err := logTo("minio")
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	s3, err := hastack.NewMinIO(filepath.Join(o.dir, "minio"), o.s3Port, s3Log)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	for _, e := range []*hastack.Server{db.Server, s3.Server} {
 		if err := e.Start(ctx); err != nil {
 			stop()
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		started = append(started, e)
 		fmt.Fprintf(out, "%s serving on %s (pid %d)\n", e.Name, e.Addr, e.PID())
@@ -457,11 +466,11 @@ func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string
 	dsnFile := filepath.Join(o.dir, "mariadb", "dsn")
 	if err := os.WriteFile(dsnFile, []byte(db.DSN+"\n"), 0o600); err != nil {
 		stop()
-		return nil, nil, err
+		return nil, "", nil, err
 	}
-	return []string{"--storage", "mysql+s3", "--mysql-dsn", db.DSN, "--s3-endpoint", s3.Endpoint,
+	return []string{"--storage", "mysql+s3", "--s3-endpoint", s3.Endpoint,
 		"--s3-bucket", "cairn", "--s3-region", "us-east-1", "--s3-path-style",
-		"--s3-access-key-file", s3.AccessKeyFile, "--s3-secret-key-file", s3.SecretKeyFile}, stop, nil
+		"--s3-access-key-file", s3.AccessKeyFile, "--s3-secret-key-file", s3.SecretKeyFile}, db.DSN, stop, nil
 }
 
 func exitText(err error) string {
