@@ -145,25 +145,35 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	var running []*exec.Cmd
+	type runningProc struct {
+		name string
+		cmd  *exec.Cmd
+		done chan struct{} // closed once it exited; msg says how
+		msg  string
+	}
+	var running []*runningProc
 	exited := make(chan string, len(plan.procs))
-	alive := 0
-	// stopAll asks every running process to drain (log last started, first
-	// stopped), then waits for them, killing any still running after 70s.
+	// stopAll drains the logs first, while the witnesses are still up to
+	// cosign their final checkpoints, then stops the witnesses; each phase
+	// kills whatever still runs after 70s.
 	stopAll := func() {
-		for i := len(running) - 1; i >= 0; i-- {
-			_ = running[i].Process.Signal(syscall.SIGTERM)
-		}
-		deadline := time.After(70 * time.Second)
-		for ; alive > 0; alive-- {
-			select {
-			case msg := <-exited:
-				fmt.Fprintln(out, msg)
-			case <-deadline:
-				for _, c := range running {
-					_ = c.Process.Kill()
+		for _, logs := range []bool{true, false} {
+			var phase []*runningProc
+			for _, rp := range running {
+				if strings.HasPrefix(rp.name, "log") == logs {
+					_ = rp.cmd.Process.Signal(syscall.SIGTERM)
+					phase = append(phase, rp)
 				}
-				return
+			}
+			deadline := time.After(70 * time.Second)
+			for _, rp := range phase {
+				select {
+				case <-rp.done:
+				case <-deadline:
+					_ = rp.cmd.Process.Kill()
+					<-rp.done
+				}
+				fmt.Fprintln(out, rp.msg)
 			}
 		}
 	}
@@ -181,20 +191,18 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 			stopAll()
 			return fmt.Errorf("starting %s: %w", p.name, err)
 		}
-		running = append(running, c)
-		alive++
-		go func(name string, c *exec.Cmd) {
+		rp := &runningProc{name: p.name, cmd: c, done: make(chan struct{})}
+		running = append(running, rp)
+		go func() {
 			err := c.Wait()
 			logf.Close()
-			exited <- fmt.Sprintf("%s stopped (%v); its log is %s", name, exitText(err), filepath.Join(dir, "logs", name+".log"))
-		}(p.name, c)
+			rp.msg = fmt.Sprintf("%s stopped (%v); its log is %s", rp.name, exitText(err), filepath.Join(dir, "logs", rp.name+".log"))
+			close(rp.done)
+			exited <- rp.msg
+		}()
 		// The witnesses must be up before a new log publishes its first
 		// (witnessed) checkpoint.
 		if err := waitHealthy(ctx, hc, p.health, 30*time.Second, exited); err != nil {
-			var ex processExited
-			if errors.As(err, &ex) {
-				alive--
-			}
 			stopAll()
 			return fmt.Errorf("%s did not become healthy (see %s): %w", p.name, filepath.Join(dir, "logs", p.name+".log"), err)
 		}
@@ -205,10 +213,8 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		fmt.Fprintln(out, "stopping logs and witnesses…")
 		stopAll()
 		return nil
-	case msg := <-exited:
-		fmt.Fprintln(out, msg)
-		alive--
-		stopAll()
+	case <-exited:
+		stopAll() // reports every process, the one that exited first among them
 		return errors.New("a demo process exited unexpectedly")
 	}
 }

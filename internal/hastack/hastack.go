@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,6 +50,12 @@ func (s *Server) PID() int {
 
 // Start starts the process and waits until it serves (at most a minute).
 func (s *Server) Start(ctx context.Context) error {
+	// A server already on the port would pass the readiness check in our place.
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("starting %s: %s is taken (is another one running?): %w", s.Name, s.Addr, err)
+	}
+	ln.Close()
 	c := exec.Command(s.argv[0], s.argv[1:]...)
 	c.Env = append(os.Environ(), s.env...)
 	c.Stdout, c.Stderr = s.logw, s.logw
