@@ -527,3 +527,37 @@ func TestPartitionedWitnessCatchesUpAfterHealing(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// A witness that was down while the log grew catches up once the log goes
+// idle: the unchanged checkpoint is republished (and rewitnessed) every
+// --checkpoint-republish-interval, taking the 409 path.
+func TestIdleLogRepublishesSoALaggingWitnessCatchesUp(t *testing.T) {
+	c := newClusterWith(t, clusterOpts{storage: func(dir string) []string {
+		return []string{"--storage", "posix:" + dir + "/log", "--checkpoint-republish-interval", "1s"}
+	}})
+	c.witnesses[0].kill9()
+	var last uint64
+	for i := range 20 {
+		idx, err := c.add(t, fmt.Sprintf("while w0 is down %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = idx
+	}
+	c.waitSize(t, last+1, 60*time.Second)
+	c.witnesses[0].start(t)
+	waitOK(t, "http://"+witnessAddr(c.witnesses[0])+"/healthz")
+	// No more appends: only republishing can bring w0 to the log's size.
+	mon := "http://" + witnessAddr(c.witnesses[0]) + "/" + originID(origin) + "/checkpoint"
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if size, _, ok := cosigned(mon); ok && size == last+1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			size, _, _ := cosigned(mon)
+			t.Fatalf("the returning witness is at %d on an idle log of %d", size, last+1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

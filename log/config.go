@@ -36,6 +36,9 @@ type Config struct {
 	GRPCAddr string
 	// CheckpointInterval is how often a new checkpoint may be published.
 	CheckpointInterval time.Duration
+	// CheckpointRepublishInterval is how often an unchanged tree's checkpoint
+	// is published again, freshly witnessed (0: Tessera's default, 10m).
+	CheckpointRepublishInterval time.Duration
 	// BatchMaxSize and BatchMaxAge bound a sequencing batch.
 	BatchMaxSize uint
 	BatchMaxAge  time.Duration
@@ -163,6 +166,9 @@ func (c Config) validate(keyName string) error {
 	}
 	if strings.HasPrefix(c.Storage, "mysql+s3") && c.CheckpointInterval < time.Second {
 		return fmt.Errorf("--checkpoint-interval %v: the mysql+s3 driver publishes at most once a second (use ≥1s)", c.CheckpointInterval)
+	}
+	if c.CheckpointRepublishInterval != 0 && c.CheckpointRepublishInterval < c.CheckpointInterval {
+		return fmt.Errorf("--checkpoint-republish-interval %v is shorter than --checkpoint-interval %v", c.CheckpointRepublishInterval, c.CheckpointInterval)
 	}
 	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > record.MaxPayloadBytes {
 		return fmt.Errorf("--max-record-bytes %d must be between 1 and %d (a leaf must fit a tlog-tiles entry bundle)", c.MaxRecordBytes, record.MaxPayloadBytes)

@@ -58,6 +58,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		WithCheckpointInterval(cfg.CheckpointInterval).
 		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
 		WithPushback(cfg.PushbackMaxOutstanding)
+	if cfg.CheckpointRepublishInterval > 0 {
+		opts = opts.WithCheckpointRepublishInterval(cfg.CheckpointRepublishInterval)
+	}
 	if cfg.GCInterval > 0 {
 		opts = opts.WithGarbageCollectionInterval(cfg.GCInterval)
 	}

@@ -103,6 +103,7 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 	f.StringVar(&cfg.HTTPAddr, "http", cairnlog.DefaultHTTPAddr, "HTTP listen address (tlog-tiles, /add, health, metrics)")
 	f.StringVar(&cfg.GRPCAddr, "grpc", cairnlog.DefaultGRPCAddr, "gRPC listen address (cairn.v1.Log)")
 	f.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cairnlog.DefaultCheckpointInterval, "how often a new checkpoint may be published (≥100ms)")
+	f.DurationVar(&cfg.CheckpointRepublishInterval, "checkpoint-republish-interval", 10*time.Minute, "how often an unchanged tree's checkpoint is published again, freshly witnessed (keeps witness timestamps recent and lets a lagging witness catch up on an idle log)")
 	f.UintVar(&cfg.BatchMaxSize, "batch-max-size", cairnlog.DefaultBatchMaxSize, "largest sequencing batch, in records")
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", cairnlog.DefaultBatchMaxAge, "longest a record waits for its batch to fill")
 	f.UintVar(&cfg.PushbackMaxOutstanding, "pushback-max-outstanding", cairnlog.DefaultPushbackMaxOutstanding, "sequenced-but-unintegrated records before appends get pushback (429/ResourceExhausted)")

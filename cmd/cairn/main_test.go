@@ -157,6 +157,7 @@ func TestLogServeRejectsBadFlagValues(t *testing.T) {
 		{[]string{"--storage", "tape:/dev/st0"}, `unknown driver "tape"`},
 		{[]string{"--max-record-bytes", "70000"}, "--max-record-bytes 70000"},
 		{[]string{"--checkpoint-interval", "10ms"}, "--checkpoint-interval"},
+		{[]string{"--checkpoint-interval", "5s", "--checkpoint-republish-interval", "1s"}, "--checkpoint-republish-interval 1s is shorter"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--read-access", "secret"}, "--read-access"},
 		{[]string{"--read-access", "authenticated"}, "needs --access"},
