@@ -126,6 +126,9 @@ func newHACluster(t *testing.T, extra ...string) (*cluster, *engines) {
 type acked struct {
 	index uint64
 	leaf  []byte
+	// payload is checked instead when the leaf is not known (AppendStream
+	// answers carry only the index).
+	payload []byte
 }
 
 // loadResult is what a load run saw.
@@ -179,7 +182,7 @@ func load(t *testing.T, c *cluster, workers int, stop <-chan struct{}) (*loadRes
 					time.Sleep(20 * time.Millisecond)
 					continue
 				}
-				res.add(acked{got.Index, got.Leaf})
+				res.add(acked{index: got.Index, leaf: got.Leaf})
 			}
 		})
 	}
@@ -265,6 +268,12 @@ func verifyLog(t *testing.T, c *cluster, i int, acks []acked) {
 		leaves = append(leaves, eb.Entries...)
 	}
 	for _, a := range acks {
+		if a.leaf == nil {
+			if r, err := record.Decode(leaves[a.index]); err != nil || !bytes.Equal(r.Payload, a.payload) {
+				t.Fatalf("index %d holds %q, acknowledged for %q", a.index, r.Payload, a.payload)
+			}
+			continue
+		}
 		if !bytes.Equal(leaves[a.index], a.leaf) {
 			t.Fatalf("index %d holds %x, acknowledged %x", a.index, leaves[a.index], a.leaf)
 		}
@@ -299,14 +308,45 @@ func TestHAFrontendKilledMidLoadLosesNothingAndRejoins(t *testing.T) {
 	c, _ := newHACluster(t)
 	stop := make(chan struct{})
 	res, wg := load(t, c, 8, stop)
-	res.waitAcks(t, 300, time.Minute)
+	// Beside the unary submitters, one AppendStream through frontend 0 that
+	// breaks when it is killed: the client resends what was not acknowledged
+	// to frontend 1, marked as a retry, and nothing is appended twice.
+	streamed := make([]client.Record, 20000)
+	for i := range streamed {
+		streamed[i] = client.Record{Payload: fmt.Appendf(nil, "stream-%d", i), ContentType: "text/plain"}
+	}
+	var streamAcks []acked
+	streamedBy := map[string]int{}
+	streamDone := make(chan error, 1)
+	go func() {
+		s, err := client.NewSubmitter(c.grpcAddrs, client.SubmitterOptions{Backoff: 50 * time.Millisecond})
+		if err != nil {
+			streamDone <- err
+			return
+		}
+		defer s.Close()
+		got, err := s.SubmitStream(context.Background(), streamed)
+		for i, g := range got {
+			streamAcks = append(streamAcks, acked{index: g.Index, payload: streamed[i].Payload})
+			streamedBy[g.Endpoint]++
+		}
+		streamDone <- err
+	}()
+	// Kill frontend 0 in the middle of the stream (and of the unary load).
+	waitMetric(t, c.httpAddrs[0], `cairn_log_append_requests_total{api="stream"}`, 12000)
 	c.logs[0].kill9()
 	killedAt := res.count()
 	res.waitAcks(t, 300, time.Minute) // the survivor keeps accepting
 	close(stop)
 	wg.Wait()
-	t.Logf("%d acknowledged (%d after the kill); failures %v", res.count(), res.count()-killedAt, res.codes)
-	verifyLog(t, c, 1, res.acks)
+	if err := <-streamDone; err != nil {
+		t.Fatalf("SubmitStream across the kill: %v", err)
+	}
+	if streamedBy[c.grpcAddrs[1]] == 0 {
+		t.Fatalf("the stream never moved to the surviving frontend %s: %v (frontends %v)", c.grpcAddrs[1], streamedBy, c.grpcAddrs)
+	}
+	t.Logf("%d acknowledged (%d after the kill); failures %v; streamed %d, acknowledged by frontend %v", res.count(), res.count()-killedAt, res.codes, len(streamAcks), streamedBy)
+	verifyLog(t, c, 1, append(res.acks, streamAcks...))
 
 	// The killed frontend rejoins without operator action and serves the same log.
 	c.logs[0].start(t)
@@ -316,7 +356,7 @@ func TestHAFrontendKilledMidLoadLosesNothingAndRejoins(t *testing.T) {
 	res2.waitAcks(t, 100, time.Minute)
 	close(stop2)
 	wg2.Wait()
-	verifyLog(t, c, 0, append(res.acks, res2.acks...))
+	verifyLog(t, c, 0, append(append(res.acks, streamAcks...), res2.acks...))
 
 	// A retry that lands on the other frontend gets the index the first
 	// frontend assigned (the shared antispam index, awaited for retries).
@@ -350,6 +390,30 @@ func postAdd(t *testing.T, addr, payload string, retry bool) string {
 		t.Fatalf("POST %s/add: %s %s", addr, resp.Status, b)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// waitMetric polls a frontend's /metrics until the sample reaches at least v.
+func waitMetric(t *testing.T, httpAddr, sample string, v float64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if resp, err := http.Get("http://" + httpAddr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(b), "\n") {
+				var got float64
+				if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+					if _, err := fmt.Sscan(rest, &got); err == nil && got >= v {
+						return
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s on %s did not reach %v within a minute", sample, httpAddr, v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func appendVia(t *testing.T, addr string, req *cairnv1.AppendRequest, retry bool) *cairnv1.AppendResponse {
