@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,12 +66,13 @@ func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 			case <-ctx.Done():
 				return func() (tessera.Index, error) { return tessera.Index{}, ctx.Err() }
 			}
-			return func() (tessera.Index, error) {
-				select {
-				case <-l.done:
-				case <-ctx.Done():
-					return tessera.Index{}, ctx.Err()
-				}
+			// Tessera's in-memory dedup hands this future to every identical
+			// request, so it must resolve once: a second evaluation must not
+			// append the entry again. The lookup is bounded by its query
+			// timeout, so it is awaited regardless of ctx (which may belong
+			// to a request that already ended).
+			return sync.OnceValues(func() (tessera.Index, error) {
+				<-l.done
 				if l.err != nil {
 					return tessera.Index{}, l.err
 				}
@@ -78,7 +80,7 @@ func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 					return tessera.Index{Index: l.index, IsDup: true}, nil
 				}
 				return delegate(ctx, e)()
-			}
+			})
 		}
 	}
 }
