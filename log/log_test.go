@@ -636,13 +636,29 @@ func TestStartupRejectsOriginThatIsNotTheKeyName(t *testing.T) {
 	}
 }
 
-func TestGetEntriesAndProofErrors(t *testing.T) {
-	tl := newTestLog(t)
+func TestGetEntriesAndProofErrors(t *testing.T) { forEachDriver(t, testGetEntriesAndProofErrors) }
+
+func testGetEntriesAndProofErrors(t *testing.T, tl *testLog) {
+	var leaves [][]byte
 	for i := range 5 {
-		appendGRPC(t, tl.api, fmt.Sprintf("e%d", i))
+		leaves = append(leaves, appendGRPC(t, tl.api, fmt.Sprintf("e%d", i)).Leaf)
 	}
-	tl.waitForSize(t, tl.vkey, 5)
+	_, tree := tl.waitForSize(t, tl.vkey, 5)
 	ctx := context.Background()
+	// Every inclusion proof the API serves checks with x/mod's tlog.
+	for i, leaf := range leaves {
+		p, err := tl.api.GetInclusionProof(ctx, &cairnv1.GetInclusionProofRequest{Index: uint64(i), TreeSize: uint64(tree.N)})
+		if err != nil {
+			t.Fatalf("GetInclusionProof(%d): %v", i, err)
+		}
+		var rp tlog.RecordProof
+		for _, h := range p.Proof {
+			rp = append(rp, tlog.Hash(h))
+		}
+		if err := tlog.CheckRecord(rp, tree.N, tree.Hash, int64(i), tlog.RecordHash(leaf)); err != nil {
+			t.Fatalf("x/mod rejects the inclusion proof of %d: %v", i, err)
+		}
+	}
 	got, err := tl.api.GetEntries(ctx, &cairnv1.GetEntriesRequest{Start: 1, Count: 10})
 	if err != nil || len(got.Entries) != 4 {
 		t.Fatalf("GetEntries(1, 10) = %d entries, %v; want 4", len(got.GetEntries()), err)
