@@ -23,10 +23,12 @@ import (
 	"github.com/cairnlog/cairn/internal/hastack"
 )
 
-// freeRun returns the first of n consecutive free loopback ports.
+// freeRun returns the first of n consecutive free loopback ports, below the
+// kernel's ephemeral range (32768+) so that no outgoing connection of a
+// parallel test takes one before cairn dev binds it.
 func freeRun(t *testing.T, n int) int {
 	t.Helper()
-	for base := 20000 + os.Getpid()%20000; base < 65000; base += n + 7 {
+	for base := 20000 + os.Getpid()%10000; base+n < 32768; base += n + 7 {
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
