@@ -5,7 +5,7 @@ PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 TOOLS         := $(CURDIR)/.tools
 
-.PHONY: all build run run-ha test bench proto vet fmt clean
+.PHONY: all build run run-ha test race bench proto vet fmt clean
 
 all: build
 
@@ -24,6 +24,14 @@ run-ha: build
 
 test:
 	bash scripts/test.sh
+
+# make race: every test under the race detector, the integration suite
+# against a race-built binary that halts on the first race (~8 min).
+race:
+	bash scripts/ha-deps.sh
+	$(GO) build -race -o bin/cairn-race ./cmd/cairn
+	CAIRN_REQUIRE_HA=1 GORACE=halt_on_error=1 CAIRN_BIN=$(CURDIR)/bin/cairn-race \
+		$(GO) test -race -count=1 -timeout 30m ./...
 
 bench: build
 	bash scripts/bench.sh

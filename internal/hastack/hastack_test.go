@@ -69,12 +69,13 @@ func TestEnginesStartServeAndRestart(t *testing.T) {
 		t.Fatalf("after restart: %v", err)
 	}
 
-	s3, err := NewMinIO(dir+"/s3", freePort(t), &logs)
+	var s3logs bytes.Buffer // one writer per process: each has its own copying goroutine
+	s3, err := NewMinIO(dir+"/s3", freePort(t), &s3logs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s3.Start(ctx); err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
+		t.Fatalf("%v\n%s", err, s3logs.String())
 	}
 	defer s3.Kill()
 	resp, err := http.Get(s3.Endpoint + "/minio/health/live")
