@@ -392,6 +392,26 @@ func postAdd(t *testing.T, addr, payload string, retry bool) string {
 	return strings.TrimSpace(string(b))
 }
 
+// waitStatus polls url until it answers with code (a minute at most).
+func waitStatus(t *testing.T, url string, code int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := 0
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			got = resp.StatusCode
+		}
+		if got == code {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s answers %d, want %d", url, got, code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitMetric polls a frontend's /metrics until the sample reaches at least v.
 func waitMetric(t *testing.T, httpAddr, sample string, v float64) {
 	t.Helper()
@@ -443,10 +463,17 @@ func TestHADatabaseRestartMidLoad(t *testing.T) {
 	res, wg := load(t, c, 6, stop)
 	res.waitAcks(t, 200, time.Minute)
 	e.db.Kill()
-	// While it is down, appends fail (they neither hang nor get acknowledged).
+	// While it is down, appends fail (they neither hang nor get acknowledged)
+	// and no frontend calls itself ready, so a load balancer would drain them.
 	res.waitFailures(t, codes.Unavailable, 12, time.Minute)
+	for _, a := range c.httpAddrs {
+		waitStatus(t, "http://"+a+"/readyz", http.StatusServiceUnavailable)
+	}
 	if err := e.db.Start(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	for _, a := range c.httpAddrs {
+		waitStatus(t, "http://"+a+"/readyz", http.StatusOK)
 	}
 	res.waitAcks(t, 200, 2*time.Minute) // resumed on their own
 	close(stop)

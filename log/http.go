@@ -2,6 +2,7 @@ package log
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -206,13 +208,25 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
+// readyTimeout bounds the readiness probe's checks.
+const readyTimeout = 5 * time.Second
+
 func (l *Log) handleReady(w http.ResponseWriter, r *http.Request) {
 	if l.draining.Load() {
 		writeHTTPError(w, ErrShuttingDown)
 		return
 	}
-	if _, err := l.checkpoint(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	// Ready means both halves work: reads (the published checkpoint) and
+	// writes (the sequencer's position: the database, with mysql+s3), so a
+	// load balancer drains a frontend that lost either.
+	if _, err := l.checkpoint(ctx); err != nil {
 		writeHTTPError(w, fmt.Errorf("%w: not ready: %v", ErrUnavailable, err))
+		return
+	}
+	if _, err := l.reader.NextIndex(ctx); err != nil {
+		writeHTTPError(w, fmt.Errorf("%w: not ready: the sequencer does not answer: %v", ErrUnavailable, err))
 		return
 	}
 	_, _ = io.WriteString(w, "ready\n")
