@@ -1,6 +1,9 @@
 // Package integration runs the real cairn binary as separate processes — a
 // log, three witnesses with a 2-of-3 policy, clients — and breaks things:
 // kill -9, frozen processes, tampered files, forks, garbage on every port.
+// Each process is a region: its own network namespace where the machine
+// allows, with 30–120 ms of latency on the links (netem, or a delaying
+// userspace proxy in front of each witness where the kernel has no netem).
 package integration
 
 import (
@@ -189,7 +192,8 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		}
 		wk, _ := os.ReadFile(c.dir + "/" + name + ".vkey")
 		addr := nw.addr(t, i+1, 8181)
-		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), addr)
+		// The log reaches the witness across regions (with region latency).
+		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), nw.reach(t, i+1, addr))
 		db := c.dir + "/" + name + "-db"
 		c.witnessDBs = append(c.witnessDBs, db)
 		w := &proc{name: name, nw: nw, region: i + 1, args: []string{"witness", "serve", "--key", c.dir + "/" + name + ".key", "--logs", c.dir + "/logs.txt",

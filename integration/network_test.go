@@ -2,11 +2,14 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // network places each process ("region") of a cluster on its own host:
@@ -20,6 +23,7 @@ type network struct {
 	subnet string // 10.250.K
 	hosts  []string
 	links  []string // host-side veth of each region
+	netem  bool     // the kernel delays each region's link
 }
 
 var netSeq atomic.Uint32
@@ -37,8 +41,8 @@ func sh(args ...string) error {
 
 // loopbackNetwork makes n regions on loopback ports, saying why.
 func loopbackNetwork(t *testing.T, n int, why string) *network {
-	nw := &network{mode: "loopback", why: why, hosts: make([]string, n)}
-	t.Logf("network mode: loopback (%s)", why)
+	nw := &network{mode: "loopback", why: why + "; witness links delayed by a userspace proxy", hosts: make([]string, n)}
+	t.Logf("network mode: loopback (%s)", nw.why)
 	return nw
 }
 
@@ -106,13 +110,14 @@ func (nw *network) setup(t *testing.T, n int, k uint32) error {
 		if netem {
 			if err := sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", peer, "root", "netem", "delay", regionDelays[i%len(regionDelays)]); err != nil {
 				netem = false
-				nw.why = "; no added latency: netem is not available in this kernel"
+				nw.why = "; netem is not available in this kernel: witness links are delayed by a userspace proxy instead"
 			}
 		}
 	}
 	if netem {
 		nw.why = "; netem latency " + strings.Join(regionDelays[:n], "/")
 	}
+	nw.netem = netem
 	return nil
 }
 
@@ -129,6 +134,93 @@ func (nw *network) teardown() {
 		_ = sh("ip", "link", "del", nw.bridge)
 	}
 	nw.hosts, nw.links = nil, nil
+}
+
+// reach returns the address through which other regions reach target, a
+// server in region i. Where netem delays the region's link, that is target
+// itself; otherwise a userspace proxy on the host (the bridge address, or
+// loopback) forwards to it, delaying each direction by the region's latency,
+// so that cross-region calls take region-like time either way.
+func (nw *network) reach(t *testing.T, i int, target string) string {
+	if nw.netem {
+		return target
+	}
+	host := "127.0.0.1"
+	if nw.mode == "netns" {
+		host = nw.subnet + ".1"
+	}
+	d, err := time.ParseDuration(regionDelays[i%len(regionDelays)])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				out, err := net.DialTimeout("tcp", target, 5*time.Second)
+				if err != nil {
+					in.Close() // the region is down or cut off: the caller sees it
+					return
+				}
+				mu.Lock()
+				conns = append(conns, in, out)
+				mu.Unlock()
+				go delayedCopy(out, in, d)
+				delayedCopy(in, out, d)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// delayedCopy copies src to dst, each chunk written d after it was read
+// (order kept), then half-closes dst.
+func delayedCopy(dst, src net.Conn, d time.Duration) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	chunks := make(chan chunk, 256)
+	go func() {
+		defer close(chunks)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				chunks <- chunk{b[:n], time.Now().Add(d)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range chunks {
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.b); err != nil {
+			src.Close()
+			break
+		}
+	}
+	if tc, ok := dst.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
 }
 
 // addr is a listen address for region i: its own IP in netns mode, a free
