@@ -163,21 +163,12 @@ type lagWatcher struct {
 }
 
 func (w *lagWatcher) Follow(ctx context.Context, lr tessera.LogReader) {
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			size, err1 := lr.IntegratedSize(ctx)
-			done, err2 := w.EntriesProcessed(ctx)
-			if err1 == nil && err2 == nil {
-				w.pushback.Store(size > done && size-done > antispamLag)
-			}
+	go every(ctx, time.Second, func() {
+		size, err1 := lr.IntegratedSize(ctx)
+		done, err2 := w.EntriesProcessed(ctx)
+		if err1 == nil && err2 == nil {
+			w.pushback.Store(size > done && size-done > antispamLag)
 		}
-	}()
+	})
 	w.Follower.Follow(ctx, lr)
 }

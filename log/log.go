@@ -128,6 +128,14 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.watcher = newCheckpointWatcher(l)
 	go l.watcher.run(bg)
+	if len(cfg.WitnessPolicy) > 0 {
+		r, err := newWitnessRefresher(l, cfg.WitnessPolicy, wc)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		go r.run(bg)
+	}
 
 	if l.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		stop()

@@ -49,24 +49,17 @@ func (w *checkpointWatcher) sample(index uint64, at time.Time) {
 }
 
 func (w *checkpointWatcher) run(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
 	var prev []byte
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 100*time.Millisecond, func() {
 		cp, err := w.read(ctx)
 		if err != nil || bytes.Equal(cp, prev) {
-			continue
+			return
 		}
 		prev = cp
 		size, err := w.size(cp)
 		if err != nil {
 			w.logger.Error("published checkpoint does not parse", slog.Any("error", err))
-			continue
+			return
 		}
 		now := time.Now()
 		w.metrics.treeSize.Set(float64(size))
@@ -82,5 +75,19 @@ func (w *checkpointWatcher) run(ctx context.Context) {
 		}
 		w.samples = kept
 		w.mu.Unlock()
+	})
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
 	}
 }
