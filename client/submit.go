@@ -124,13 +124,10 @@ func (s *Submitter) ctx(ctx context.Context, retry bool) context.Context {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.opts.Token)
 	}
 	if retry {
-		ctx = metadata.AppendToOutgoingContext(ctx, retryHeader, "1")
+		ctx = metadata.AppendToOutgoingContext(ctx, cairnv1.RetryHeader, "1")
 	}
 	return ctx
 }
-
-// retryHeader is log.RetryHeader (the client does not import the log).
-const retryHeader = "cairn-retry"
 
 // retryable reports whether another endpoint (or a later try) may succeed.
 // Nothing was acknowledged when these are returned, and a retry of the same

@@ -8,14 +8,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"github.com/transparency-dev/tessera"
 	"google.golang.org/grpc/metadata"
 )
 
-// RetryHeader marks a request as the retry of one that may already have been
-// sequenced by another frontend (gRPC metadata key and HTTP header). The
-// client package sets it on every attempt after the first.
-const RetryHeader = "cairn-retry"
+// RetryHeader is the gRPC metadata key and HTTP header of a retried request
+// (defined once, in the API package both sides import).
+const RetryHeader = cairnv1.RetryHeader
 
 type retryKey struct{}
 

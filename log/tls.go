@@ -2,9 +2,9 @@ package log
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
+
+	"github.com/cairnlog/cairn/internal/certpool"
 )
 
 // serverTLS builds the listeners' TLS configuration: the server certificate,
@@ -17,7 +17,7 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 	}
 	t := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if cfg.TLSClientCA != "" {
-		pool, err := loadPool(cfg.TLSClientCA)
+		pool, err := certpool.Load(cfg.TLSClientCA)
 		if err != nil {
 			return nil, fmt.Errorf("--tls-client-ca: %w", err)
 		}
@@ -25,17 +25,4 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 		t.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return t, nil
-}
-
-// loadPool reads a PEM bundle of CA certificates.
-func loadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/certpool"
 
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/format/policy"
@@ -67,16 +68,9 @@ func (c *clientFlags) loadPolicy() (*policy.Policy, error) {
 func (c *clientFlags) tlsConfig() (*tls.Config, error) {
 	t := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.ca != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		b, err := os.ReadFile(c.ca)
+		pool, err := certpool.LoadWithSystem(c.ca)
 		if err != nil {
 			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("--ca: %s holds no PEM certificate", c.ca)
 		}
 		t.RootCAs = pool
 	}

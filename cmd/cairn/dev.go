@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/certpool"
 
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/cairnlog/cairn/internal/hastack"
@@ -138,12 +139,10 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	for i := range plan.procs {
 		plan.procs[i].env = env
 	}
-	caPEM, err := os.ReadFile(plan.ca)
+	roots, err := certpool.Load(plan.ca)
 	if err != nil {
 		return err
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	type runningProc struct {
 		name string
