@@ -6,16 +6,21 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/fielderr"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
@@ -23,15 +28,8 @@ import (
 	tclient "github.com/transparency-dev/tessera/client"
 )
 
-// ErrVerification is wrapped by every error meaning "what was checked is
-// wrong" (a bad signature, a failed proof, a fork), as opposed to an error
-// that prevented checking (network, I/O). The CLI exits 1 for the former.
-var ErrVerification = policy.ErrVerification
-
-// verifyErr wraps a reason as a verification failure.
-func verifyErr(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrVerification, fmt.Sprintf(format, a...))
-}
+// b64 prints a hash the way checkpoints do: standard base64.
+func b64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
 
 // Log reads a log's tlog-tiles over HTTP and verifies what it reads.
 type Log struct {
@@ -56,7 +54,13 @@ type HTTPOptions struct {
 func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--log %q: want an http:// or https:// URL", base)
+		return nil, fielderr.Errorf("Log.URL", "%q: want an http:// or https:// URL", base)
+	}
+	if err := checkToken(o.Token); err != nil {
+		return nil, fielderr.New("HTTPOptions.Token", err)
+	}
+	if o.Timeout < 0 {
+		return nil, fielderr.Errorf("HTTPOptions.Timeout", "%v is negative", o.Timeout)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
@@ -65,7 +69,7 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	tr.Proxy = nil
 	tr.TLSClientConfig = o.TLS
 	tr.MaxIdleConnsPerHost = 16
-	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tr, Timeout: o.Timeout})
+	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tlsMismatch{tr}, Timeout: o.Timeout})
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +83,7 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 func (l *Log) Checkpoint(ctx context.Context) (*policy.Verified, error) {
 	raw, err := l.fetcher.ReadCheckpoint(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetching checkpoint from %s: %w", l.URL, err)
+		return nil, fmt.Errorf("fetching checkpoint from %s: %w", l.URL, asTLSError(err))
 	}
 	return l.Policy.Verify(raw)
 }
@@ -94,16 +98,17 @@ func (l *Log) ReadEntryBundle(ctx context.Context, index uint64, p uint8) ([]byt
 	return l.fetcher.ReadEntryBundle(ctx, index, p)
 }
 
-// Entry returns leaf index of a tree of the given size, and proves it is in
-// the tree with root: the leaf's hash and inclusion proof are checked.
+// Entry returns leaf index of the verified checkpoint's tree, and proves it
+// is in the tree: the leaf's hash and inclusion proof are checked. An index
+// at or beyond the tree size is an error wrapping ErrNotInLog.
 func (l *Log) Entry(ctx context.Context, v *policy.Verified, index uint64) ([]byte, error) {
 	size := v.Checkpoint.Size
 	if index >= size {
-		return nil, fmt.Errorf("index %d is beyond the tree size %d", index, size)
+		return nil, notInLog(index, size)
 	}
 	b, err := l.fetcher.ReadEntryBundle(ctx, index/layout.EntryBundleWidth, layout.PartialTileSize(0, index/layout.EntryBundleWidth, size))
 	if err != nil {
-		return nil, fmt.Errorf("fetching the entry bundle of %d: %w", index, err)
+		return nil, missing(layout.EntriesPathForLogIndex(index, size), err)
 	}
 	eb := api.EntryBundle{}
 	if err := eb.UnmarshalText(b); err != nil {
@@ -129,8 +134,13 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][]byte,
 	return pb.InclusionProof(ctx, index)
 }
 
-// VerifyInclusion checks that leafHash is at index in the verified checkpoint's tree.
+// VerifyInclusion checks that leafHash is at index in the verified
+// checkpoint's tree. An index at or beyond the tree size is an error
+// wrapping ErrNotInLog.
 func (l *Log) VerifyInclusion(ctx context.Context, v *policy.Verified, index uint64, leafHash []byte) error {
+	if index >= v.Checkpoint.Size {
+		return notInLog(index, v.Checkpoint.Size)
+	}
 	p, err := l.InclusionProof(ctx, index, v.Checkpoint.Size)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -139,9 +149,34 @@ func (l *Log) VerifyInclusion(ctx context.Context, v *policy.Verified, index uin
 		return fmt.Errorf("building the inclusion proof of %d: %w", index, err)
 	}
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, v.Checkpoint.Size, leafHash, p, v.Checkpoint.Root[:]); err != nil {
-		return verifyErr("index %d is not in the tree of size %d with root %x: %v", index, v.Checkpoint.Size, v.Checkpoint.Root, err)
+		return verifyErr("leaf %d (hash %s) is not in the tree of size %d with root %s: %v", index, b64(leafHash), v.Checkpoint.Size, b64(v.Checkpoint.Root[:]), err)
 	}
 	return nil
+}
+
+// VerifyRecord checks that leaf is leaf index of the verified checkpoint's
+// tree. A leaf that differs from the log's is reported as such ("the record
+// does not match leaf N"), not as a bad proof: the level-0 tile holding the
+// log's leaf hash is compared first, then the inclusion proof is checked.
+func (l *Log) VerifyRecord(ctx context.Context, v *policy.Verified, index uint64, leaf []byte) error {
+	size := v.Checkpoint.Size
+	if index >= size {
+		return notInLog(index, size)
+	}
+	hash := rfc6962.DefaultHasher.HashLeaf(leaf)
+	k, p := index/layout.EntryBundleWidth, layout.PartialTileSize(0, index/layout.EntryBundleWidth, size)
+	tile, err := l.fetcher.ReadTile(ctx, 0, k, p)
+	if err != nil {
+		return missing(layout.TilePath(0, k, p), err)
+	}
+	i := index % layout.EntryBundleWidth
+	if uint64(len(tile)) < (i+1)*32 {
+		return verifyErr("tile %s is %d bytes, too short for leaf %d", layout.TilePath(0, k, p), len(tile), index)
+	}
+	if want := tile[i*32 : (i+1)*32]; !bytes.Equal(hash, want) {
+		return verifyErr("the record does not match leaf %d: it hashes to %s, the log's leaf %d hashes to %s", index, b64(hash), index, b64(want))
+	}
+	return l.VerifyInclusion(ctx, v, index, hash)
 }
 
 // VerifyConsistency checks that the tree of size from with root fromRoot is a
@@ -149,7 +184,7 @@ func (l *Log) VerifyInclusion(ctx context.Context, v *policy.Verified, index uin
 func (l *Log) VerifyConsistency(ctx context.Context, from uint64, fromRoot []byte, to *policy.Verified) error {
 	size := to.Checkpoint.Size
 	if from > size {
-		return verifyErr("the log shrank: a checkpoint of size %d after one of size %d", size, from)
+		return verifyErr("rollback: the log serves size %d, smaller than the earlier verified size %d", size, from)
 	}
 	var p [][]byte
 	if from > 0 && from < size {
@@ -168,4 +203,26 @@ func (l *Log) VerifyConsistency(ctx context.Context, from uint64, fromRoot []byt
 		return verifyErr("the tree of size %d is not consistent with the earlier one of size %d: %v", size, from, err)
 	}
 	return nil
+}
+
+// tlsMismatch turns a TLS server's answer to a plaintext request (Go's and
+// nginx's 400 pages) into a *TLSError, which the fetcher would otherwise
+// report as a bare "400"; every other response passes through.
+type tlsMismatch struct{ rt http.RoundTripper }
+
+func (t tlsMismatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	if err != nil {
+		return nil, asTLSError(err)
+	}
+	if resp.StatusCode != http.StatusBadRequest || req.URL.Scheme != "http" {
+		return resp, nil
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if b := strings.ToLower(string(body)); strings.Contains(b, "http request to an https server") || strings.Contains(b, "plain http request was sent to https port") {
+		return nil, &TLSError{Problem: TLSServer, Err: fmt.Errorf("GET %s: 400: %s", req.URL, strings.TrimSpace(string(body)))}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }

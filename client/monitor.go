@@ -60,7 +60,7 @@ func (l *Log) monitorOnce(ctx context.Context, statePath string) MonitorEvent {
 		switch {
 		case size == st.Size:
 			if !bytes.Equal(v.Checkpoint.Root[:], st.Root) {
-				ev.Err = verifyErr("split view: size %d has root %x, but %x was verified before", size, v.Checkpoint.Root, st.Root)
+				ev.Err = verifyErr("split view: size %d has root %s, but %s was verified before", size, b64(v.Checkpoint.Root[:]), b64(st.Root))
 			}
 			return ev
 		case size < st.Size:

@@ -27,10 +27,15 @@ func VerifyReceipt(p *policy.Policy, leaf, tlogProof []byte) (*VerifiedReceipt, 
 		return nil, err
 	}
 	if r.Index >= v.Checkpoint.Size {
-		return nil, verifyErr("index %d is not in the tree of size %d", r.Index, v.Checkpoint.Size)
+		// The receipt itself is wrong: it claims an index its own checkpoint does not cover.
+		return nil, verifyErr("the receipt's index %d is beyond its checkpoint's tree size %d", r.Index, v.Checkpoint.Size)
 	}
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index, v.Checkpoint.Size, rfc6962.DefaultHasher.HashLeaf(leaf), r.Proof, v.Checkpoint.Root[:]); err != nil {
-		return nil, verifyErr("the record is not at index %d of the tree of size %d: %v", r.Index, v.Checkpoint.Size, err)
+	hash := rfc6962.DefaultHasher.HashLeaf(leaf)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index, v.Checkpoint.Size, hash, r.Proof, v.Checkpoint.Root[:]); err != nil {
+		// Offline, a changed record and a bad proof look the same: the
+		// record's hash and the proof do not lead to the signed root.
+		return nil, verifyErr("the record does not match leaf %d of the receipt's tree of size %d (root %s): the record (hash %s) or the proof was changed: %v",
+			r.Index, v.Checkpoint.Size, b64(v.Checkpoint.Root[:]), b64(hash), err)
 	}
 	return &VerifiedReceipt{Receipt: r, Checkpoint: v}, nil
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -58,6 +60,10 @@ type SubmitterOptions struct {
 	Backoff, MaxBackoff time.Duration
 	// CallTimeout bounds one attempt (default 30s; receipts wait longer).
 	CallTimeout time.Duration
+	// Policy, if set, is what a receipt must satisfy: Submit with
+	// waitForReceipt verifies the receipt against it and the returned leaf,
+	// and fails with an error wrapping ErrVerification if it does not verify.
+	Policy *policy.Policy
 }
 
 // Submitter appends records to a log over gRPC, failing over between
@@ -68,25 +74,71 @@ type Submitter struct {
 	conns     []*grpc.ClientConn
 	opts      SubmitterOptions
 	mu        sync.Mutex
-	preferred int // the endpoint that last worked
+	preferred int // the endpoint that last worked; guarded by mu
+
+	// beforeSend, if set (tests only), runs in a stream's sender goroutine
+	// before each record is sent.
+	beforeSend func(ctx context.Context, attempt int, id uint64)
 }
 
-// NewSubmitter prepares connections to endpoints (host:port), tried in order.
+// Defaults of SubmitterOptions' zero fields.
+const (
+	DefaultAttempts    = 8
+	DefaultBackoff     = 100 * time.Millisecond
+	DefaultMaxBackoff  = 5 * time.Second
+	DefaultCallTimeout = 30 * time.Second
+)
+
+// valid checks o and fills in the defaults; its errors name the field.
+func (o *SubmitterOptions) valid() error {
+	if err := checkToken(o.Token); err != nil {
+		return fielderr.New("SubmitterOptions.Token", err)
+	}
+	for _, f := range []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"SubmitterOptions.Backoff", &o.Backoff, DefaultBackoff},
+		{"SubmitterOptions.MaxBackoff", &o.MaxBackoff, DefaultMaxBackoff},
+		{"SubmitterOptions.CallTimeout", &o.CallTimeout, DefaultCallTimeout},
+	} {
+		if *f.d < 0 {
+			return fielderr.Errorf(f.name, "%v is negative", *f.d)
+		}
+		if *f.d == 0 {
+			*f.d = f.def
+		}
+	}
+	if o.Attempts < 0 {
+		return fielderr.Errorf("SubmitterOptions.Attempts", "%d is negative", o.Attempts)
+	}
+	if o.Attempts == 0 {
+		o.Attempts = DefaultAttempts
+	}
+	return nil
+}
+
+// checkToken refuses a bearer token that cannot be sent in a header as is
+// (RFC 6750 b64token: printable ASCII, no spaces).
+func checkToken(tok string) error {
+	for i := 0; i < len(tok); i++ {
+		if tok[i] < 0x21 || tok[i] > 0x7e {
+			return fmt.Errorf("contains byte 0x%02x at offset %d; a bearer token is printable ASCII without spaces", tok[i], i)
+		}
+	}
+	return nil
+}
+
+// NewSubmitter prepares connections to endpoints (host:port), tried in
+// order. Its errors name the option at fault (fielderr): "endpoints" for
+// the endpoint list, "SubmitterOptions.Token" and so on for o.
 func NewSubmitter(endpoints []string, o SubmitterOptions) (*Submitter, error) {
 	if len(endpoints) == 0 {
-		return nil, errors.New("no log endpoint given (--grpc ADDR[,ADDR…])")
+		return nil, fielderr.Errorf("endpoints", "no log endpoint given")
 	}
-	if o.Attempts <= 0 {
-		o.Attempts = 8
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = 100 * time.Millisecond
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 5 * time.Second
-	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = 30 * time.Second
+	if err := o.valid(); err != nil {
+		return nil, err
 	}
 	creds := insecure.NewCredentials()
 	if o.TLS != nil {
@@ -94,14 +146,14 @@ func NewSubmitter(endpoints []string, o SubmitterOptions) (*Submitter, error) {
 	}
 	s := &Submitter{endpoints: endpoints, opts: o}
 	for _, e := range endpoints {
-		if strings.Contains(e, "://") {
+		if strings.Contains(e, "://") || e == "" {
 			s.Close()
-			return nil, fmt.Errorf("endpoint %q: want host:port, not a URL", e)
+			return nil, fielderr.Errorf("endpoints", "%q: want host:port, not a URL", e)
 		}
 		c, err := grpc.NewClient(e, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("endpoint %q: %w", e, err)
+			return nil, fielderr.Errorf("endpoints", "%q: %w", e, err)
 		}
 		s.conns = append(s.conns, c)
 	}
@@ -131,8 +183,13 @@ func (s *Submitter) ctx(ctx context.Context, retry bool) context.Context {
 
 // retryable reports whether another endpoint (or a later try) may succeed.
 // Nothing was acknowledged when these are returned, and a retry of the same
-// leaf can only yield the same index.
+// leaf can only yield the same index. A TLS mismatch (an untrusted
+// certificate, TLS against plaintext) is Unavailable too, but no retry can
+// fix it: it is not retryable.
 func retryable(err error) bool {
+	if tlsProblem(err) != 0 {
+		return false
+	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Internal:
 		return true
@@ -161,7 +218,9 @@ func request(r Record) (*cairnv1.AppendRequest, error) {
 }
 
 // Submit appends one record; with waitForReceipt it also waits for a
-// published checkpoint and returns the receipt.
+// published checkpoint and returns the receipt, verified against
+// SubmitterOptions.Policy when one is set. A TLS mismatch fails at once
+// with a *TLSError.
 func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (*Submitted, error) {
 	req, err := request(r)
 	if err != nil {
@@ -195,9 +254,15 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 			s.mu.Lock()
 			s.preferred = i
 			s.mu.Unlock()
-			return &Submitted{Index: resp.Index, Duplicate: resp.Duplicate, Leaf: resp.Leaf, Receipt: resp.Receipt, Endpoint: s.endpoints[i]}, nil
+			sub := &Submitted{Index: resp.Index, Duplicate: resp.Duplicate, Leaf: resp.Leaf, Receipt: resp.Receipt, Endpoint: s.endpoints[i]}
+			if waitForReceipt && s.opts.Policy != nil {
+				if _, err := VerifyReceipt(s.opts.Policy, sub.Leaf, sub.Receipt); err != nil {
+					return nil, fmt.Errorf("the receipt from %s does not verify: %w", s.endpoints[i], err)
+				}
+			}
+			return sub, nil
 		}
-		last = fmt.Errorf("%s: %w", s.endpoints[i], err)
+		last = fmt.Errorf("%s: %w", s.endpoints[i], asTLSError(err))
 		if !retryable(err) || ctx.Err() != nil {
 			return nil, last
 		}
@@ -240,7 +305,7 @@ func (s *Submitter) SubmitStream(ctx context.Context, records []Record) ([]*Subm
 		if err == nil {
 			continue
 		}
-		last = fmt.Errorf("%s: %w", s.endpoints[i], err)
+		last = fmt.Errorf("%s: %w", s.endpoints[i], asTLSError(err))
 		if !retryable(err) && status.Code(err) != codes.Canceled {
 			return nil, last
 		}
@@ -251,6 +316,9 @@ func (s *Submitter) SubmitStream(ctx context.Context, records []Record) ([]*Subm
 	return out, nil
 }
 
+// stream runs one AppendStream on endpoint i for the records not yet in out.
+// Its sender goroutine is joined on every return path, and it never reads
+// out (the receiver writes it): it sends a list taken before it starts.
 func (s *Submitter) stream(ctx context.Context, i, attempt int, reqs []*cairnv1.AppendRequest, out []*Submitted, remaining *int) error {
 	ctx, cancel := context.WithCancel(s.ctx(ctx, attempt > 0))
 	defer cancel()
@@ -258,19 +326,28 @@ func (s *Submitter) stream(ctx context.Context, i, attempt int, reqs []*cairnv1.
 	if err != nil {
 		return err
 	}
-	sendErr := make(chan error, 1)
+	pending := make([]*cairnv1.AppendRequest, 0, *remaining)
+	for _, r := range reqs {
+		if out[r.Id] == nil {
+			pending = append(pending, r)
+		}
+	}
+	var sendErr error
+	sent := make(chan struct{})
 	go func() {
-		for _, r := range reqs {
-			if out[r.Id] != nil {
-				continue
+		defer close(sent)
+		for _, r := range pending {
+			if s.beforeSend != nil {
+				s.beforeSend(ctx, attempt, r.Id)
 			}
-			if err := st.Send(r); err != nil {
-				sendErr <- err
+			if sendErr = st.Send(r); sendErr != nil {
 				return
 			}
 		}
-		sendErr <- st.CloseSend()
+		sendErr = st.CloseSend()
 	}()
+	// Cancelling the stream unblocks a Send waiting for flow control.
+	defer func() { cancel(); <-sent }()
 	for *remaining > 0 {
 		resp, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -291,8 +368,9 @@ func (s *Submitter) stream(ctx context.Context, i, attempt int, reqs []*cairnv1.
 			*remaining--
 		}
 	}
-	if err := <-sendErr; err != nil && !errors.Is(err, io.EOF) {
-		return err
+	<-sent
+	if sendErr != nil && !errors.Is(sendErr, io.EOF) {
+		return sendErr
 	}
 	if *remaining > 0 {
 		return status.Error(codes.Unavailable, "stream ended with records unacknowledged")
