@@ -2,20 +2,18 @@ package main
 
 import (
 	"crypto/tls"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/cairnlog/cairn/internal/certpool"
-
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -35,9 +33,11 @@ type clientFlags struct {
 func (c *clientFlags) register(f *pflag.FlagSet, log, grpc, pol bool) {
 	if log {
 		f.StringVar(&c.log, "log", "", "the log's HTTP base URL (tlog-tiles), e.g. https://log.example.com")
+		annotateField(f, "log", "Log.URL")
 	}
 	if grpc {
 		f.StringVar(&c.grpc, "grpc", "", "the log's gRPC endpoints, host:port[,host:port…], tried in order")
+		annotateField(f, "grpc", "endpoints")
 	}
 	if pol {
 		f.StringVar(&c.policy, "policy", "", "C2SP tlog-policy file: the trusted log key and witness quorum")
@@ -48,6 +48,8 @@ func (c *clientFlags) register(f *pflag.FlagSet, log, grpc, pol bool) {
 	f.StringVar(&c.key, "key", "", "PEM key of --cert")
 	f.StringVar(&c.tokenFile, "token-file", "", "file holding a bearer token (or set $CAIRN_TOKEN)")
 	f.BoolVar(&c.insecure, "insecure-plaintext", false, "talk to a gRPC endpoint without TLS (loopback demos only)")
+	annotateField(f, "token-file", "SubmitterOptions.Token")
+	annotateField(f, "token-file", "HTTPOptions.Token")
 }
 
 func (c *clientFlags) loadPolicy() (*policy.Policy, error) {
@@ -110,11 +112,12 @@ func (c *clientFlags) openLog(p *policy.Policy) (*client.Log, error) {
 	return client.NewLog(c.log, p, client.HTTPOptions{TLS: t, Token: tok})
 }
 
-func (c *clientFlags) submitter() (*client.Submitter, error) {
+// submitter connects to --grpc; receipts, if any, must satisfy p.
+func (c *clientFlags) submitter(p *policy.Policy) (*client.Submitter, error) {
 	if c.grpc == "" {
 		return nil, errors.New("--grpc is required (host:port[,host:port…])")
 	}
-	o := client.SubmitterOptions{}
+	o := client.SubmitterOptions{Policy: p}
 	if !c.insecure {
 		t, err := c.tlsConfig()
 		if err != nil {
@@ -130,12 +133,41 @@ func (c *clientFlags) submitter() (*client.Submitter, error) {
 	return client.NewSubmitter(strings.Split(c.grpc, ","), o)
 }
 
-// check maps a client error to the CLI's exit codes: verification failures exit 1.
-func check(err error) error {
-	if err != nil && errors.Is(err, client.ErrVerification) {
-		return failedVerification(err)
+// explain adds to a client error what the user can do about it. Whether
+// the command exits 1 or 2 is decided by the error itself (main: errors.Is
+// client.ErrVerification), not here.
+func (c *clientFlags) explain(err error) error {
+	var te *client.TLSError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &te):
+		grpc := c.log == ""
+		switch {
+		case te.Problem == client.UntrustedCertificate:
+			return fmt.Errorf("%w\nhint: pass the CA that signed the server's certificate, e.g. --ca data/tls/ca.pem (cairn dev's)", err)
+		case te.Problem == client.PlaintextServer && grpc:
+			return fmt.Errorf("%w\nhint: the endpoint is plaintext: add --insecure-plaintext (loopback demos only)", err)
+		case te.Problem == client.PlaintextServer:
+			return fmt.Errorf("%w\nhint: the log serves plain HTTP: use an http:// URL for --log", err)
+		case te.Problem == client.TLSServer && grpc:
+			return fmt.Errorf("%w\nhint: the endpoint speaks TLS: drop --insecure-plaintext (and pass --ca data/tls/ca.pem for cairn dev)", err)
+		case te.Problem == client.TLSServer:
+			return fmt.Errorf("%w\nhint: the log speaks TLS: use an https:// URL for --log (and --ca data/tls/ca.pem for cairn dev)", err)
+		}
+	case errors.Is(err, client.ErrNotInLog):
+		return fmt.Errorf("%w; the record may not be published yet: try again after the next checkpoint", err)
 	}
 	return err
+}
+
+// parseIndex parses the decimal record index given as argument name.
+func parseIndex(name, s string) (uint64, error) {
+	i, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q is not a record index (a decimal number from 0 to 2^64-1)", name, s)
+	}
+	return i, nil
 }
 
 // emit prints v as JSON, or text as text.
@@ -153,37 +185,12 @@ func (c *clientFlags) emit(w io.Writer, v any, text string) error {
 	}
 }
 
-// checkpointJSON is the JSON form of a verified checkpoint.
-type checkpointJSON struct {
-	Origin   string               `json:"origin"`
-	Size     uint64               `json:"size"`
-	Root     string               `json:"root"`
-	Cosigned map[string]time.Time `json:"cosigned_by"`
-	Note     string               `json:"note"`
-}
-
-func cpJSON(v *policy.Verified) checkpointJSON {
-	return checkpointJSON{v.Checkpoint.Origin, v.Checkpoint.Size, base64.StdEncoding.EncodeToString(v.Checkpoint.Root[:]), v.Cosigned, string(v.Raw)}
-}
-
-func cpText(v *policy.Verified) string {
-	s := fmt.Sprintf("origin   %s\nsize     %d\nroot     %s\n", v.Checkpoint.Origin, v.Checkpoint.Size, base64.StdEncoding.EncodeToString(v.Checkpoint.Root[:]))
-	for w, t := range v.Cosigned {
-		ts := "no timestamp"
-		if !t.IsZero() {
-			ts = t.UTC().Format(time.RFC3339)
-		}
-		s += fmt.Sprintf("witness  %s (cosigned %s)\n", w, ts)
-	}
-	return s
-}
-
 func newCheckpointCmd() *cobra.Command {
 	var c clientFlags
 	cmd := &cobra.Command{
 		Use:     "checkpoint --log URL --policy FILE",
 		Short:   "Fetch the log's checkpoint and verify it against the policy",
-		Example: `  cairn checkpoint --log http://127.0.0.1:8080 --policy data/policy.txt`,
+		Example: `  cairn checkpoint --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -199,7 +206,7 @@ func newCheckpointCmd() *cobra.Command {
 			}
 			v, err := l.Checkpoint(cmd.Context())
 			if err != nil {
-				return check(err)
+				return c.explain(err)
 			}
 			return c.emit(cmd.OutOrStdout(), cpJSON(v), cpText(v))
 		},
@@ -219,9 +226,12 @@ func newSubmitCmd() *cobra.Command {
 reuses the record's timestamp and idempotency key, so it never becomes two records.
 With --receipt it waits until a checkpoint that satisfies --policy covers the
 record, verifies the receipt, and writes it (a C2SP tlog-proof).`,
-		Example: `  echo '{"event":"login"}' | cairn submit --grpc 127.0.0.1:9090 --insecure-plaintext -
-  cairn submit --grpc a:9090,b:9090 --ca ca.pem --token-file token --content-type application/json \
-      --policy policy.txt --receipt r.tlog-proof --record-out r.leaf event.json`,
+		Example: `  echo '{"event":"login"}' | cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token -
+  echo '{"event":"login"}' > event.json
+  cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token --content-type application/json \
+      --policy data/policy.txt --receipt r.tlog-proof --record-out r.leaf event.json
+  # two frontends (cairn dev --ha: log-a and log-b) fail over in order:
+  cairn submit --grpc 127.0.0.1:9090,127.0.0.1:9091 --ca data-ha/tls/ca.pem --token-file data-ha/demo.token event.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -243,32 +253,29 @@ record, verifies the receipt, and writes it (a C2SP tlog-proof).`,
 					return err
 				}
 			}
-			s, err := c.submitter()
+			s, err := c.submitter(p)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			// With a policy, Submit verifies the receipt (exit 1 if it does not).
 			res, err := s.Submit(cmd.Context(), client.Record{Payload: payload, ContentType: contentType, IdempotencyKey: key}, receiptOut != "")
 			if err != nil {
-				return err
+				return c.explain(err)
 			}
 			if recordOut != "" {
 				if err := os.WriteFile(recordOut, res.Leaf, 0o644); err != nil {
 					return err
 				}
 			}
-			out := map[string]any{"index": res.Index, "duplicate": res.Duplicate, "endpoint": res.Endpoint, "leaf_hash": hex.EncodeToString(leafHash(res.Leaf))}
-			text := fmt.Sprintf("%d\n", res.Index)
+			out := submitJSON{Index: res.Index, Duplicate: res.Duplicate, Endpoint: res.Endpoint, LeafHash: leafHash(res.Leaf)}
 			if receiptOut != "" {
-				if _, err := client.VerifyReceipt(p, res.Leaf, res.Receipt); err != nil {
-					return check(fmt.Errorf("the log's receipt does not verify: %w", err))
-				}
 				if err := os.WriteFile(receiptOut, res.Receipt, 0o644); err != nil {
 					return err
 				}
-				out["receipt"] = receiptOut
+				out.Receipt = receiptOut
 			}
-			return c.emit(cmd.OutOrStdout(), out, text)
+			return c.emit(cmd.OutOrStdout(), out, fmt.Sprintf("%d\n", res.Index))
 		},
 	}
 	c.register(cmd.Flags(), false, true, true)
@@ -298,8 +305,9 @@ func newVerifyReceiptCmd() *cobra.Command {
 		Long: `Verify a C2SP tlog-proof offline. --record is the exact leaf (what
 'cairn get --raw' prints, or 'cairn submit --record-out' writes), so a tlog-proof
 from any tlog-tiles log verifies, Cairn's or not.`,
-		Example: `  cairn verify receipt --policy data/policy.txt --record alice.leaf alice.tlog-proof`,
-		Args:    cobra.ExactArgs(1),
+		Example: `  # alice.leaf and alice.tlog-proof as written by the cairn submit example that cairn dev prints
+  cairn verify receipt --policy data/policy.txt --record alice.leaf alice.tlog-proof`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bindEnv(cmd); err != nil {
 				return err
@@ -321,11 +329,11 @@ from any tlog-tiles log verifies, Cairn's or not.`,
 			}
 			vr, err := client.VerifyReceipt(p, leaf, rc)
 			if err != nil {
-				return check(err)
+				return err
 			}
-			text := fmt.Sprintf("verified: record at index %d of %s\n%s", vr.Receipt.Index, vr.Checkpoint.Checkpoint.Origin, cpText(vr.Checkpoint))
+			text := fmt.Sprintf("verified: record at index %d of %s\n%s", vr.Receipt.Index, safeText(vr.Checkpoint.Checkpoint.Origin), cpText(vr.Checkpoint))
 			text += describeRecord(leaf)
-			return c.emit(cmd.OutOrStdout(), map[string]any{"verified": true, "index": vr.Receipt.Index, "checkpoint": cpJSON(vr.Checkpoint), "record": recordJSON(leaf)}, text)
+			return c.emit(cmd.OutOrStdout(), verifyReceiptJSON{Verified: true, Index: vr.Receipt.Index, Checkpoint: cpJSON(vr.Checkpoint), Record: recordOf(leaf)}, text)
 		},
 	}
 	c.register(cmd.Flags(), false, false, true)
@@ -341,8 +349,14 @@ func newVerifyInclusionCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inclusion --log URL --policy FILE --index N [--record LEAF]",
 		Short: "Prove that a record is in the log's latest verified checkpoint",
-		Example: `  cairn verify inclusion --log http://127.0.0.1:8080 --policy data/policy.txt --index 3
-  cairn verify inclusion --log http://127.0.0.1:8080 --policy data/policy.txt --index 3 --record alice.leaf`,
+		Long: `Prove that record --index is in the log's latest checkpoint (which must satisfy
+--policy). With --record, the given leaf must be the log's leaf at that index: a
+different one fails with "the record does not match leaf N" (exit 1). An index at or
+beyond the checkpoint's size is not in the log at this size (exit 2: nothing was
+wrong, the record may not be published yet).`,
+		Example: `  cairn verify inclusion --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --index 0
+  # alice.leaf as written by cairn submit --record-out, at the index it printed:
+  cairn verify inclusion --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --index 0 --record alice.leaf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -356,31 +370,31 @@ func newVerifyInclusionCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			v, err := l.Checkpoint(ctx)
-			if err != nil {
-				return check(err)
-			}
 			if !cmd.Flags().Changed("index") {
 				return errors.New("--index is required")
-			}
-			if index >= v.Checkpoint.Size {
-				return check(fmt.Errorf("%w: index %d is not in the tree of size %d", client.ErrVerification, index, v.Checkpoint.Size))
 			}
 			var leaf []byte
 			if recordFile != "" {
 				if leaf, err = os.ReadFile(recordFile); err != nil {
 					return fmt.Errorf("--record: %w", err)
 				}
-				err = l.VerifyInclusion(ctx, v, index, leafHash(leaf))
+			}
+			ctx := cmd.Context()
+			v, err := l.Checkpoint(ctx)
+			if err != nil {
+				return c.explain(err)
+			}
+			if leaf != nil {
+				err = l.VerifyRecord(ctx, v, index, leaf)
 			} else {
 				leaf, err = l.Entry(ctx, v, index)
 			}
 			if err != nil {
-				return check(err)
+				return c.explain(err)
 			}
-			return c.emit(cmd.OutOrStdout(), map[string]any{"verified": true, "index": index, "checkpoint": cpJSON(v)},
-				fmt.Sprintf("verified: index %d (leaf hash %x) is in the tree of size %d\n", index, leafHash(leaf), v.Checkpoint.Size))
+			h := leafHash(leaf)
+			return c.emit(cmd.OutOrStdout(), verifyInclusionJSON{Verified: true, Index: index, LeafHash: h, Checkpoint: cpJSON(v)},
+				fmt.Sprintf("verified: index %d (leaf hash %s) is in the tree of size %d\n", index, h, v.Checkpoint.Size))
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)
@@ -394,10 +408,15 @@ func newVerifyConsistencyCmd() *cobra.Command {
 	var c clientFlags
 	var fromFile string
 	cmd := &cobra.Command{
-		Use:     "consistency --log URL --policy FILE --from CHECKPOINT",
-		Short:   "Prove that the log's latest checkpoint extends an earlier one",
-		Example: `  cairn verify consistency --log http://127.0.0.1:8080 --policy data/policy.txt --from old-checkpoint.txt`,
-		Args:    cobra.NoArgs,
+		Use:   "consistency --log URL --policy FILE --from CHECKPOINT",
+		Short: "Prove that the log's latest checkpoint extends an earlier one",
+		Long: `Prove that the log's latest checkpoint (which must satisfy --policy) extends the
+earlier checkpoint --from. A smaller tree than --from (a rollback) or a tree that does
+not extend it is a verification failure (exit 1).`,
+		Example: `  curl -s --cacert data/tls/ca.pem https://127.0.0.1:8080/checkpoint > old-checkpoint.txt
+  # later:
+  cairn verify consistency --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --from old-checkpoint.txt`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
 				return err
@@ -415,7 +434,7 @@ func newVerifyConsistencyCmd() *cobra.Command {
 			}
 			old, err := p.Verify(b)
 			if err != nil {
-				return check(fmt.Errorf("--from: %w", err))
+				return fmt.Errorf("--from: %w", err)
 			}
 			l, err := c.openLog(p)
 			if err != nil {
@@ -423,15 +442,14 @@ func newVerifyConsistencyCmd() *cobra.Command {
 			}
 			v, err := l.Checkpoint(cmd.Context())
 			if err != nil {
-				return check(err)
+				return c.explain(err)
 			}
-			if v.Checkpoint.Size < old.Checkpoint.Size {
-				return check(fmt.Errorf("%w: the log serves size %d, smaller than the earlier %d", client.ErrVerification, v.Checkpoint.Size, old.Checkpoint.Size))
-			}
+			// The client decides: a rollback, a fork and a failed proof are
+			// verification failures (exit 1).
 			if err := l.VerifyConsistency(cmd.Context(), old.Checkpoint.Size, old.Checkpoint.Root[:], v); err != nil {
-				return check(err)
+				return c.explain(err)
 			}
-			return c.emit(cmd.OutOrStdout(), map[string]any{"verified": true, "from": cpJSON(old), "to": cpJSON(v)},
+			return c.emit(cmd.OutOrStdout(), verifyConsistencyJSON{Verified: true, From: cpJSON(old), To: cpJSON(v)},
 				fmt.Sprintf("verified: size %d extends size %d\n", v.Checkpoint.Size, old.Checkpoint.Size))
 		},
 	}
@@ -449,17 +467,21 @@ func newGetCmd() *cobra.Command {
 		Short: "Print a record, verified to be in the log",
 		Long: `Fetch record INDEX, prove it is in the latest checkpoint (which must satisfy
 --policy), and print it decoded: submitter, time, content type, payload. --raw
-prints the exact leaf bytes instead (what 'cairn verify receipt --record' takes).`,
-		Example: `  cairn get --log http://127.0.0.1:8080 --policy data/policy.txt 0
-  cairn get --log http://127.0.0.1:8080 --policy data/policy.txt --raw 0 > record.leaf`,
+prints the exact leaf bytes instead (what 'cairn verify receipt --record' takes).
+
+Text output writes every non-printable character of a record as an escape (\r,
+\x1b, \u202e, \n), so a record cannot drive the terminal; --output json is exact.
+An INDEX at or beyond the checkpoint's size is not in the log at this size (exit 2).`,
+		Example: `  cairn get --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt 0
+  cairn get --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --raw 0 > record.leaf`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
-			var index uint64
-			if _, err := fmt.Sscan(args[0], &index); err != nil {
-				return fmt.Errorf("INDEX %q is not a number", args[0])
+			index, err := parseIndex("INDEX", args[0])
+			if err != nil {
+				return err
 			}
 			p, err := c.loadPolicy()
 			if err != nil {
@@ -471,22 +493,17 @@ prints the exact leaf bytes instead (what 'cairn verify receipt --record' takes)
 			}
 			v, err := l.Checkpoint(cmd.Context())
 			if err != nil {
-				return check(err)
-			}
-			if index >= v.Checkpoint.Size {
-				return fmt.Errorf("index %d is beyond the tree size %d", index, v.Checkpoint.Size)
+				return c.explain(err)
 			}
 			leaf, err := l.Entry(cmd.Context(), v, index)
 			if err != nil {
-				return check(err)
+				return c.explain(err)
 			}
 			if raw {
 				_, err := cmd.OutOrStdout().Write(leaf)
 				return err
 			}
-			j := recordJSON(leaf)
-			j["index"] = index
-			return c.emit(cmd.OutOrStdout(), j, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf))
+			return c.emit(cmd.OutOrStdout(), getJSON{Index: index, recordJSON: recordOf(leaf)}, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf))
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)
@@ -505,9 +522,12 @@ func newAuditCmd() *cobra.Command {
 		Long: `Fetch the latest checkpoint (verified against --policy), every entry bundle and
 every hash tile; recompute each leaf hash, each tile and the root; report the first
 disagreement with its index and path. With --state, the audit resumes from the last
-verified tree and checks the new one extends it, then saves the new state.`,
-		Example: `  cairn audit --log http://127.0.0.1:8080 --policy data/policy.txt
-  cairn audit --log http://127.0.0.1:8080 --policy data/policy.txt --state audit.state --output json`,
+verified tree and checks the new one extends it, then saves the new state.
+
+"audit FAILED" (exit 1) means the log's data is wrong; an audit that could not run
+(unreachable log, TLS mismatch, a bad flag) exits 2 and says why.`,
+		Example: `  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -543,8 +563,11 @@ verified tree and checks the new one extends it, then saves the new state.`,
 			if !quiet && o.Progress != nil {
 				fmt.Fprintln(errw)
 			}
-			if err != nil {
-				return check(fmt.Errorf("audit FAILED: %w", err))
+			switch {
+			case errors.Is(err, client.ErrVerification):
+				return fmt.Errorf("audit FAILED: %w", err)
+			case err != nil:
+				return c.explain(fmt.Errorf("could not audit: %w", err))
 			}
 			if statePath != "" {
 				if err := res.State.Save(statePath); err != nil {
@@ -552,7 +575,7 @@ verified tree and checks the new one extends it, then saves the new state.`,
 				}
 			}
 			rate := float64(res.Records) / res.Elapsed.Seconds()
-			return c.emit(cmd.OutOrStdout(), map[string]any{"verified": true, "from": res.From, "records": res.Records, "seconds": res.Elapsed.Seconds(), "records_per_second": rate, "checkpoint": cpJSON(res.Checkpoint)},
+			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint)},
 				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s",
 					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, cpText(res.Checkpoint)))
 		},
@@ -585,8 +608,9 @@ func newMonitorCmd() *cobra.Command {
 consistent with the last verified one, kept in --state. On an alarm (a checkpoint
 failing the policy, two roots for one size, a tree that does not extend the known
 one) it prints ALARM and exits 1. Runs until stopped, or once with --once.`,
-		Example: `  cairn monitor --log http://127.0.0.1:8080 --policy data/policy.txt --state monitor.state --interval 30s`,
-		Args:    cobra.NoArgs,
+		Example: `  cairn monitor --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state monitor.state --interval 30s
+  cairn monitor --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state monitor.state --once --output json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
 				return err
@@ -610,19 +634,20 @@ one) it prints ALARM and exits 1. Runs until stopped, or once with --once.`,
 				switch {
 				case ev.Err != nil && errors.Is(ev.Err, client.ErrVerification):
 					alarm = ev.Err
-					_ = c.emit(out, map[string]any{"time": ev.Time, "alarm": ev.Err.Error()}, fmt.Sprintf("%s ALARM: %v\n", ev.Time.Format(time.RFC3339), ev.Err))
+					_ = c.emit(out, monitorJSON{Time: ev.Time, Alarm: ev.Err.Error()}, fmt.Sprintf("%s ALARM: %s\n", ev.Time.Format(time.RFC3339), safeText(ev.Err.Error())))
 					cancel()
 				case ev.Err != nil:
-					_ = c.emit(out, map[string]any{"time": ev.Time, "error": ev.Err.Error()}, fmt.Sprintf("%s could not check: %v\n", ev.Time.Format(time.RFC3339), ev.Err))
+					_ = c.emit(out, monitorJSON{Time: ev.Time, Error: ev.Err.Error()}, fmt.Sprintf("%s could not check: %s\n", ev.Time.Format(time.RFC3339), safeText(c.explain(ev.Err).Error())))
 				default:
-					_ = c.emit(out, map[string]any{"time": ev.Time, "ok": true, "advanced": ev.Advanced, "checkpoint": cpJSON(ev.Checkpoint)},
+					cp := cpJSON(ev.Checkpoint)
+					_ = c.emit(out, monitorJSON{Time: ev.Time, OK: true, Advanced: ev.Advanced, Checkpoint: &cp},
 						fmt.Sprintf("%s ok: size %d, cosigned by %d witnesses\n", ev.Time.Format(time.RFC3339), ev.Checkpoint.Checkpoint.Size, len(ev.Checkpoint.Cosigned)))
 				}
 			})
 			if alarm != nil {
-				return failedVerification(alarm)
+				return alarm
 			}
-			return err
+			return c.explain(err)
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)

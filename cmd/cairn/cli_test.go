@@ -47,7 +47,7 @@ func TestVerifyReceiptExitCodes(t *testing.T) {
 	}
 	other := filepath.Join(t.TempDir(), "other")
 	os.WriteFile(other, []byte("hello 5"), 0o644)
-	if _, stderr, code := run(t, nil, "verify", "receipt", "--policy", pol, "--record", other, rc); code != 1 || !strings.Contains(stderr, "not at index 3") {
+	if _, stderr, code := run(t, nil, "verify", "receipt", "--policy", pol, "--record", other, rc); code != 1 || !strings.Contains(stderr, "the record does not match leaf 3") {
 		t.Fatalf("another record: exit %d, %s", code, stderr)
 	}
 	if _, stderr, code := run(t, nil, "verify", "receipt", "--record", leaf, rc); code != 2 || !strings.Contains(stderr, "--policy is required") {

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/cairnlog/cairn/client"
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +21,8 @@ const (
 )
 
 // verificationError marks a failure where what was checked is wrong (exit 1),
-// as opposed to a failure to check at all (exit 2).
+// as opposed to a failure to check at all (exit 2). Client commands need
+// not use it: an error wrapping client.ErrVerification exits 1 as well.
 type verificationError struct{ err error }
 
 func (e verificationError) Error() string { return e.err.Error() }
@@ -46,15 +49,32 @@ everything they saw before; auditors verify with nothing but public keys.`,
 	return root
 }
 
+// exitCode is the one rule for exit codes: 1 when what was checked is
+// wrong (a verificationError, or an error wrapping client.ErrVerification,
+// which includes every checkpoint that fails its policy), 2 for anything
+// that prevented checking.
+func exitCode(err error) int {
+	var ve verificationError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ve), errors.Is(err, client.ErrVerification):
+		return exitVerifyFailed
+	}
+	return exitError
+}
+
 func main() {
-	err := newRootCmd().Execute()
+	cmd, err := newRootCmd().ExecuteC()
 	if err == nil {
 		os.Exit(exitOK)
 	}
-	fmt.Fprintln(os.Stderr, "cairn:", err)
-	var ve verificationError
-	if errors.As(err, &ve) {
-		os.Exit(exitVerifyFailed)
+	// Library errors name Config fields; say which flag sets the field.
+	err = flagError(cmd, err)
+	// Messages quote what a server or a record said: escape what is not
+	// printable, line by line.
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(os.Stderr, "cairn:", safeText(line))
 	}
-	os.Exit(exitError)
+	os.Exit(exitCode(err))
 }
