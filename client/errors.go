@@ -117,6 +117,10 @@ func tlsProblem(err error) TLSProblem {
 
 // asTLSError wraps err as a *TLSError when it is a TLS mismatch.
 func asTLSError(err error) error {
+	var te *TLSError
+	if errors.As(err, &te) {
+		return err
+	}
 	if p := tlsProblem(err); p != 0 {
 		return &TLSError{Problem: p, Err: err}
 	}

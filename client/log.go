@@ -206,14 +206,14 @@ func (l *Log) VerifyConsistency(ctx context.Context, from uint64, fromRoot []byt
 }
 
 // tlsMismatch turns a TLS server's answer to a plaintext request (Go's and
-// nginx's 400 pages) into a *TLSError, which the fetcher would otherwise
-// report as a bare "400"; every other response passes through.
+// nginx's 400 pages) into an error that says so, where the fetcher would
+// report a bare "400"; every other response passes through.
 type tlsMismatch struct{ rt http.RoundTripper }
 
 func (t tlsMismatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.rt.RoundTrip(req)
 	if err != nil {
-		return nil, asTLSError(err)
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusBadRequest || req.URL.Scheme != "http" {
 		return resp, nil
@@ -221,7 +221,8 @@ func (t tlsMismatch) RoundTrip(req *http.Request) (*http.Response, error) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	resp.Body.Close()
 	if b := strings.ToLower(string(body)); strings.Contains(b, "http request to an https server") || strings.Contains(b, "plain http request was sent to https port") {
-		return nil, &TLSError{Problem: TLSServer, Err: fmt.Errorf("GET %s: 400: %s", req.URL, strings.TrimSpace(string(body)))}
+		// The fetcher keeps only the message; asTLSError reads it.
+		return nil, fmt.Errorf("400: %s", strings.TrimSpace(string(body)))
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil

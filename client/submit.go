@@ -187,7 +187,8 @@ func (s *Submitter) ctx(ctx context.Context, retry bool) context.Context {
 // certificate, TLS against plaintext) is Unavailable too, but no retry can
 // fix it: it is not retryable.
 func retryable(err error) bool {
-	if tlsProblem(err) != 0 {
+	var te *TLSError
+	if errors.As(err, &te) || tlsProblem(err) != 0 {
 		return false
 	}
 	switch status.Code(err) {
@@ -195,6 +196,26 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// diagnose tells a plaintext client talking to a TLS endpoint apart from an
+// endpoint that merely closed the connection: both read EOF where the
+// HTTP/2 preface should be. It then tries a TLS handshake with endpoint i
+// (no certificate check, nothing sent: it only asks whether the server
+// speaks TLS) and, if the server answers one, returns a *TLSError.
+func (s *Submitter) diagnose(ctx context.Context, i int, err error) error {
+	if s.opts.TLS != nil || status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "error reading server preface") {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} // a probe: no data is sent
+	c, perr := d.DialContext(ctx, "tcp", s.endpoints[i])
+	if perr != nil {
+		return err
+	}
+	c.Close()
+	return &TLSError{Problem: TLSServer, Err: err}
 }
 
 // request fixes a record's timestamp and idempotency key.
@@ -262,6 +283,7 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 			}
 			return sub, nil
 		}
+		err = s.diagnose(ctx, i, err)
 		last = fmt.Errorf("%s: %w", s.endpoints[i], asTLSError(err))
 		if !retryable(err) || ctx.Err() != nil {
 			return nil, last
@@ -305,6 +327,7 @@ func (s *Submitter) SubmitStream(ctx context.Context, records []Record) ([]*Subm
 		if err == nil {
 			continue
 		}
+		err = s.diagnose(ctx, i, err)
 		last = fmt.Errorf("%s: %w", s.endpoints[i], asTLSError(err))
 		if !retryable(err) && status.Code(err) != codes.Canceled {
 			return nil, last

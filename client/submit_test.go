@@ -181,26 +181,32 @@ func tlsServerConfig(t *testing.T) (*tls.Config, *x509.CertPool) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}}, pool
 }
 
-// TestSubmitFailsAtOnceOnATLSMismatch: an untrusted server certificate and a
-// TLS client against a plaintext server are not retried (the old client made
-// 8 attempts over 11 s, reconnecting each time): one connection, a
-// *TLSError that says which mismatch it is.
+// TestSubmitFailsAtOnceOnATLSMismatch: an untrusted server certificate, a
+// TLS client against a plaintext server and a plaintext client against a TLS
+// server are not retried (the old client made 8 attempts over 11 s,
+// reconnecting each time): one attempt, a *TLSError that says which
+// mismatch it is. The server counts the connections: one, plus the TLS
+// probe that tells a TLS server from one that closed the connection.
 func TestSubmitFailsAtOnceOnATLSMismatch(t *testing.T) {
 	srvTLS, _ := tlsServerConfig(t)
 	untrusted, untrustedConns := serveGRPC(t, &fakeLog{}, grpc.Creds(credentials.NewTLS(srvTLS)))
+	tlsOnly, tlsOnlyConns := serveGRPC(t, &fakeLog{}, grpc.Creds(credentials.NewTLS(srvTLS)))
 	plaintext, plaintextConns := serveGRPC(t, &fakeLog{})
 	for _, c := range []struct {
-		name  string
-		addr  string
-		conns *countingListener
-		want  TLSProblem
+		name      string
+		addr      string
+		clientTLS *tls.Config
+		conns     *countingListener
+		want      TLSProblem
+		wantConns int64
 	}{
-		{"untrusted certificate", untrusted, untrustedConns, UntrustedCertificate},
-		{"plaintext server", plaintext, plaintextConns, PlaintextServer},
+		// System roots only: the test CA is not among them.
+		{"untrusted certificate", untrusted, &tls.Config{}, untrustedConns, UntrustedCertificate, 1},
+		{"plaintext server", plaintext, &tls.Config{}, plaintextConns, PlaintextServer, 1},
+		{"plaintext client, TLS server", tlsOnly, nil, tlsOnlyConns, TLSServer, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			// System roots only: the test CA is not among them.
-			s, err := NewSubmitter([]string{c.addr}, SubmitterOptions{TLS: &tls.Config{}})
+			s, err := NewSubmitter([]string{c.addr}, SubmitterOptions{TLS: c.clientTLS})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,8 +216,8 @@ func TestSubmitFailsAtOnceOnATLSMismatch(t *testing.T) {
 			if !errors.As(err, &te) || te.Problem != c.want {
 				t.Fatalf("Submit: %v, want a *TLSError of kind %d", err, c.want)
 			}
-			if n := c.conns.accepted.Load(); n != 1 {
-				t.Fatalf("the server saw %d connections, want 1 (no retry)", n)
+			if n := c.conns.accepted.Load(); n != c.wantConns {
+				t.Fatalf("the server saw %d connections, want %d (no retry)", n, c.wantConns)
 			}
 		})
 	}

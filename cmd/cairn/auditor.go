@@ -551,16 +551,17 @@ verified tree and checks the new one extends it, then saves the new state.
 			last := time.Now()
 			start := time.Now()
 			o := client.AuditOptions{}
+			printed := false
 			if !quiet {
 				o.Progress = func(done, total uint64) {
 					if time.Since(last) > 200*time.Millisecond || done == total {
-						last = time.Now()
+						last, printed = time.Now(), true
 						fmt.Fprintf(errw, "\r%s %d/%d records, %.0f records/s", bar(done, total), done, total, float64(done)/time.Since(start).Seconds())
 					}
 				}
 			}
 			res, err := l.Audit(cmd.Context(), from, o)
-			if !quiet && o.Progress != nil {
+			if printed {
 				fmt.Fprintln(errw)
 			}
 			switch {
