@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -69,7 +68,7 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	tr.Proxy = nil
 	tr.TLSClientConfig = o.TLS
 	tr.MaxIdleConnsPerHost = 16
-	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tlsMismatch{tr}, Timeout: o.Timeout})
+	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tr, Timeout: o.Timeout})
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +82,7 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 func (l *Log) Checkpoint(ctx context.Context) (*policy.Verified, error) {
 	raw, err := l.fetcher.ReadCheckpoint(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetching checkpoint from %s: %w", l.URL, asTLSError(err))
+		return nil, fmt.Errorf("fetching checkpoint from %s: %w", l.URL, l.diagnose(ctx, err))
 	}
 	return l.Policy.Verify(raw)
 }
@@ -205,25 +204,30 @@ func (l *Log) VerifyConsistency(ctx context.Context, from uint64, fromRoot []byt
 	return nil
 }
 
-// tlsMismatch turns a TLS server's answer to a plaintext request (Go's and
-// nginx's 400 pages) into an error that says so, where the fetcher would
-// report a bare "400"; every other response passes through.
-type tlsMismatch struct{ rt http.RoundTripper }
-
-func (t tlsMismatch) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.rt.RoundTrip(req)
-	if err != nil {
-		return nil, err
+// diagnose tells an http:// URL for a TLS server apart from any other
+// failure: the server answers a bare 400, which the fetcher reports as
+// such. Only after a failed fetch over http:// it tries a TLS handshake
+// with the host (no certificate check, nothing sent) and, if the server
+// answers one, returns a *TLSError; every other error is returned as is.
+func (l *Log) diagnose(ctx context.Context, err error) error {
+	if err == nil || tlsProblem(err) != 0 || !strings.HasPrefix(l.URL, "http://") || errors.Is(err, os.ErrNotExist) {
+		return asTLSError(err)
 	}
-	if resp.StatusCode != http.StatusBadRequest || req.URL.Scheme != "http" {
-		return resp, nil
+	u, perr := url.Parse(l.URL)
+	if perr != nil {
+		return err
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	resp.Body.Close()
-	if b := strings.ToLower(string(body)); strings.Contains(b, "http request to an https server") || strings.Contains(b, "plain http request was sent to https port") {
-		// The fetcher keeps only the message; asTLSError reads it.
-		return nil, fmt.Errorf("400: %s", strings.TrimSpace(string(body)))
+	host := u.Host
+	if u.Port() == "" {
+		host += ":80"
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	return resp, nil
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} // a probe: no data is sent
+	c, perr := d.DialContext(ctx, "tcp", host)
+	if perr != nil {
+		return err
+	}
+	c.Close()
+	return &TLSError{Problem: TLSServer, Err: err}
 }
