@@ -118,7 +118,10 @@ func (l *Log) Entry(ctx context.Context, v *policy.Verified, index uint64) ([]by
 		return nil, verifyErr("entry bundle %s holds %d entries, not entry %d", layout.EntriesPathForLogIndex(index, size), len(eb.Entries), index)
 	}
 	leaf := eb.Entries[i]
-	if err := l.VerifyInclusion(ctx, v, index, rfc6962.DefaultHasher.HashLeaf(leaf)); err != nil {
+	if err := l.VerifyRecord(ctx, v, index, leaf); err != nil {
+		if errors.Is(err, ErrVerification) {
+			return nil, fmt.Errorf("entry bundle %s: %w", layout.EntriesPathForLogIndex(index, size), err)
+		}
 		return nil, err
 	}
 	return leaf, nil

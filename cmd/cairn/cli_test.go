@@ -79,7 +79,7 @@ func TestAuditAndMonitorExitOneOnTamperAndNameThePlace(t *testing.T) {
 	if _, stderr, code := run(t, nil, "audit", "--quiet", "--log", url, "--policy", pol); code != 1 || !strings.Contains(stderr, "tile/entries/001.p/104") {
 		t.Fatalf("tampered audit: exit %d, %s", code, stderr)
 	}
-	if _, stderr, code := run(t, nil, "get", "--log", url, "--policy", pol, "257"); code != 1 {
+	if _, stderr, code := run(t, nil, "get", "--log", url, "--policy", pol, "257"); code != 1 || !strings.Contains(stderr, "the record does not match leaf 257") || strings.Contains(stderr, "policy") {
 		t.Fatalf("get of a tampered record: exit %d, %s", code, stderr)
 	}
 	// A checkpoint with a valid log signature but without the witness quorum.
