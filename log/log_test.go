@@ -501,6 +501,7 @@ func TestBadInputIsRejectedAndAppendsNothing(t *testing.T) {
 		{"empty payload", &cairnv1.AppendRequest{}, "payload is empty"},
 		{"bad content type", &cairnv1.AppendRequest{Payload: []byte("x"), ContentType: "not a type"}, "content type"},
 		{"control character in key", &cairnv1.AppendRequest{Payload: []byte("x"), IdempotencyKey: "a\nb"}, "idempotency key"},
+		{"bidi override in key", &cairnv1.AppendRequest{Payload: []byte("x"), IdempotencyKey: "ab\u202ec"}, "idempotency key contains bidirectional control U+202E at byte offset 2"},
 		{"timestamp far in the past", &cairnv1.AppendRequest{Payload: []byte("x"), TimestampUnixMillis: 1000}, "max-clock-skew"},
 	}
 	for _, c := range grpcCases {
