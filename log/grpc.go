@@ -253,11 +253,11 @@ func (s *grpcServer) GetEntries(ctx context.Context, r *cairnv1.GetEntriesReques
 	if err := s.reader(ctx); err != nil {
 		return nil, grpcStatus(err)
 	}
-	entries, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
+	entries, truncated, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
 	if err != nil {
 		return nil, grpcStatus(err)
 	}
-	return &cairnv1.GetEntriesResponse{Entries: entries}, nil
+	return &cairnv1.GetEntriesResponse{Entries: entries, Truncated: truncated}, nil
 }
 
 func (s *grpcServer) GetInclusionProof(ctx context.Context, r *cairnv1.GetInclusionProofRequest) (*cairnv1.GetInclusionProofResponse, error) {
