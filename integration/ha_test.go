@@ -377,6 +377,8 @@ func TestHAFrontendKilledMidLoadLosesNothingAndRejoins(t *testing.T) {
 func postAdd(t *testing.T, addr, payload string, retry bool) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/add", strings.NewReader(payload))
+	// The key makes the retry the same record (without one, every request is its own).
+	req.Header.Set("Idempotency-Key", payload)
 	if retry {
 		req.Header.Set("Cairn-Retry", "1")
 	}

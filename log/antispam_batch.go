@@ -24,6 +24,10 @@ type batchedAntispam struct {
 	db       *sql.DB
 	reqs     chan *lookup
 	pushback atomic.Bool
+	// stopped is closed once every serve worker has returned (their
+	// context ended) and the queue was drained: a lookup whose done is
+	// still open then will never be answered, so its waiter gives up.
+	stopped chan struct{}
 }
 
 // lookup is one identity waiting for its batch.
@@ -47,12 +51,31 @@ func newBatchedAntispam(ctx context.Context, inner *awsantispam.AntispamStorage,
 	if awsantispam.SchemaCompatibilityVersion != 1 {
 		return nil, fmt.Errorf("tessera's MySQL antispam schema is version %d; Cairn reads version 1", awsantispam.SchemaCompatibilityVersion)
 	}
-	a := &batchedAntispam{inner: inner, db: db, reqs: make(chan *lookup, 4*lookupBatch)}
+	a := &batchedAntispam{inner: inner, db: db, reqs: make(chan *lookup, 4*lookupBatch), stopped: make(chan struct{})}
+	var workers sync.WaitGroup
 	for range lookupWorkers {
-		go a.serve(ctx)
+		workers.Go(func() { a.serve(ctx) })
 	}
+	// The owner of the workers: it waits for all of them, then releases
+	// every waiter they left behind.
+	go func() {
+		defer close(a.stopped)
+		workers.Wait()
+		for {
+			select {
+			case l := <-a.reqs:
+				l.err = errLookupStopped
+				close(l.done)
+			default:
+				return
+			}
+		}
+	}()
 	return a, nil
 }
+
+// errLookupStopped answers lookups still queued when the log shuts down.
+var errLookupStopped = fmt.Errorf("%w: the antispam lookup has stopped", ErrShuttingDown)
 
 func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 	return func(delegate tessera.AddFn) tessera.AddFn {
@@ -65,6 +88,8 @@ func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 			case a.reqs <- l:
 			case <-ctx.Done():
 				return func() (tessera.Index, error) { return tessera.Index{}, ctx.Err() }
+			case <-a.stopped:
+				return func() (tessera.Index, error) { return tessera.Index{}, errLookupStopped }
 			}
 			// Tessera's in-memory dedup hands this future to every identical
 			// request, so it must resolve once: a second evaluation must not
@@ -72,7 +97,16 @@ func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 			// timeout, so it is awaited regardless of ctx (which may belong
 			// to a request that already ended).
 			return sync.OnceValues(func() (tessera.Index, error) {
-				<-l.done
+				select {
+				case <-l.done:
+				case <-a.stopped:
+					// Every worker has returned: l is answered now or never.
+					select {
+					case <-l.done:
+					default:
+						return tessera.Index{}, errLookupStopped
+					}
+				}
 				if l.err != nil {
 					return tessera.Index{}, l.err
 				}
@@ -85,7 +119,8 @@ func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 	}
 }
 
-// serve answers batches of lookups until ctx ends.
+// serve answers batches of lookups until ctx ends; the lookups it leaves
+// queued are released by the owner started in newBatchedAntispam.
 func (a *batchedAntispam) serve(ctx context.Context) {
 	batch := make([]*lookup, 0, lookupBatch)
 	args := make([]any, 0, lookupBatch)

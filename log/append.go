@@ -2,6 +2,9 @@ package log
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -14,10 +17,12 @@ import (
 // Submission is one record as a submitter hands it to the log, before the
 // log binds the authenticated submitter into the envelope.
 type Submission struct {
-	Payload        []byte
-	ContentType    string
+	Payload     []byte
+	ContentType string
+	// IdempotencyKey "" means a new record: the log picks a random key.
 	IdempotencyKey string
-	// Timestamp is the submitter's clock in Unix milliseconds; 0 = not supplied.
+	// Timestamp is the submitter's clock in Unix milliseconds; 0 = not
+	// supplied (the log stamps its receive time when it also picks the key).
 	Timestamp uint64
 }
 
@@ -28,23 +33,46 @@ type Appended struct {
 	Leaf      []byte
 }
 
+// autoKeyPrefix starts every idempotency key the log picks itself; the rest
+// is 32 lowercase hex digits of 128 random bits.
+const autoKeyPrefix = "cairn-auto-"
+
 // envelope validates s and returns the leaf bytes the log sequences.
+//
+// A submission without an idempotency key is its own record: the log picks a
+// fresh random key (autoKeyPrefix + 128 random bits in hex) and, unless the
+// submitter gave a timestamp, stamps its own receive time. A submission with
+// a key but no timestamp keeps timestamp 0 ("not supplied"): its retries must
+// produce the same leaf, and a receive time would differ on every try.
 func (l *Log) envelope(s Submission, submitter string, now time.Time) ([]byte, error) {
 	if len(s.Payload) == 0 {
 		return nil, fmt.Errorf("%w: the payload is empty", ErrInvalidRecord)
 	}
 	if len(s.Payload) > l.cfg.MaxRecordBytes {
-		return nil, fmt.Errorf("%w: the payload is %d bytes, over this log's limit of %d bytes (--max-record-bytes)", ErrInvalidRecord, len(s.Payload), l.cfg.MaxRecordBytes)
+		return nil, tooLarge(int64(len(s.Payload)), l.cfg.MaxRecordBytes)
 	}
 	if s.ContentType != "" {
-		if _, _, err := mime.ParseMediaType(s.ContentType); err != nil {
+		mt, _, err := mime.ParseMediaType(s.ContentType)
+		if err != nil {
 			return nil, fmt.Errorf("%w: content type %q is not a media type: %v", ErrInvalidRecord, s.ContentType, err)
+		}
+		if mt == "application/json" && !json.Valid(s.Payload) {
+			return nil, invalidJSON(s.Payload)
 		}
 	}
 	if s.Timestamp != 0 {
-		skew := now.Sub(time.UnixMilli(int64(min(s.Timestamp, 1<<62))))
-		if skew > l.cfg.MaxClockSkew || -skew > l.cfg.MaxClockSkew {
-			return nil, fmt.Errorf("%w: timestamp %d is %v away from the log's clock, more than the allowed %v (--max-clock-skew)", ErrInvalidRecord, s.Timestamp, skew.Round(time.Second), l.cfg.MaxClockSkew)
+		if err := checkClockSkew(s.Timestamp, now, l.cfg.MaxClockSkew); err != nil {
+			return nil, err
+		}
+	}
+	if s.IdempotencyKey == "" {
+		key, err := autoKey()
+		if err != nil {
+			return nil, fmt.Errorf("%w: picking an idempotency key: %v", ErrUnavailable, err)
+		}
+		s.IdempotencyKey = key
+		if s.Timestamp == 0 {
+			s.Timestamp = uint64(max(now.UnixMilli(), 1))
 		}
 	}
 	r := record.Record{
@@ -59,6 +87,67 @@ func (l *Log) envelope(s Submission, submitter string, now time.Time) ([]byte, e
 		return nil, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
 	return leaf, nil
+}
+
+// autoKey returns a fresh idempotency key for a submission that has none.
+func autoKey() (string, error) {
+	var b [len(autoKeyPrefix) + 32]byte
+	copy(b[:], autoKeyPrefix)
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	hex.Encode(b[len(autoKeyPrefix):], r[:])
+	return string(b[:]), nil
+}
+
+// tooLarge is the error for a payload of n bytes (n < 0: unknown, over the
+// limit) against the log's limit.
+func tooLarge(n int64, limit int) error {
+	if n < 0 {
+		return fmt.Errorf("%w: the payload is over this log's limit of %d bytes (--max-record-bytes)", ErrRecordTooLarge, limit)
+	}
+	return fmt.Errorf("%w: the payload is %d bytes, over this log's limit of %d bytes (--max-record-bytes)", ErrRecordTooLarge, n, limit)
+}
+
+// invalidJSON explains why a payload declared application/json is not JSON,
+// naming the byte offset of the first error. It runs only on the error path.
+func invalidJSON(payload []byte) error {
+	var syn *json.SyntaxError
+	if err := json.Unmarshal(payload, new(json.RawMessage)); errors.As(err, &syn) {
+		return fmt.Errorf("%w: the payload is declared application/json but is not valid JSON at byte offset %d: %v", ErrInvalidRecord, syn.Offset, syn)
+	}
+	return fmt.Errorf("%w: the payload is declared application/json but is not valid JSON", ErrInvalidRecord)
+}
+
+// checkClockSkew reports whether a submitter's timestamp ts (Unix
+// milliseconds) is within maxSkew of now. It compares unsigned integer
+// milliseconds, so no timestamp overflows: a time.Duration holds only ±292
+// years, and now.Sub saturates there (so the negation of a far-future skew
+// overflowed and the year 2350 passed as "in the window").
+func checkClockSkew(ts uint64, now time.Time, maxSkew time.Duration) error {
+	nowMs := uint64(max(now.UnixMilli(), 0))
+	limit := uint64(max(maxSkew.Milliseconds(), 0))
+	var diff uint64
+	dir := "ahead of"
+	if ts >= nowMs {
+		diff = ts - nowMs
+	} else {
+		diff, dir = nowMs-ts, "behind"
+	}
+	if diff <= limit {
+		return nil
+	}
+	return fmt.Errorf("%w: timestamp %d is %s %s the log's clock, more than the allowed %v (--max-clock-skew)", ErrInvalidRecord, ts, millisText(diff), dir, maxSkew)
+}
+
+// millisText formats a span of milliseconds without overflowing a Duration.
+func millisText(ms uint64) string {
+	const maxDurationMs = uint64(1<<63-1) / uint64(time.Millisecond)
+	if ms > maxDurationMs {
+		return fmt.Sprintf("%d ms", ms)
+	}
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 }
 
 // add validates and enqueues a record, returning a future for its durable

@@ -14,6 +14,12 @@ import (
 var (
 	// ErrInvalidRecord: the submission cannot become a record (empty, too large, bad field).
 	ErrInvalidRecord = errors.New("invalid record")
+	// errUnsupportedMediaType: POST /add got a body it does not take (HTTP 415).
+	errUnsupportedMediaType = errors.New("unsupported media type")
+	// ErrRecordTooLarge: the payload is over the log's --max-record-bytes
+	// (HTTP 413, gRPC ResourceExhausted, as gRPC answers a message over its
+	// receive limit).
+	ErrRecordTooLarge = errors.New("record too large")
 	// ErrInvalidRequest: a read request asks for something malformed.
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrNotFound: the requested entry, tile or checkpoint does not exist (yet).
@@ -31,7 +37,7 @@ func grpcCode(err error) codes.Code {
 	switch {
 	case err == nil:
 		return codes.OK
-	case errors.Is(err, ErrInvalidRecord), errors.Is(err, ErrInvalidRequest):
+	case errors.Is(err, ErrInvalidRecord), errors.Is(err, ErrInvalidRequest), errors.Is(err, errUnsupportedMediaType):
 		return codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		return codes.NotFound
@@ -39,7 +45,7 @@ func grpcCode(err error) codes.Code {
 		return codes.Unauthenticated
 	case errors.Is(err, ErrPermissionDenied):
 		return codes.PermissionDenied
-	case errors.Is(err, ErrPushback), errors.Is(err, ErrRateLimited):
+	case errors.Is(err, ErrPushback), errors.Is(err, ErrRateLimited), errors.Is(err, ErrRecordTooLarge):
 		return codes.ResourceExhausted
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, ErrUnavailable):
 		return codes.Unavailable
@@ -62,6 +68,12 @@ func grpcStatus(err error) error {
 
 // httpStatus maps a log error to its HTTP status code.
 func httpStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrRecordTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUnsupportedMediaType):
+		return http.StatusUnsupportedMediaType
+	}
 	switch grpcCode(err) {
 	case codes.OK:
 		return http.StatusOK

@@ -6,20 +6,79 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/cairnlog/cairn/log/access"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // maxStreamInFlight bounds the records one AppendStream has outstanding, so a
 // fast submitter is slowed by flow control instead of growing memory.
 const maxStreamInFlight = 8192
 
+// Limits of the gRPC server (#20: one connection without a token opened
+// 20,000 silent streams, 20,043 goroutines, and idle connections were never
+// closed). docs/threat-model.md lists them under "Limits enforced by the log".
+const (
+	// GRPCMaxConcurrentStreams bounds the calls open at once on one
+	// connection; a stream beyond it is refused (HTTP/2 REFUSED_STREAM), and
+	// grpc-go clients queue such calls until a slot frees. It is above the
+	// 512 concurrent unary appends of BenchmarkAppend over one connection.
+	GRPCMaxConcurrentStreams = 1024
+	// GRPCMaxConnectionIdle closes (GOAWAY) a connection that has had no
+	// open call for this long.
+	GRPCMaxConnectionIdle = 5 * time.Minute
+	// GRPCKeepaliveTime is how long a connection may be silent before the
+	// server pings it; GRPCKeepaliveTimeout closes it if the ping is not
+	// answered, so dead peers do not hold connections.
+	GRPCKeepaliveTime    = 2 * time.Minute
+	GRPCKeepaliveTimeout = 20 * time.Second
+	// GRPCKeepaliveMinTime is the shortest ping interval a client may use;
+	// a client pinging more often is disconnected (ENHANCE_YOUR_CALM).
+	// Pings are allowed on connections without calls.
+	GRPCKeepaliveMinTime = 30 * time.Second
+	// GRPCConnectionTimeout bounds a new connection's TLS and HTTP/2 handshake.
+	GRPCConnectionTimeout = 10 * time.Second
+	// StreamFirstMessageTimeout ends (DeadlineExceeded) an AppendStream on
+	// which no record arrives this long after it opened.
+	StreamFirstMessageTimeout = 30 * time.Second
+	// appendRequestOverhead is the room an AppendRequest needs besides its
+	// payload: idempotency key and content type (≤ 255 bytes each), two
+	// varints, a bool, field tags and lengths.
+	appendRequestOverhead = 1 << 10
+)
+
+// grpcServerOptions returns the gRPC server's limits for cfg. A message over
+// MaxRecvMsgSize (a payload well over MaxRecordBytes) is refused by gRPC with
+// ResourceExhausted before it is decoded, the same code the log gives a
+// payload just over the limit.
+func grpcServerOptions(cfg Config) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + appendRequestOverhead),
+		grpc.ConnectionTimeout(GRPCConnectionTimeout),
+		grpc.MaxConcurrentStreams(GRPCMaxConcurrentStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: GRPCMaxConnectionIdle,
+			Time:              GRPCKeepaliveTime,
+			Timeout:           GRPCKeepaliveTimeout,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             GRPCKeepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+	}
+}
+
 // grpcServer implements cairnv1.LogServer on a Log.
 type grpcServer struct {
 	cairnv1.UnimplementedLogServer
 	l *Log
+	// firstMessageTimeout overrides StreamFirstMessageTimeout when non-zero (tests).
+	firstMessageTimeout time.Duration
 }
 
 func submissionOf(r *cairnv1.AppendRequest) Submission {
@@ -83,6 +142,10 @@ func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.Append
 		s.l.metrics.rejected.Inc()
 		return grpcStatus(err)
 	}
+	r, err := s.recvFirst(stream)
+	if err != nil {
+		return err
+	}
 	results := make(chan *cairnv1.AppendResponse, 1024)
 	slots := make(chan struct{}, maxStreamInFlight)
 	sendErr := make(chan error, 1)
@@ -101,15 +164,7 @@ func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.Append
 
 	var recvErr error
 	var pending sync.WaitGroup
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			recvErr = err
-			break
-		}
+	for r != nil {
 		s.l.metrics.requests.WithLabelValues("stream").Inc()
 		slots <- struct{}{}
 		id := r.GetId()
@@ -133,6 +188,12 @@ func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.Append
 			}
 			results <- resp
 		})
+		if r, err = stream.Recv(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				recvErr = err
+			}
+			break
+		}
 	}
 	// Wait for every outstanding future, then stop the sender.
 	pending.Wait()
@@ -144,6 +205,40 @@ func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.Append
 		return fmt.Errorf("receiving from stream: %w", recvErr)
 	}
 	return nil
+}
+
+// recvFirst waits for an AppendStream's first message, at most
+// StreamFirstMessageTimeout. A stream that ends cleanly first gives
+// (nil, nil). On timeout the handler returns, gRPC ends the stream, and that
+// ends the receiving goroutine: the stream owns it.
+func (s *grpcServer) recvFirst(stream grpc.BidiStreamingServer[cairnv1.AppendRequest, cairnv1.AppendResponse]) (*cairnv1.AppendRequest, error) {
+	timeout := s.firstMessageTimeout
+	if timeout == 0 {
+		timeout = StreamFirstMessageTimeout
+	}
+	type received struct {
+		r   *cairnv1.AppendRequest
+		err error
+	}
+	got := make(chan received, 1)
+	go func() {
+		r, err := stream.Recv()
+		got <- received{r, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case m := <-got:
+		if errors.Is(m.err, io.EOF) {
+			return nil, nil
+		}
+		if m.err != nil {
+			return nil, fmt.Errorf("receiving from stream: %w", m.err)
+		}
+		return m.r, nil
+	case <-t.C:
+		return nil, status.Errorf(codes.DeadlineExceeded, "no record within %v of opening the stream", timeout)
+	}
 }
 
 func (s *grpcServer) GetCheckpoint(ctx context.Context, _ *cairnv1.GetCheckpointRequest) (*cairnv1.GetCheckpointResponse, error) {
@@ -158,11 +253,11 @@ func (s *grpcServer) GetEntries(ctx context.Context, r *cairnv1.GetEntriesReques
 	if err := s.reader(ctx); err != nil {
 		return nil, grpcStatus(err)
 	}
-	entries, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
+	entries, truncated, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
 	if err != nil {
 		return nil, grpcStatus(err)
 	}
-	return &cairnv1.GetEntriesResponse{Entries: entries}, nil
+	return &cairnv1.GetEntriesResponse{Entries: entries, Truncated: truncated}, nil
 }
 
 func (s *grpcServer) GetInclusionProof(ctx context.Context, r *cairnv1.GetInclusionProofRequest) (*cairnv1.GetInclusionProofResponse, error) {

@@ -58,12 +58,6 @@ func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
 	sub, err := l.submissionFromHTTP(w, r)
 	if err != nil {
 		l.metrics.rejected.Inc()
-		if errors.Is(err, errUnsupportedMediaType) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusUnsupportedMediaType)
-			_, _ = io.WriteString(w, err.Error()+"\n")
-			return
-		}
 		writeHTTPError(w, err)
 		return
 	}
@@ -88,9 +82,9 @@ func (l *Log) httpWriter(r *http.Request) (string, error) {
 	return p.name, l.guard.allow(p)
 }
 
-var errUnsupportedMediaType = errors.New("unsupported media type")
-
-// submissionFromHTTP reads a bounded body and the record headers.
+// submissionFromHTTP reads the record headers and a body bounded by
+// --max-record-bytes: a body over it is refused (413) without being read past
+// the limit, and one that declares a larger Content-Length without being read at all.
 func (l *Log) submissionFromHTTP(w http.ResponseWriter, r *http.Request) (Submission, error) {
 	var s Submission
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -105,22 +99,36 @@ func (l *Log) submissionFromHTTP(w http.ResponseWriter, r *http.Request) (Submis
 	}
 	s.IdempotencyKey = r.Header.Get(headerIdempotencyKey)
 	if ts := r.Header.Get(headerTimestamp); ts != "" {
-		v, err := strconv.ParseUint(ts, 10, 64)
+		v, err := parseTimestamp(ts)
 		if err != nil {
-			return s, fmt.Errorf("%w: %s header %q is not Unix milliseconds", ErrInvalidRecord, headerTimestamp, ts)
+			return s, err
 		}
 		s.Timestamp = v
+	}
+	if r.ContentLength > int64(l.cfg.MaxRecordBytes) {
+		return s, tooLarge(r.ContentLength, l.cfg.MaxRecordBytes)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(l.cfg.MaxRecordBytes)))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return s, fmt.Errorf("%w: the payload is over this log's limit of %d bytes (--max-record-bytes)", ErrInvalidRecord, l.cfg.MaxRecordBytes)
+		return s, tooLarge(-1, l.cfg.MaxRecordBytes)
 	}
 	if err != nil {
 		return s, fmt.Errorf("%w: reading the request body: %v", ErrInvalidRecord, err)
 	}
 	s.Payload = body
 	return s, nil
+}
+
+// parseTimestamp parses a Cairn-Timestamp header: decimal Unix milliseconds
+// as a uint64, digits only (0, like an absent header, means not supplied).
+// The range is checked by checkClockSkew, in integers.
+func parseTimestamp(h string) (uint64, error) {
+	v, err := strconv.ParseUint(h, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s header %q is not Unix milliseconds", ErrInvalidRecord, headerTimestamp, h)
+	}
+	return v, nil
 }
 
 func (l *Log) handleCheckpoint(w http.ResponseWriter, r *http.Request) {

@@ -153,10 +153,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	grpcOpts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + 64<<10),
-		grpc.ConnectionTimeout(10 * time.Second),
-	}
+	grpcOpts := grpcServerOptions(cfg)
 	if tlsCfg != nil {
 		l.httpLn = tls.NewListener(l.httpLn, tlsCfg.Clone())
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(tlsCfg.Clone())))

@@ -499,9 +499,9 @@ func TestBadInputIsRejectedAndAppendsNothing(t *testing.T) {
 		want string
 	}{
 		{"empty payload", &cairnv1.AppendRequest{}, "payload is empty"},
-		{"oversized payload", &cairnv1.AppendRequest{Payload: make([]byte, DefaultMaxRecordBytes+1)}, "limit of 64000 bytes"},
 		{"bad content type", &cairnv1.AppendRequest{Payload: []byte("x"), ContentType: "not a type"}, "content type"},
 		{"control character in key", &cairnv1.AppendRequest{Payload: []byte("x"), IdempotencyKey: "a\nb"}, "idempotency key"},
+		{"bidi override in key", &cairnv1.AppendRequest{Payload: []byte("x"), IdempotencyKey: "ab\u202ec"}, "idempotency key contains bidirectional control U+202E at byte offset 2"},
 		{"timestamp far in the past", &cairnv1.AppendRequest{Payload: []byte("x"), TimestampUnixMillis: 1000}, "max-clock-skew"},
 	}
 	for _, c := range grpcCases {
@@ -525,7 +525,7 @@ func TestBadInputIsRejectedAndAppendsNothing(t *testing.T) {
 		code   int
 	}{
 		{"empty body", nil, nil, http.StatusBadRequest},
-		{"oversized body", make([]byte, DefaultMaxRecordBytes+1), nil, http.StatusBadRequest},
+		{"oversized body", make([]byte, DefaultMaxRecordBytes+1), nil, http.StatusRequestEntityTooLarge},
 		{"multipart form", []byte("--x--"), http.Header{"Content-Type": {"multipart/form-data; boundary=x"}}, http.StatusUnsupportedMediaType},
 		{"malformed content type", []byte("x"), http.Header{"Content-Type": {"text/"}}, http.StatusBadRequest},
 		{"bad timestamp header", []byte("x"), http.Header{"Cairn-Timestamp": {"yesterday"}}, http.StatusBadRequest},
@@ -703,8 +703,9 @@ func TestRetryMarkedRequests(t *testing.T) {
 			t.Fatalf("retry: index %d duplicate %v err %v; first %d", again.GetIndex(), again.GetDuplicate(), err, fresh.Index)
 		}
 		// Over HTTP too, with a stream of retried records beside it.
-		code, body := postAdd(t, tl.base, []byte("retried over http"), http.Header{"Cairn-Retry": {"1"}})
-		code2, body2 := postAdd(t, tl.base, []byte("retried over http"), http.Header{"Cairn-Retry": {"1"}})
+		h := http.Header{"Cairn-Retry": {"1"}, "Idempotency-Key": {"h1"}}
+		code, body := postAdd(t, tl.base, []byte("retried over http"), h)
+		code2, body2 := postAdd(t, tl.base, []byte("retried over http"), h)
 		if code != 200 || code2 != 200 || body != body2 {
 			t.Fatalf("HTTP retries: %d %q then %d %q", code, body, code2, body2)
 		}

@@ -13,10 +13,29 @@ import (
 	"github.com/transparency-dev/tessera/api/layout"
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// maxEntriesPerCall caps GetEntries.
-const maxEntriesPerCall = 1024
+// Limits of one GetEntries answer (#20: 1024 records of 64 KiB made one
+// call build ~61 MB). A capped answer returns a prefix, at least one entry,
+// and says so (GetEntriesResponse.truncated).
+const (
+	// MaxEntriesPerCall caps the entries of one GetEntries answer.
+	MaxEntriesPerCall = 1024
+	// MaxEntriesResponseBytes caps the encoded size of one GetEntries
+	// answer at 4 MiB, gRPC's default receive limit, so that any client
+	// can read it. One entry alone (at most a 64 KiB leaf) is always sent.
+	MaxEntriesResponseBytes = 4 << 20
+)
+
+// entriesResponseOverhead is the room GetEntriesResponse needs besides its
+// entries (the truncated field).
+const entriesResponseOverhead = 2
+
+// entrySize is the encoded size of one leaf in GetEntriesResponse.entries.
+func entrySize(leaf []byte) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(len(leaf))
+}
 
 // checkpoint returns the latest published checkpoint note.
 func (l *Log) checkpoint(ctx context.Context) ([]byte, error) {
@@ -87,36 +106,47 @@ func (l *Log) readBundle(ctx context.Context, index uint64, p uint8) ([]byte, er
 	return b, err
 }
 
-// entries returns leaves [start, start+count) of the published tree.
-func (l *Log) entries(ctx context.Context, start, count uint64) ([][]byte, error) {
+// entries returns leaves [start, start+count) of the published tree, or a
+// prefix of at least one leaf with truncated set when MaxEntriesPerCall or
+// MaxEntriesResponseBytes is reached first.
+func (l *Log) entries(ctx context.Context, start, count uint64) (leaves [][]byte, truncated bool, err error) {
 	if count == 0 {
-		return nil, fmt.Errorf("%w: count must be at least 1", ErrInvalidRequest)
+		return nil, false, fmt.Errorf("%w: count must be at least 1", ErrInvalidRequest)
 	}
-	count = min(count, maxEntriesPerCall)
 	_, size, err := l.latest(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if start >= size {
-		return nil, fmt.Errorf("%w: entry %d is beyond the published tree of size %d", ErrNotFound, start, size)
+		return nil, false, fmt.Errorf("%w: entry %d is beyond the published tree of size %d", ErrNotFound, start, size)
 	}
 	count = min(count, size-start)
-	var out [][]byte
+	if count > MaxEntriesPerCall {
+		count, truncated = MaxEntriesPerCall, true
+	}
+	budget := MaxEntriesResponseBytes - entriesResponseOverhead
 	for ri := range layout.Range(start, count, size) {
 		b, err := l.readBundle(ctx, ri.Index, ri.Partial)
 		if err != nil {
-			return nil, fmt.Errorf("%w: reading entry bundle %d: %v", ErrUnavailable, ri.Index, err)
+			return nil, false, fmt.Errorf("%w: reading entry bundle %d: %v", ErrUnavailable, ri.Index, err)
 		}
 		eb := api.EntryBundle{}
 		if err := eb.UnmarshalText(b); err != nil {
-			return nil, fmt.Errorf("%w: parsing entry bundle %d: %v", ErrUnavailable, ri.Index, err)
+			return nil, false, fmt.Errorf("%w: parsing entry bundle %d: %v", ErrUnavailable, ri.Index, err)
 		}
 		if uint(len(eb.Entries)) < uint(ri.First+ri.N) {
-			return nil, fmt.Errorf("%w: entry bundle %d holds %d entries, want %d", ErrUnavailable, ri.Index, len(eb.Entries), ri.First+ri.N)
+			return nil, false, fmt.Errorf("%w: entry bundle %d holds %d entries, want %d", ErrUnavailable, ri.Index, len(eb.Entries), ri.First+ri.N)
 		}
-		out = append(out, eb.Entries[ri.First:ri.First+ri.N]...)
+		for _, e := range eb.Entries[ri.First : ri.First+ri.N] {
+			n := entrySize(e)
+			if n > budget && len(leaves) > 0 {
+				return leaves, true, nil
+			}
+			budget -= n
+			leaves = append(leaves, e)
+		}
 	}
-	return out, nil
+	return leaves, truncated, nil
 }
 
 // proofBuilder builds proofs for a tree of the given size from the tiles.
@@ -197,7 +227,7 @@ func (l *Log) Receipt(ctx context.Context, index uint64) (rc, leaf []byte, err e
 	if err != nil {
 		return nil, nil, err
 	}
-	leaves, err := l.entries(ctx, index, 1)
+	leaves, _, err := l.entries(ctx, index, 1)
 	if err != nil {
 		return nil, nil, err
 	}

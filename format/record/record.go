@@ -11,10 +11,10 @@
 //
 //	u8   version (= 1)
 //	u8   len(submitter)        1..255
-//	     submitter             UTF-8, no control characters
+//	     submitter             UTF-8, no C0/C1 control or bidi control
 //	u64  timestamp             Unix milliseconds; 0 = not supplied
 //	u8   len(idempotency key)  0..255
-//	     idempotency key       UTF-8, no control characters
+//	     idempotency key       UTF-8, no C0/C1 control or bidi control
 //	u8   len(content type)     0..255
 //	     content type          RFC 2045 type/subtype, printable ASCII
 //	u16  len(payload)
@@ -105,15 +105,41 @@ func checkText(field, s string, max int) error {
 	if len(s) > max {
 		return fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrInvalid, field, len(s), max)
 	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, field)
-	}
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f {
-			return fmt.Errorf("%w: %s contains control character %U", ErrInvalid, field, c)
+	for i, c := range s {
+		if c == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return fmt.Errorf("%w: %s is not valid UTF-8 at byte offset %d", ErrInvalid, field, i)
+			}
+		}
+		if forbidden(c) {
+			return fmt.Errorf("%w: %s contains %s %U at byte offset %d", ErrInvalid, field, kind(c), c, i)
 		}
 	}
 	return nil
+}
+
+// forbidden reports the code points no text field may hold: C0 and C1
+// controls and DEL (they rewrite terminals and logs), and the bidirectional
+// controls that reorder how text displays (Unicode TR #9: embeddings and
+// overrides U+202A–U+202E, isolates U+2066–U+2069, the marks U+200E, U+200F
+// and U+061C), with which "alice" could be shown as someone else's name.
+func forbidden(c rune) bool {
+	switch {
+	case c < 0x20, c >= 0x7f && c <= 0x9f:
+		return true
+	case c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069:
+		return true
+	case c == 0x200e, c == 0x200f, c == 0x061c:
+		return true
+	}
+	return false
+}
+
+func kind(c rune) string {
+	if c < 0xa0 {
+		return "control character"
+	}
+	return "bidirectional control"
 }
 
 func checkContentType(s string) error {
@@ -122,7 +148,7 @@ func checkContentType(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
-			return fmt.Errorf("%w: content type contains byte 0x%02x (printable ASCII only)", ErrInvalid, s[i])
+			return fmt.Errorf("%w: content type contains byte 0x%02x at byte offset %d (printable ASCII only)", ErrInvalid, s[i], i)
 		}
 	}
 	return nil
@@ -155,7 +181,10 @@ func (r Record) AppendTo(b []byte) []byte {
 }
 
 // Decode parses leaf bytes. It accepts exactly what Encode produces: any
-// trailing byte, short field or invalid field is an error wrapping ErrMalformed.
+// trailing byte, short field or invalid field is an error wrapping
+// ErrMalformed. That includes the C1 and bidirectional controls that
+// encoders before they were refused could write: such a leaf stays in the
+// tree and verifies, but does not decode as a record (read it raw).
 func Decode(leaf []byte) (Record, error) {
 	d := decoder{b: leaf}
 	v := d.u8("version")

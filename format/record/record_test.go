@@ -86,6 +86,46 @@ func TestEncodeRejectsInvalidRecords(t *testing.T) {
 	}
 }
 
+// C1 and bidirectional controls would let a record display as something it
+// is not; every text field refuses them, naming the field and the offset.
+func TestTextFieldsRefuseC1AndBidiControls(t *testing.T) {
+	for _, c := range []struct {
+		r     Record
+		field string
+		off   string
+	}{
+		{Record{Submitter: "ali\u0085ce"}, "submitter", "offset 3"},
+		{Record{Submitter: "a\u009f"}, "submitter", "offset 1"},
+		{Record{Submitter: "a\u0080"}, "submitter", "offset 1"},
+		{Record{Submitter: "\u202eecila"}, "submitter", "offset 0"},
+		{Record{Submitter: "x\u202a"}, "submitter", "offset 1"},
+		{Record{Submitter: "é\u2066"}, "submitter", "offset 2"},
+		{Record{Submitter: "a", IdempotencyKey: "k\u2069"}, "idempotency key", "offset 1"},
+		{Record{Submitter: "a", IdempotencyKey: "kk\u200e"}, "idempotency key", "offset 2"},
+		{Record{Submitter: "a", IdempotencyKey: "\u200f"}, "idempotency key", "offset 0"},
+		{Record{Submitter: "a", IdempotencyKey: "k\u061c"}, "idempotency key", "offset 1"},
+		{Record{Submitter: "a", IdempotencyKey: "ab\xff"}, "idempotency key", "offset 2"},
+		{Record{Submitter: "a", ContentType: "text/plain\u202e"}, "content type", "offset 10"},
+		{Record{Submitter: "a", ContentType: "text/\u0085"}, "content type", "offset 5"},
+	} {
+		_, err := c.r.Encode()
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), c.off) {
+			t.Errorf("%+q: Encode = %v, want ErrInvalid naming %s at %s", c.r.Submitter+"|"+c.r.IdempotencyKey+"|"+c.r.ContentType, err, c.field, c.off)
+		}
+		// A leaf an older encoder wrote with these bytes does not decode.
+		leaf := c.r.AppendTo(nil)
+		if _, err := Decode(leaf); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%+q: Decode = %v, want ErrMalformed", c.r.Submitter, err)
+		}
+	}
+	// Neighbours of the refused ranges stay allowed.
+	for _, s := range []string{"\u00a0x", "\u2029", "\u202f", "\u2065", "\u206a", "\u200d", "\u061b", "\u061d", "عربي", "\U0001F600"} {
+		if _, err := (Record{Submitter: s, IdempotencyKey: s}).Encode(); err != nil {
+			t.Errorf("%+q: %v", s, err)
+		}
+	}
+}
+
 func TestDecodeRejectsMalformedLeaves(t *testing.T) {
 	leaf, _ := example.Encode()
 	cases := map[string][]byte{

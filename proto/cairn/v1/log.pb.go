@@ -30,10 +30,13 @@ type AppendRequest struct {
 	Payload []byte `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
 	// content_type is the payload's media type (printable ASCII, may be empty).
 	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	// idempotency_key makes a record unique; retries must reuse it.
+	// idempotency_key makes a record unique; retries must reuse it. Empty: the
+	// request is its own record, under a random key the log picks
+	// ("cairn-auto-" + 32 hex digits), so a retry without a key is a new record.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// timestamp_unix_millis is the submitter's clock; 0 means not supplied.
-	// A non-zero value must be within the log's clock skew window.
+	// A non-zero value must be within the log's clock skew window. With 0 and
+	// an empty idempotency_key the log records its receive time.
 	TimestampUnixMillis uint64 `protobuf:"varint,4,opt,name=timestamp_unix_millis,json=timestampUnixMillis,proto3" json:"timestamp_unix_millis,omitempty"`
 	// wait_for_receipt makes Append wait for a published checkpoint and return a receipt.
 	WaitForReceipt bool `protobuf:"varint,5,opt,name=wait_for_receipt,json=waitForReceipt,proto3" json:"wait_for_receipt,omitempty"`
@@ -349,8 +352,13 @@ func (x *GetEntriesRequest) GetCount() uint64 {
 }
 
 type GetEntriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// truncated is true when the server stopped at its per-call limit (1024
+	// entries, or 4 MiB for the whole response so that it fits gRPC's default
+	// receive limit) before count entries or the end of the published tree;
+	// ask again from start + len(entries).
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +398,13 @@ func (x *GetEntriesResponse) GetEntries() [][]byte {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *GetEntriesResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
 }
 
 type GetInclusionProofRequest struct {
@@ -744,9 +759,10 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"checkpoint\"?\n" +
 	"\x11GetEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\".\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"L\n" +
 	"\x12GetEntriesResponse\x12\x18\n" +
-	"\aentries\x18\x01 \x03(\fR\aentries\"M\n" +
+	"\aentries\x18\x01 \x03(\fR\aentries\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"M\n" +
 	"\x18GetInclusionProofRequest\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
 	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\"d\n" +

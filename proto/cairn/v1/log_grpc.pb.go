@@ -47,7 +47,10 @@ type LogClient interface {
 	AppendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendRequest, AppendResponse], error)
 	// GetCheckpoint returns the latest published checkpoint note.
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
-	// GetEntries returns the leaf bytes of [start, start+count) within the published tree.
+	// GetEntries returns the leaf bytes of [start, start+count) within the
+	// published tree, or a prefix of them (at least one entry) when a server
+	// limit is reached: then truncated is set, and the caller asks again from
+	// start + len(entries).
 	GetEntries(ctx context.Context, in *GetEntriesRequest, opts ...grpc.CallOption) (*GetEntriesResponse, error)
 	// GetInclusionProof returns the RFC 6962 inclusion proof of index in tree_size.
 	GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*GetInclusionProofResponse, error)
@@ -154,7 +157,10 @@ type LogServer interface {
 	AppendStream(grpc.BidiStreamingServer[AppendRequest, AppendResponse]) error
 	// GetCheckpoint returns the latest published checkpoint note.
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
-	// GetEntries returns the leaf bytes of [start, start+count) within the published tree.
+	// GetEntries returns the leaf bytes of [start, start+count) within the
+	// published tree, or a prefix of them (at least one entry) when a server
+	// limit is reached: then truncated is set, and the caller asks again from
+	// start + len(entries).
 	GetEntries(context.Context, *GetEntriesRequest) (*GetEntriesResponse, error)
 	// GetInclusionProof returns the RFC 6962 inclusion proof of index in tree_size.
 	GetInclusionProof(context.Context, *GetInclusionProofRequest) (*GetInclusionProofResponse, error)

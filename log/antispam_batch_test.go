@@ -1,0 +1,131 @@
+package log
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cairnlog/cairn/internal/hastack"
+	"github.com/transparency-dev/tessera"
+	awsantispam "github.com/transparency-dev/tessera/storage/aws/antispam"
+)
+
+// testMariaDB starts a MariaDB of the test's own (skipped where it is not
+// installed, unless CAIRN_REQUIRE_HA is set) and returns its DSN.
+func testMariaDB(t *testing.T) string {
+	t.Helper()
+	_, p, _ := net.SplitHostPort(freeTCPAddr(t))
+	port, _ := strconv.Atoi(p)
+	db, err := hastack.NewMariaDB(t.TempDir(), port, io.Discard)
+	if err == nil {
+		err = db.Start(context.Background())
+	}
+	if err != nil {
+		if os.Getenv("CAIRN_REQUIRE_HA") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(db.Kill)
+	return db.DSN
+}
+
+// Lookups still queued when the antispam's context ends are released with
+// an error instead of blocking their appends forever, and a lookup made
+// after that fails at once. The table is locked so that every worker is
+// stuck in a query and the other lookups wait in the queue.
+func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
+	dsn := testMariaDB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inner, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	locker, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	if _, err := locker.ExecContext(context.Background(), "LOCK TABLES AntispamIDSeq WRITE"); err != nil {
+		t.Fatal(err)
+	}
+
+	a, err := newBatchedAntispam(ctx, inner, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := a.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
+		return func() (tessera.Index, error) { return tessera.Index{}, errors.New("appended after a failed lookup") }
+	})
+	results := make(chan error, 64)
+	await := func(f tessera.IndexFuture) {
+		go func() { _, err := f(); results <- err }()
+	}
+	submit := func(i int) { await(add(context.Background(), tessera.NewEntry(fmt.Appendf(nil, "record %d", i)))) }
+
+	// Occupy every worker with a query blocked on the lock.
+	n := 0
+	deadline := time.Now().Add(60 * time.Second)
+	for waiting := 0; waiting < lookupWorkers; {
+		if n < lookupWorkers {
+			submit(n)
+			n++
+		}
+		if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT h, idx FROM AntispamIDSeq%'").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d lookup workers reached the database", waiting, lookupWorkers)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the database, not waiting for an outcome
+	}
+	// These wait in the queue: no worker is free.
+	for range 20 {
+		submit(n)
+		n++
+	}
+	if len(a.reqs) == 0 {
+		t.Fatal("no lookup is queued")
+	}
+
+	cancel()
+	timeout := time.After(60 * time.Second)
+	for i := range n {
+		select {
+		case err := <-results:
+			if err == nil || !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrShuttingDown) && !errors.Is(err, context.Canceled) {
+				t.Fatalf("lookup %d answered %v, want an error", i, err)
+			}
+		case <-timeout:
+			t.Fatalf("%d of %d lookups still blocked 60s after shutdown", n-i, n)
+		}
+	}
+	// After shutdown, a new lookup fails at once instead of queueing forever.
+	select {
+	case <-a.stopped:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the lookup workers did not stop")
+	}
+	await(add(context.Background(), tessera.NewEntry([]byte("late"))))
+	select {
+	case err := <-results:
+		if !errors.Is(err, ErrShuttingDown) {
+			t.Fatalf("a lookup after shutdown answered %v, want ErrShuttingDown", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a lookup after shutdown blocked")
+	}
+}
