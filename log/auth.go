@@ -33,7 +33,7 @@ var (
 	ErrRateLimited = errors.New("rate limited")
 )
 
-// Read access policies (--read-access).
+// Read access policies (Config.ReadAccess).
 const (
 	ReadPublic        = "public"
 	ReadAuthenticated = "authenticated"

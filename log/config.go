@@ -250,7 +250,7 @@ func (c Config) validateAccess() error {
 		return fielderr.Errorf("Config.InsecurePlaintext", "contradicts Config.TLSCert/Config.TLSClientCA")
 	}
 	if c.TLSClientCA != "" && c.AccessFile == "" {
-		return fielderr.Errorf("Config.TLSClientCA", "needs Config.AccessFile: without an access file every caller may append, with or without a certificate; list the certificate principals with cairn access add --cert")
+		return fielderr.Errorf("Config.TLSClientCA", "needs Config.AccessFile: without an access file every caller may append, with or without a certificate; name the certificate principals in the access file")
 	}
 	return nil
 }
