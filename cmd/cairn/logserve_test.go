@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"io/fs"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/internal/devpki"
+	"github.com/spf13/pflag"
 )
 
 // logServeArgs are the flags of a plaintext loopback log on dir's key.
@@ -164,4 +166,21 @@ func TestServedLogFilesAreOwnerOnly(t *testing.T) {
 	if files < 3 {
 		t.Fatalf("only %d files under the storage directory", files)
 	}
+}
+
+// docs/log.md lists every flag of cairn log serve with its variable.
+func TestLogDocsListEveryServeFlag(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/log.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newLogServeCmd().Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "help" {
+			return
+		}
+		row := "| `--" + f.Name + "` | `" + envName(f.Name) + "` |"
+		if !bytes.Contains(doc, []byte(row)) {
+			t.Errorf("docs/log.md has no row %q", row)
+		}
+	})
 }
