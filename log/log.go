@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		verifierV: verifier,
 		appender:  appender,
 		reader:    reader,
-		awaiter:   tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 50*time.Millisecond),
+		awaiter:   tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, publicationPollInterval),
 		shutdown:  shutdown,
 		metrics:   m,
 		guard:     g,
@@ -180,6 +180,14 @@ const (
 	httpIdleTimeout = 2 * time.Minute
 	// maxHeaderBytes bounds HTTP headers and gRPC metadata beside a record.
 	maxHeaderBytes = 64 << 10
+)
+
+// publicationPollInterval is how often an append waiting for its receipt
+// reads the published checkpoint; checkpointWatchInterval how often the
+// metrics follow it.
+const (
+	publicationPollInterval = 50 * time.Millisecond
+	checkpointWatchInterval = 100 * time.Millisecond
 )
 
 // verifier returns the log key's note verifier.

@@ -123,7 +123,7 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		return nil, err
 	}
 	creds := credentials.NewStaticCredentialsProvider(ak, sk, "")
-	sdk := &aaws.Config{Region: c.S3Region, Credentials: creds, HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
+	sdk := &aaws.Config{Region: c.S3Region, Credentials: creds, HTTPClient: &http.Client{Timeout: s3RequestTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
 	s3opts := func(o *s3.Options) {
 		o.Region = c.S3Region
 		o.Credentials = creds
@@ -178,6 +178,10 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 	}}, nil
 }
 
+// s3RequestTimeout bounds one request to the object store, and the start-up
+// question to the database.
+const s3RequestTimeout = 30 * time.Second
+
 // dbIdleConns is how many idle connections each pool keeps.
 const dbIdleConns = 64
 
@@ -205,7 +209,7 @@ func readCommittedDSN(ctx context.Context, dsn string) (string, error) {
 		return "", fielderr.New("Config.AWS.MySQLDSN", err)
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, s3RequestTimeout)
 	defer cancel()
 	var name, value string
 	err = db.QueryRowContext(ctx, "SHOW VARIABLES LIKE 'transaction_isolation'").Scan(&name, &value)
