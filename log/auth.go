@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cairnlog/cairn/format/record"
+	"github.com/cairnlog/cairn/internal/fielderr"
 	"github.com/cairnlog/cairn/log/access"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/credentials"
@@ -30,7 +33,7 @@ var (
 	ErrRateLimited = errors.New("rate limited")
 )
 
-// Read access policies (--read-access).
+// Read access policies (Config.ReadAccess).
 const (
 	ReadPublic        = "public"
 	ReadAuthenticated = "authenticated"
@@ -61,9 +64,14 @@ type guard struct {
 	path       string // access file; "" = authentication off
 	readPublic bool
 	logger     *slog.Logger
+	metrics    *metrics
+	failures   *failureLog
 
-	mu   sync.RWMutex
-	file *access.File
+	// mu guards file, the access file in force, and reloadErr, why the last
+	// reload failed (nil: it succeeded).
+	mu        sync.RWMutex
+	file      *access.File
+	reloadErr error
 
 	limit    rate.Limit
 	burst    int
@@ -71,50 +79,83 @@ type guard struct {
 	limiters map[string]*rate.Limiter
 }
 
-func newGuard(cfg Config) (*guard, error) {
+// newGuard loads the access file of a validated configuration.
+func newGuard(cfg Config, m *metrics) (*guard, error) {
 	g := &guard{
 		path:       cfg.AccessFile,
 		readPublic: cfg.ReadAccess != ReadAuthenticated,
 		logger:     cfg.Logger,
+		metrics:    m,
+		failures:   newFailureLog(cfg.Logger, authLogRate, authLogBurst),
 		limit:      rate.Limit(cfg.RateLimit),
 		burst:      cfg.RateBurst,
 		limiters:   map[string]*rate.Limiter{},
-	}
-	if cfg.ReadAccess != ReadPublic && cfg.ReadAccess != ReadAuthenticated {
-		return nil, fmt.Errorf("--read-access %q: want %s or %s", cfg.ReadAccess, ReadPublic, ReadAuthenticated)
-	}
-	if cfg.ReadAccess == ReadAuthenticated && cfg.AccessFile == "" {
-		return nil, errors.New("--read-access authenticated needs --access (who may read)")
 	}
 	if g.burst < 1 {
 		g.burst = max(1, int(cfg.RateLimit))
 	}
 	if g.path != "" {
 		if err := g.reload(); err != nil {
-			return nil, fmt.Errorf("--access: %w", err)
+			return nil, fielderr.New("Config.AccessFile", err)
 		}
 	}
 	return g, nil
 }
 
-// reload re-reads the access file; on error the previous one stays in force.
+// reload re-reads the access file; on error the previous one stays in force
+// and the failure is visible: cairn_access_reload_failures_total counts it
+// and /readyz answers 503 until a reload succeeds.
 func (g *guard) reload() error {
 	if g.path == "" {
 		return nil
 	}
-	f, err := access.Load(g.path)
+	f, err := loadAccessFile(g.path)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.reloadErr = err
 	if err != nil {
+		g.metrics.accessReloadFailures.Inc()
 		return err
 	}
-	g.mu.Lock()
 	g.file = f
-	g.mu.Unlock()
+	g.metrics.accessReloadSuccess.SetToCurrentTime()
+	return nil
+}
+
+// loadAccessFile loads the access file, refusing one that other users may
+// write: whoever can write it can grant themselves any role. Its contents
+// are salted hashes of 256-bit secrets and principal names, not secrets, so
+// it may be readable by others.
+func loadAccessFile(path string) (*access.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading access file: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return nil, fmt.Errorf("%s is writable by other users (mode %#o), who could grant themselves any role: chmod 600 %s", path, perm, path)
+	}
+	return access.Load(path)
+}
+
+// errAccessReload is why the log is not ready while the last access file
+// reload failed.
+var errAccessReload = errors.New("the last access file reload failed; the previous access file is in force, so revocations since then do not apply")
+
+// accessReady reports an error while the last reload of the access file failed.
+func (g *guard) accessReady() error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.reloadErr != nil {
+		return fmt.Errorf("%w: not ready: %w: %v", ErrUnavailable, errAccessReload, g.reloadErr)
+	}
 	return nil
 }
 
 // identify returns the principal behind a request: a bearer token if one is
-// presented, else a verified TLS client certificate.
-func (g *guard) identify(authorization string, tlsState *tls.ConnectionState) (principal, error) {
+// presented, else a verified TLS client certificate. A credential that is
+// presented and refused is logged (failureLog), by token id or certificate
+// principal, never by secret; remote is the caller's address for that line.
+func (g *guard) identify(authorization string, tlsState *tls.ConnectionState, remote string) (principal, error) {
 	if g.path == "" {
 		return principal{name: record.Anonymous, all: true}, nil
 	}
@@ -124,10 +165,18 @@ func (g *guard) identify(authorization string, tlsState *tls.ConnectionState) (p
 	if authorization != "" {
 		token, ok := strings.CutPrefix(authorization, "Bearer ")
 		if !ok {
+			g.failed("malformed", remote, slog.String("reason", "Authorization is not a bearer token"))
 			return principal{}, fmt.Errorf("%w: the Authorization header is not \"Bearer TOKEN\"", ErrUnauthenticated)
 		}
-		e, err := f.Token(strings.TrimSpace(token))
+		token = strings.TrimSpace(token)
+		e, err := f.Token(token)
 		if err != nil {
+			id, ok := access.TokenID(token)
+			if !ok {
+				g.failed("malformed", remote, slog.String("reason", "not a cairn token"))
+			} else {
+				g.failed("token", remote, slog.String("token_id", id))
+			}
 			return principal{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 		}
 		return principal{name: e.Name, roles: e.Roles}, nil
@@ -137,9 +186,16 @@ func (g *guard) identify(authorization string, tlsState *tls.ConnectionState) (p
 		if e, ok := f.Cert(name); ok {
 			return principal{name: e.Name, roles: e.Roles}, nil
 		}
+		g.failed("certificate", remote, slog.String("principal", name))
 		return principal{}, fmt.Errorf("%w: client certificate principal %q is not in the access file", ErrUnauthenticated, name)
 	}
 	return principal{}, fmt.Errorf("%w: present a bearer token or a client certificate", ErrUnauthenticated)
+}
+
+// failed counts a refused credential and logs it, rate-limited.
+func (g *guard) failed(kind, remote string, attrs ...slog.Attr) {
+	g.metrics.authFailures.WithLabelValues(kind).Inc()
+	g.failures.log(append(attrs, slog.String("credential", kind), slog.String("remote", remote))...)
 }
 
 // certPrincipal is the first URI SAN of a client certificate, else its subject CN.
@@ -171,7 +227,7 @@ func (g *guard) allow(p principal) error {
 	}
 	g.limMu.Unlock()
 	if !l.Allow() {
-		return fmt.Errorf("%w: %q is over its limit of %g records/s (--rate-limit)", ErrRateLimited, p.name, float64(g.limit))
+		return fmt.Errorf("%w: %q is over its limit of %g records/s", ErrRateLimited, p.name, float64(g.limit))
 	}
 	return nil
 }
@@ -185,17 +241,21 @@ func (g *guard) fromGRPC(ctx context.Context) (principal, error) {
 		}
 	}
 	var st *tls.ConnectionState
+	var remote string
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			st = &ti.State
 		}
+		if p.Addr != nil {
+			remote = p.Addr.String()
+		}
 	}
-	return g.identify(auth, st)
+	return g.identify(auth, st, remote)
 }
 
 // fromHTTP authenticates an HTTP request.
 func (g *guard) fromHTTP(r *http.Request) (principal, error) {
-	return g.identify(r.Header.Get("Authorization"), r.TLS)
+	return g.identify(r.Header.Get("Authorization"), r.TLS, r.RemoteAddr)
 }
 
 // canReadContents reports whether record contents may be served to the caller.
@@ -207,4 +267,52 @@ func (g *guard) canReadContents(p principal, err error) error {
 		return err
 	}
 	return g.authorize(p, access.RoleRead)
+}
+
+// adminOnly guards the operating endpoints (/metrics) with the admin role
+// when an access file is configured; without one they stay open, like
+// everything else. Metrics reveal per-API traffic, tree growth and process
+// details, which are the operator's business, not every client's.
+func (g *guard) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := g.fromHTTP(r)
+		if err == nil {
+			err = g.authorize(p, access.RoleAdmin)
+		}
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Failed authentications are logged at most authLogRate lines a second
+// (bursts of authLogBurst), so a flood of bad tokens cannot fill the disk.
+const (
+	authLogRate  = 10
+	authLogBurst = 20
+)
+
+// failureLog writes one warning per refused credential, rate-limited; the
+// lines it drops are counted and reported on the next line it writes.
+type failureLog struct {
+	logger     *slog.Logger
+	limit      *rate.Limiter
+	suppressed atomic.Uint64
+}
+
+func newFailureLog(logger *slog.Logger, perSecond float64, burst int) *failureLog {
+	return &failureLog{logger: logger, limit: rate.NewLimiter(rate.Limit(perSecond), burst)}
+}
+
+func (f *failureLog) log(attrs ...slog.Attr) {
+	if !f.limit.Allow() {
+		f.suppressed.Add(1)
+		return
+	}
+	if n := f.suppressed.Swap(0); n > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed_since_last", n))
+	}
+	f.logger.LogAttrs(context.Background(), slog.LevelWarn, "authentication failed", attrs...)
 }

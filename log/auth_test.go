@@ -50,9 +50,10 @@ func newSecureLog(t *testing.T, mutate func(*Config)) *secureLog {
 	af := &access.File{}
 	tokens := map[string]string{}
 	for name, roles := range map[string][]access.Role{
-		"writer":  {access.RoleAppend},
-		"reader":  {access.RoleRead},
-		"auditor": {access.RoleRead, access.RoleAppend},
+		"writer":   {access.RoleAppend},
+		"reader":   {access.RoleRead},
+		"auditor":  {access.RoleRead, access.RoleAppend},
+		"operator": {access.RoleAdmin},
 	} {
 		tok, err := af.AddToken(name, roles)
 		if err != nil {

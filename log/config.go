@@ -5,14 +5,14 @@
 package log
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/cairnlog/cairn/format/record"
+	"github.com/cairnlog/cairn/internal/fielderr"
 	fnote "github.com/transparency-dev/formats/note"
+	"github.com/transparency-dev/tessera"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -28,7 +28,7 @@ type Config struct {
 	// AWS configures the mysql+s3 driver; ignored by posix.
 	AWS AWSConfig
 	// GCInterval is how often obsolete partial tiles and bundles are removed
-	// (0: Tessera's default).
+	// (0: DefaultGCInterval).
 	GCInterval time.Duration
 	// HTTPAddr serves tlog-tiles, POST /add, health and metrics.
 	HTTPAddr string
@@ -37,7 +37,7 @@ type Config struct {
 	// CheckpointInterval is how often a new checkpoint may be published.
 	CheckpointInterval time.Duration
 	// CheckpointRepublishInterval is how often an unchanged tree's checkpoint
-	// is published again, freshly witnessed (0: Tessera's default, 10m).
+	// is published again, freshly witnessed (0: DefaultCheckpointRepublishInterval).
 	CheckpointRepublishInterval time.Duration
 	// BatchMaxSize and BatchMaxAge bound a sequencing batch.
 	BatchMaxSize uint
@@ -65,7 +65,8 @@ type Config struct {
 	RateBurst int
 	// TLSCert and TLSKey are this server's certificate and key (PEM) for both listeners.
 	TLSCert, TLSKey string
-	// TLSClientCA verifies client certificates (mTLS); empty: no client certificates.
+	// TLSClientCA verifies client certificates (mTLS); empty: no client
+	// certificates. It needs AccessFile, which names the principals.
 	TLSClientCA string
 	// TLSCA adds trust roots for the log's own outgoing connections (witnesses).
 	TLSCA string
@@ -87,7 +88,28 @@ const (
 	DefaultMaxRecordBytes         = 64000
 	DefaultMaxClockSkew           = 10 * time.Minute
 	DefaultWitnessTimeout         = 5 * time.Second
+	// DefaultCheckpointRepublishInterval is how often an unchanged tree's
+	// checkpoint is published again: Tessera's own default.
+	DefaultCheckpointRepublishInterval = tessera.DefaultCheckpointRepublishInterval
+	// DefaultGCInterval is how often obsolete partial tiles and bundles are
+	// removed: Tessera's own default.
+	DefaultGCInterval = tessera.DefaultGarbageCollectionInterval
 )
+
+// MinCheckpointInterval is the shortest CheckpointInterval accepted;
+// MinCheckpointIntervalMySQLS3 the shortest with the mysql+s3 driver, which
+// publishes at most once a second.
+const (
+	MinCheckpointInterval        = 100 * time.Millisecond
+	MinCheckpointIntervalMySQLS3 = time.Second
+)
+
+// DrainTimeout bounds the whole shutdown of Run: stopping both servers
+// (in-flight requests finish) and Tessera's drain (integration and the final
+// checkpoint) share this one deadline, which is also Tessera's own
+// (tessera.DefaultShutdownTimeout). A supervisor that kills the process
+// after a grace period (cairn dev, a container runtime) must allow more than this.
+const DrainTimeout = time.Minute
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
@@ -118,6 +140,12 @@ func (c Config) WithDefaults() Config {
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = DefaultMaxClockSkew
 	}
+	if c.CheckpointRepublishInterval == 0 {
+		c.CheckpointRepublishInterval = DefaultCheckpointRepublishInterval
+	}
+	if c.GCInterval == 0 {
+		c.GCInterval = DefaultGCInterval
+	}
 	if c.WitnessTimeout == 0 {
 		c.WitnessTimeout = DefaultWitnessTimeout
 	}
@@ -130,63 +158,111 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// signer validates the configuration and returns the checkpoint signer.
-// Every error names the flag at fault.
-func (c Config) signer() (note.Signer, note.Verifier, error) {
-	s, v, err := c.keys()
+// Validate reports the first problem with c, as a *fielderr.Error naming
+// the Config field at fault. Zero fields take their defaults first
+// (WithDefaults). New calls it; a caller may call it earlier to check a
+// configuration without opening storage.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	s, _, err := c.keys()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return s, v, c.validate(s.Name())
+	if c.Origin == "" {
+		return fielderr.Errorf("Config.Origin", "required (the key is named %q)", s.Name())
+	}
+	if c.Origin != s.Name() {
+		return fielderr.Errorf("Config.Origin", "%q does not match the key name %q: the checkpoint origin must equal the log key's name (tlog-checkpoint)", c.Origin, s.Name())
+	}
+	if c.CheckpointInterval < MinCheckpointInterval {
+		return fielderr.Errorf("Config.CheckpointInterval", "%v is below the %v minimum", c.CheckpointInterval, MinCheckpointInterval)
+	}
+	if c.Storage == "mysql+s3" && c.CheckpointInterval < MinCheckpointIntervalMySQLS3 {
+		return fielderr.Errorf("Config.CheckpointInterval", "%v: the mysql+s3 driver publishes at most once a second (use ≥%v)", c.CheckpointInterval, MinCheckpointIntervalMySQLS3)
+	}
+	if err := c.validateStorage(); err != nil {
+		return err
+	}
+	if c.CheckpointRepublishInterval != 0 && c.CheckpointRepublishInterval < c.CheckpointInterval {
+		return fielderr.Errorf("Config.CheckpointRepublishInterval", "%v is shorter than Config.CheckpointInterval %v", c.CheckpointRepublishInterval, c.CheckpointInterval)
+	}
+	if c.GCInterval < 0 {
+		return fielderr.Errorf("Config.GCInterval", "%v must not be negative", c.GCInterval)
+	}
+	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > record.MaxPayloadBytes {
+		return fielderr.Errorf("Config.MaxRecordBytes", "%d must be between 1 and %d (a leaf must fit a tlog-tiles entry bundle)", c.MaxRecordBytes, record.MaxPayloadBytes)
+	}
+	if c.BatchMaxSize < 1 {
+		return fielderr.Errorf("Config.BatchMaxSize", "must be at least 1")
+	}
+	if c.RateLimit < 0 {
+		return fielderr.Errorf("Config.RateLimit", "must not be negative")
+	}
+	if c.MaxClockSkew < 0 {
+		return fielderr.Errorf("Config.MaxClockSkew", "must not be negative")
+	}
+	if len(c.WitnessPolicy) > 0 {
+		if _, err := tessera.NewWitnessGroupFromPolicy(c.WitnessPolicy); err != nil {
+			return fielderr.New("Config.WitnessPolicy", err)
+		}
+	}
+	return c.validateAccess()
 }
 
+// validateStorage checks the driver name and that the mysql+s3 settings are
+// given exactly when that driver is.
+func (c Config) validateStorage() error {
+	kind, arg, _ := strings.Cut(c.Storage, ":")
+	switch kind {
+	case "posix":
+		if arg == "" {
+			return fielderr.Errorf("Config.Storage", "posix needs a directory, e.g. posix:./data/log")
+		}
+	case "mysql+s3":
+		if arg != "" {
+			return fielderr.Errorf("Config.Storage", "%q: mysql+s3 takes no argument; configure it with Config.AWS", c.Storage)
+		}
+		return c.AWS.validate()
+	default:
+		return fielderr.Errorf("Config.Storage", "%q: unknown driver %q (want posix:DIR or mysql+s3)", c.Storage, kind)
+	}
+	if f := c.AWS.firstSet(); f != "" {
+		return fielderr.Errorf(f, "applies only to Config.Storage mysql+s3 (not %q)", c.Storage)
+	}
+	return nil
+}
+
+// validateAccess checks TLS, authentication and read access together: a
+// client CA without an access file would verify certificates and then let
+// anyone append, since without an access file every caller is anonymous with
+// every role.
+func (c Config) validateAccess() error {
+	if c.ReadAccess != ReadPublic && c.ReadAccess != ReadAuthenticated {
+		return fielderr.Errorf("Config.ReadAccess", "%q: want %s or %s", c.ReadAccess, ReadPublic, ReadAuthenticated)
+	}
+	if c.ReadAccess == ReadAuthenticated && c.AccessFile == "" {
+		return fielderr.Errorf("Config.ReadAccess", "%s needs Config.AccessFile (who may read)", ReadAuthenticated)
+	}
+	if !c.InsecurePlaintext && (c.TLSCert == "" || c.TLSKey == "") {
+		return fielderr.Errorf("Config.TLSCert", "Config.TLSCert and Config.TLSKey are required (or Config.InsecurePlaintext to serve without TLS)")
+	}
+	if c.InsecurePlaintext && (c.TLSCert != "" || c.TLSClientCA != "") {
+		return fielderr.Errorf("Config.InsecurePlaintext", "contradicts Config.TLSCert/Config.TLSClientCA")
+	}
+	if c.TLSClientCA != "" && c.AccessFile == "" {
+		return fielderr.Errorf("Config.TLSClientCA", "needs Config.AccessFile: without an access file every caller may append, with or without a certificate; name the certificate principals in the access file")
+	}
+	return nil
+}
+
+// keys parses the signing key.
 func (c Config) keys() (note.Signer, note.Verifier, error) {
 	if c.PrivateKey == "" {
-		return nil, nil, errors.New("--key: no private key given")
+		return nil, nil, fielderr.Errorf("Config.PrivateKey", "no private key given")
 	}
 	s, v, err := fnote.NewEd25519SignerVerifier(strings.TrimSpace(c.PrivateKey))
 	if err != nil {
-		return nil, nil, fmt.Errorf("--key: not an Ed25519 signed-note private key (PRIVATE+KEY+...; witness keys cannot sign checkpoints): %w", err)
+		return nil, nil, fielderr.Errorf("Config.PrivateKey", "not an Ed25519 signed-note private key (PRIVATE+KEY+...; witness keys cannot sign checkpoints): %w", err)
 	}
 	return s, v, nil
-}
-
-func (c Config) validate(keyName string) error {
-	if c.Origin == "" {
-		return fmt.Errorf("--origin is required (the key is named %q)", keyName)
-	}
-	if c.Origin != keyName {
-		return fmt.Errorf("--origin %q does not match the key name %q: the checkpoint origin must equal the log key's name (tlog-checkpoint)", c.Origin, keyName)
-	}
-	if c.CheckpointInterval < 100*time.Millisecond {
-		return fmt.Errorf("--checkpoint-interval %v is below the 100ms minimum", c.CheckpointInterval)
-	}
-	if !strings.HasPrefix(c.Storage, "mysql+s3") && c.AWS != (AWSConfig{}) {
-		return fmt.Errorf("--mysql-dsn and --s3-* apply only to --storage mysql+s3 (not %q)", c.Storage)
-	}
-	if strings.HasPrefix(c.Storage, "mysql+s3") && c.CheckpointInterval < time.Second {
-		return fmt.Errorf("--checkpoint-interval %v: the mysql+s3 driver publishes at most once a second (use ≥1s)", c.CheckpointInterval)
-	}
-	if c.CheckpointRepublishInterval != 0 && c.CheckpointRepublishInterval < c.CheckpointInterval {
-		return fmt.Errorf("--checkpoint-republish-interval %v is shorter than --checkpoint-interval %v", c.CheckpointRepublishInterval, c.CheckpointInterval)
-	}
-	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > record.MaxPayloadBytes {
-		return fmt.Errorf("--max-record-bytes %d must be between 1 and %d (a leaf must fit a tlog-tiles entry bundle)", c.MaxRecordBytes, record.MaxPayloadBytes)
-	}
-	if c.BatchMaxSize < 1 {
-		return errors.New("--batch-max-size must be at least 1")
-	}
-	if !c.InsecurePlaintext && (c.TLSCert == "" || c.TLSKey == "") {
-		return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
-	}
-	if c.InsecurePlaintext && (c.TLSCert != "" || c.TLSClientCA != "") {
-		return errors.New("--insecure-plaintext contradicts --tls-cert/--tls-client-ca")
-	}
-	if c.RateLimit < 0 {
-		return errors.New("--rate-limit must not be negative")
-	}
-	if c.MaxClockSkew < 0 {
-		return errors.New("--max-clock-skew must not be negative")
-	}
-	return nil
 }

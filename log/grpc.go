@@ -41,8 +41,6 @@ const (
 	// a client pinging more often is disconnected (ENHANCE_YOUR_CALM).
 	// Pings are allowed on connections without calls.
 	GRPCKeepaliveMinTime = 30 * time.Second
-	// GRPCConnectionTimeout bounds a new connection's TLS and HTTP/2 handshake.
-	GRPCConnectionTimeout = 10 * time.Second
 	// StreamFirstMessageTimeout ends (DeadlineExceeded) an AppendStream on
 	// which no record arrives this long after it opened.
 	StreamFirstMessageTimeout = 30 * time.Second
@@ -59,7 +57,7 @@ const (
 func grpcServerOptions(cfg Config) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + appendRequestOverhead),
-		grpc.ConnectionTimeout(GRPCConnectionTimeout),
+		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(GRPCMaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: GRPCMaxConnectionIdle,

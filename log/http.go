@@ -41,7 +41,7 @@ func (l *Log) httpHandler() http.Handler {
 	mux.HandleFunc("GET /tile/{level}/{path...}", l.handleTile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", l.handleReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(l.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", l.guard.adminOnly(promhttp.HandlerFor(l.metrics.registry, promhttp.HandlerOpts{})))
 	return mux
 }
 
@@ -222,6 +222,10 @@ const readyTimeout = 5 * time.Second
 func (l *Log) handleReady(w http.ResponseWriter, r *http.Request) {
 	if l.draining.Load() {
 		writeHTTPError(w, ErrShuttingDown)
+		return
+	}
+	if err := l.guard.accessReady(); err != nil {
+		writeHTTPError(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"github.com/transparency-dev/tessera"
 	"golang.org/x/mod/sumdb/note"
@@ -49,7 +50,10 @@ type Log struct {
 // It returns an error, never a half-started log; call Run to serve.
 func New(ctx context.Context, cfg Config) (*Log, error) {
 	cfg = cfg.WithDefaults()
-	signer, verifier, err := cfg.signer()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	signer, verifier, err := cfg.keys()
 	if err != nil {
 		return nil, err
 	}
@@ -57,22 +61,20 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		WithCheckpointSigner(signer).
 		WithCheckpointInterval(cfg.CheckpointInterval).
 		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
-		WithPushback(cfg.PushbackMaxOutstanding)
-	if cfg.CheckpointRepublishInterval > 0 {
-		opts = opts.WithCheckpointRepublishInterval(cfg.CheckpointRepublishInterval)
-	}
-	if cfg.GCInterval > 0 {
-		opts = opts.WithGarbageCollectionInterval(cfg.GCInterval)
-	}
+		WithPushback(cfg.PushbackMaxOutstanding).
+		WithCheckpointRepublishInterval(cfg.CheckpointRepublishInterval).
+		WithGarbageCollectionInterval(cfg.GCInterval).
+		WithShutdownTimeout(DrainTimeout)
 	if len(cfg.WitnessPolicy) > 0 {
 		group, err := tessera.NewWitnessGroupFromPolicy(cfg.WitnessPolicy)
 		if err != nil {
-			return nil, fmt.Errorf("--witness-policy: %w", err)
+			return nil, fielderr.New("Config.WitnessPolicy", err)
 		}
 		opts = opts.WithWitnesses(group, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout})
 	}
 
-	g, err := newGuard(cfg)
+	m := newMetrics()
+	g, err := newGuard(cfg, m)
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +84,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, err
 		}
 	} else {
-		cfg.Logger.Warn("serving without TLS (--insecure-plaintext): tokens and records cross the network in clear")
+		cfg.Logger.Warn("serving without TLS (Config.InsecurePlaintext): tokens and records cross the network in clear")
 	}
 	if cfg.AccessFile == "" {
-		cfg.Logger.Warn("authentication is off (no --access): every submitter is recorded as anonymous")
+		cfg.Logger.Warn("authentication is off (no Config.AccessFile): every submitter is anonymous with every role")
 	}
 	wc, err := witnessHTTPClient(cfg.WitnessTimeout, cfg.TLSCA)
 	if err != nil {
@@ -95,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, wc)
+	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc)
 	if err != nil {
 		stop()
 		return nil, err
@@ -120,9 +122,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		verifierV: verifier,
 		appender:  appender,
 		reader:    reader,
-		awaiter:   tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 50*time.Millisecond),
+		awaiter:   tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, publicationPollInterval),
 		shutdown:  shutdown,
-		metrics:   newMetrics(),
+		metrics:   m,
 		guard:     g,
 		stop:      stop,
 	}
@@ -139,19 +141,19 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 
 	if l.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		stop()
-		return nil, fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+		return nil, fielderr.New("Config.HTTPAddr", err)
 	}
 	if l.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		l.httpLn.Close()
 		stop()
-		return nil, fmt.Errorf("--grpc %s: %w", cfg.GRPCAddr, err)
+		return nil, fielderr.New("Config.GRPCAddr", err)
 	}
 	l.httpSrv = &http.Server{
 		Handler:           l.httpHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: handshakeTimeout,
+		ReadTimeout:       httpReadTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	grpcOpts := grpcServerOptions(cfg)
 	if tlsCfg != nil {
@@ -165,11 +167,35 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	return l, nil
 }
 
+// Bounds on a client's connection, the same for every deployment.
+const (
+	// handshakeTimeout bounds the TLS handshake, an HTTP request's headers and
+	// a new gRPC connection's TLS and HTTP/2 handshake.
+	handshakeTimeout = 10 * time.Second
+	// httpReadTimeout bounds reading a whole HTTP request.
+	httpReadTimeout = time.Minute
+	// httpIdleTimeout closes an idle keep-alive connection.
+	httpIdleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds HTTP headers and gRPC metadata beside a record.
+	maxHeaderBytes = 64 << 10
+)
+
+// publicationPollInterval is how often an append waiting for its receipt
+// reads the published checkpoint; checkpointWatchInterval how often the
+// metrics follow it.
+const (
+	publicationPollInterval = 50 * time.Millisecond
+	checkpointWatchInterval = 100 * time.Millisecond
+)
+
 // verifier returns the log key's note verifier.
 func (l *Log) verifier() note.Verifier { return l.verifierV }
 
 // ReloadAccess re-reads the access file (SIGHUP). On error the previous
-// access file stays in force.
+// access file stays in force (the log keeps serving its principals), and the
+// failure is made visible until a reload succeeds: /readyz answers 503,
+// cairn_access_reload_failures_total counts it, and
+// cairn_access_last_reload_success_timestamp_seconds stops advancing.
 func (l *Log) ReloadAccess() error {
 	if err := l.guard.reload(); err != nil {
 		l.logger.Error("access file reload failed; keeping the previous one", slog.Any("error", err))
@@ -215,12 +241,12 @@ func (l *Log) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// drain is the shutdown sequence documented on Run.
+// drain is the shutdown sequence documented on Run, within DrainTimeout.
 func (l *Log) drain() error {
 	l.draining.Store(true)
 	l.health.Shutdown()
 	l.logger.Info("shutting down: no longer accepting records")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
 	defer cancel()
 	stopped := make(chan struct{})
 	go func() { l.grpcSrv.GracefulStop(); close(stopped) }()

@@ -18,6 +18,10 @@ type metrics struct {
 	treeSize      prometheus.Gauge
 	integration   prometheus.Histogram
 	checkpointAt  prometheus.Gauge
+
+	authFailures         *prometheus.CounterVec
+	accessReloadFailures prometheus.Counter
+	accessReloadSuccess  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -57,9 +61,21 @@ func newMetrics() *metrics {
 			Name: "cairn_log_checkpoint_timestamp_seconds",
 			Help: "Unix time at which the published checkpoint last changed; checkpoint age is time() minus this.",
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_log_auth_failures_total",
+			Help: "Presented credentials refused, by kind (token, certificate, malformed); counts the failures the log rate-limits out of its output too.",
+		}, []string{"credential"}),
+		accessReloadFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_access_reload_failures_total",
+			Help: "Access file loads that failed (the previous file stayed in force).",
+		}),
+		accessReloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_access_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful access file load (0: no access file).",
+		}),
 	}
 	m.registry.MustRegister(m.requests, m.appends, m.rejected, m.appendErrors, m.appendLatency,
-		m.treeSize, m.integration, m.checkpointAt,
+		m.treeSize, m.integration, m.checkpointAt, m.authFailures, m.accessReloadFailures, m.accessReloadSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

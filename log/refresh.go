@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/fielderr"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -43,7 +44,7 @@ type witnessRefresher struct {
 func newWitnessRefresher(l *Log, rawPolicy []byte, client *http.Client) (*witnessRefresher, error) {
 	p, err := policy.Parse(rawPolicy)
 	if err != nil {
-		return nil, fmt.Errorf("--witness-policy: %w", err)
+		return nil, fielderr.New("Config.WitnessPolicy", err)
 	}
 	return &witnessRefresher{l: l, witnesses: p.Witnesses, client: client, logger: l.logger,
 		sizes: map[string]uint64{}, busy: map[string]bool{}}, nil

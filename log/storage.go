@@ -3,8 +3,8 @@ package log
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/internal/certpool"
+	"github.com/cairnlog/cairn/internal/fielderr"
 
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
@@ -28,28 +29,41 @@ type driver struct {
 	reader func(tessera.LogReader) tessera.LogReader
 }
 
-// openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3".
-func openDriver(ctx context.Context, spec string, aws AWSConfig, httpClient *http.Client) (*driver, error) {
+// openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
+// (Config.Validate has checked the spec). private says that record contents
+// are not public (ReadAuthenticated), so a POSIX directory must be too.
+func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, logger *slog.Logger, httpClient *http.Client) (*driver, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "posix":
-		return openPOSIX(ctx, arg, httpClient)
+		return openPOSIX(ctx, arg, private, logger, httpClient)
 	case "mysql+s3":
-		if arg != "" {
-			return nil, fmt.Errorf("--storage %q: mysql+s3 takes no argument; configure it with --mysql-dsn and --s3-*", spec)
-		}
 		return openAWS(ctx, aws, httpClient)
 	default:
-		return nil, fmt.Errorf("--storage %q: unknown driver %q (want posix:DIR or mysql+s3)", spec, kind)
+		return nil, fielderr.Errorf("Config.Storage", "%q: unknown driver %q (want posix:DIR or mysql+s3)", spec, kind)
 	}
 }
 
-func openPOSIX(ctx context.Context, dir string, httpClient *http.Client) (*driver, error) {
-	if dir == "" {
-		return nil, errors.New("--storage posix: needs a directory, e.g. posix:./data/log")
+// openPOSIX opens Tessera's POSIX driver on dir, creating dir owner-only
+// (0700). Tessera creates the tree inside with fixed modes (directories 0755,
+// files 0644, masked by the process umask; it takes no mode option), so the
+// top directory is what keeps other local users out: with private (read
+// access authenticated) a dir that others can enter is refused; otherwise it
+// is only reported. cmd/cairn also sets the umask to 0077 so that every file
+// it creates is owner-only.
+func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logger, httpClient *http.Client) (*driver, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fielderr.Errorf("Config.Storage", "creating %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("--storage: creating %s: %w", dir, err)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fielderr.New("Config.Storage", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		if private {
+			return nil, fielderr.Errorf("Config.Storage", "%s is accessible by other users (mode %#o) but Config.ReadAccess is %s: chmod 700 %s", dir, perm, ReadAuthenticated, dir)
+		}
+		logger.Warn("the storage directory is accessible by other local users; chmod 700 it to keep them out", slog.String("dir", dir), slog.String("mode", fmt.Sprintf("%#o", perm)))
 	}
 	d, err := posix.New(ctx, posix.Config{Path: dir, HTTPClient: httpClient})
 	if err != nil {
@@ -81,7 +95,7 @@ func witnessHTTPClient(timeout time.Duration, caFile string) (*http.Client, erro
 	if caFile != "" {
 		pool, err := certpool.LoadWithSystem(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
+			return nil, fielderr.New("Config.TLSCA", err)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

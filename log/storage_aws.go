@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	"github.com/cairnlog/cairn/internal/fielderr"
+	"github.com/cairnlog/cairn/internal/keyfile"
 	"github.com/go-sql-driver/mysql"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -43,53 +45,85 @@ type AWSConfig struct {
 	S3AccessKeyFile, S3SecretKeyFile string
 }
 
+// fields lists the settings with their Config paths.
+func (c AWSConfig) fields() []struct{ path, value string } {
+	return []struct{ path, value string }{
+		{"Config.AWS.MySQLDSN", c.MySQLDSN}, {"Config.AWS.S3Bucket", c.S3Bucket}, {"Config.AWS.S3Region", c.S3Region},
+		{"Config.AWS.S3AccessKeyFile", c.S3AccessKeyFile}, {"Config.AWS.S3SecretKeyFile", c.S3SecretKeyFile},
+		{"Config.AWS.S3Endpoint", c.S3Endpoint},
+	}
+}
+
+// firstSet returns the path of the first field that is set, or "".
+func (c AWSConfig) firstSet() string {
+	for _, f := range c.fields() {
+		if f.value != "" {
+			return f.path
+		}
+	}
+	if c.S3PathStyle {
+		return "Config.AWS.S3PathStyle"
+	}
+	return ""
+}
+
+// validate checks that every required field is given and the DSN parses.
 func (c AWSConfig) validate() error {
 	var missing []string
-	for _, f := range []struct{ flag, v string }{{"--mysql-dsn", c.MySQLDSN}, {"--s3-bucket", c.S3Bucket}, {"--s3-region", c.S3Region},
-		{"--s3-access-key-file", c.S3AccessKeyFile}, {"--s3-secret-key-file", c.S3SecretKeyFile}} {
-		if f.v == "" {
-			missing = append(missing, f.flag)
+	for _, f := range c.fields() {
+		if f.value == "" && f.path != "Config.AWS.S3Endpoint" {
+			missing = append(missing, f.path)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("--storage mysql+s3 needs %s", strings.Join(missing, ", "))
+		return fielderr.Errorf(missing[0], "required with Config.Storage mysql+s3 (missing: %s)", strings.Join(missing, ", "))
 	}
 	if _, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
-		return fmt.Errorf("--mysql-dsn: %w", err)
+		return fielderr.New("Config.AWS.MySQLDSN", err)
 	}
 	return nil
 }
 
-func readSecret(flag, path string) (string, error) {
-	b, err := os.ReadFile(path)
+// readCredential reads one of the static S3 credentials. The secret key must
+// be private to this user (internal/keyfile); the key ID is not a secret.
+func readCredential(field, path string, secret bool) (string, error) {
+	read := os.ReadFile
+	if secret {
+		read = keyfile.Read
+	}
+	b, err := read(path)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", flag, err)
+		return "", fielderr.New(field, err)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("%s: %s is empty", flag, path)
+		return "", fielderr.Errorf(field, "%s is empty", path)
 	}
 	return s, nil
 }
 
 // openAWS opens the mysql+s3 driver with its persistent antispam on the
 // same database, so a retry that lands on another frontend gets the same index.
+//
+// The SDK configuration is built here, never loaded from the environment
+// (no config.LoadDefaultConfig): static credentials and an explicit region,
+// so the SDK has no reason to ask the instance metadata service, and the
+// process environment (AWS_EC2_METADATA_DISABLED and the like) is neither
+// needed nor changed (TestMySQLS3NeverAsksInstanceMetadata).
 func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	// Never let the SDK reach the cloud metadata address.
-	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	ak, err := readSecret("--s3-access-key-file", c.S3AccessKeyFile)
+	ak, err := readCredential("Config.AWS.S3AccessKeyFile", c.S3AccessKeyFile, false)
 	if err != nil {
 		return nil, err
 	}
-	sk, err := readSecret("--s3-secret-key-file", c.S3SecretKeyFile)
+	sk, err := readCredential("Config.AWS.S3SecretKeyFile", c.S3SecretKeyFile, true)
 	if err != nil {
 		return nil, err
 	}
 	creds := credentials.NewStaticCredentialsProvider(ak, sk, "")
-	sdk := &aaws.Config{Region: c.S3Region, Credentials: creds, HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
+	sdk := &aaws.Config{Region: c.S3Region, Credentials: creds, HTTPClient: &http.Client{Timeout: s3RequestTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
 	s3opts := func(o *s3.Options) {
 		o.Region = c.S3Region
 		o.Credentials = creds
@@ -127,11 +161,11 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		MaxBatchSize: 1024,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the antispam tables on --mysql-dsn: %w", err)
+		return nil, fielderr.Errorf("Config.AWS.MySQLDSN", "opening the antispam tables: %w", err)
 	}
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("--mysql-dsn: %w", err)
+		return nil, fielderr.New("Config.AWS.MySQLDSN", err)
 	}
 	db.SetMaxIdleConns(lookupWorkers)
 	batched, err := newBatchedAntispam(ctx, as, db)
@@ -143,6 +177,10 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		return s3Reader{LogReader: r, s3: s3c, bucket: c.S3Bucket}
 	}}, nil
 }
+
+// s3RequestTimeout bounds one request to the object store, and the start-up
+// question to the database.
+const s3RequestTimeout = 30 * time.Second
 
 // dbIdleConns is how many idle connections each pool keeps.
 const dbIdleConns = 64
@@ -159,7 +197,7 @@ const dbIdleConns = 64
 func readCommittedDSN(ctx context.Context, dsn string) (string, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return "", fmt.Errorf("--mysql-dsn: %w", err)
+		return "", fielderr.New("Config.AWS.MySQLDSN", err)
 	}
 	for k := range cfg.Params {
 		if k == "transaction_isolation" || k == "tx_isolation" {
@@ -168,17 +206,17 @@ func readCommittedDSN(ctx context.Context, dsn string) (string, error) {
 	}
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		return "", fmt.Errorf("--mysql-dsn: %w", err)
+		return "", fielderr.New("Config.AWS.MySQLDSN", err)
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, s3RequestTimeout)
 	defer cancel()
 	var name, value string
 	err = db.QueryRowContext(ctx, "SHOW VARIABLES LIKE 'transaction_isolation'").Scan(&name, &value)
 	if errors.Is(err, sql.ErrNoRows) {
 		name = "tx_isolation"
 	} else if err != nil {
-		return "", fmt.Errorf("--mysql-dsn: connecting to %s: %w", cfg.Addr, err)
+		return "", fielderr.Errorf("Config.AWS.MySQLDSN", "connecting to %s: %w", cfg.Addr, err)
 	}
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
@@ -229,7 +267,7 @@ func ensureBucket(ctx context.Context, c *s3.Client, bucket string) error {
 	}
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) || (apiErr.ErrorCode() != "NotFound" && apiErr.ErrorCode() != "NoSuchBucket") {
-		return fmt.Errorf("--s3-bucket %s: %w", bucket, err)
+		return fielderr.Errorf("Config.AWS.S3Bucket", "%s: %w", bucket, err)
 	}
 	// Several frontends may race to create it: losing that race is fine.
 	var owned *types.BucketAlreadyOwnedByYou

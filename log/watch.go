@@ -50,7 +50,7 @@ func (w *checkpointWatcher) sample(index uint64, at time.Time) {
 
 func (w *checkpointWatcher) run(ctx context.Context) {
 	var prev []byte
-	every(ctx, 100*time.Millisecond, func() {
+	every(ctx, checkpointWatchInterval, func() {
 		cp, err := w.read(ctx)
 		if err != nil || bytes.Equal(cp, prev) {
 			return

@@ -15,9 +15,15 @@ func newAccessCmd() *cobra.Command {
 		Short: "Manage the log's access file: tokens and certificate principals",
 		Long: `Manage the access file given to 'cairn log serve --access FILE'.
 
-Tokens are printed once, when created, and stored only as salted SHA-256 hashes.
-Roles: append (write records), read (read record contents), admin. The log
-reloads the file on SIGHUP: a revocation takes effect without a restart.`,
+Tokens are printed once, when created, and stored only as salted SHA-256 hashes;
+the file is written mode 0600 (the log refuses one others may write).
+Roles: append (write records), read (read record contents when the log runs
+with --read-access authenticated), admin (the operating endpoints: /metrics).
+The log reloads the file on SIGHUP: a revocation takes effect without a restart.
+If the reloaded file is broken the log keeps the previous one, and /readyz
+answers 503 until a reload succeeds (docs/log.md).`,
+		Example: `  # Against 'make run', whose log reads data/access.txt:
+  cairn access list --file data/access.txt`,
 	}
 	cmd.AddCommand(newAccessAddCmd(), newAccessRevokeCmd(), newAccessListCmd())
 	return cmd
@@ -29,9 +35,11 @@ func newAccessAddCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add --file F --role ROLE[,ROLE] NAME",
 		Short: "Add a principal; prints its bearer token once",
-		Example: `  cairn access add --file data/access.txt --role append billing-service
+		Example: `  # Against 'make run', whose log reads data/access.txt:
+  cairn access add --file data/access.txt --role append billing-service
+  cairn access add --file data/access.txt --role admin ops   # may scrape /metrics
   cairn access add --file data/access.txt --role append,read --cert spiffe://example.org/billing
-  kill -HUP $(pidof cairn)   # make a running log pick it up`,
+  kill -HUP $(pgrep -f 'cairn log serve')   # make the running log pick it up`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
@@ -71,10 +79,11 @@ func newAccessAddCmd() *cobra.Command {
 func newAccessRevokeCmd() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:     "revoke --file F NAME",
-		Short:   "Remove a principal's token and certificate grant",
-		Example: `  cairn access revoke --file data/access.txt billing-service && kill -HUP $(pidof cairn)`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "revoke --file F NAME",
+		Short: "Remove a principal's token and certificate grant",
+		Example: `  # Against 'make run', after the 'access add' example:
+  cairn access revoke --file data/access.txt billing-service && kill -HUP $(pgrep -f 'cairn log serve')`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if file == "" {
 				return errors.New("--file is required")
@@ -96,10 +105,11 @@ func newAccessRevokeCmd() *cobra.Command {
 func newAccessListCmd() *cobra.Command {
 	var file, output string
 	cmd := &cobra.Command{
-		Use:     "list --file F",
-		Short:   "List principals and their roles (never tokens)",
-		Example: `  cairn access list --file data/access.txt --output json`,
-		Args:    cobra.NoArgs,
+		Use:   "list --file F",
+		Short: "List principals and their roles (never tokens)",
+		Example: `  # Against 'make run', whose log reads data/access.txt:
+  cairn access list --file data/access.txt --output json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return errors.New("--file is required")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/cairnlog/cairn/internal/hastack"
+	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/spf13/cobra"
 )
@@ -154,7 +155,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	exited := make(chan string, len(plan.procs))
 	// stopAll drains the logs first, while the witnesses are still up to
 	// cosign their final checkpoints, then stops the witnesses; each phase
-	// kills whatever still runs after 70s.
+	// kills whatever still runs 10s past the log's own drain bound.
 	stopAll := func() {
 		for _, logs := range []bool{true, false} {
 			var phase []*runningProc
@@ -164,7 +165,7 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 					phase = append(phase, rp)
 				}
 			}
-			deadline := time.After(70 * time.Second)
+			deadline := time.After(cairnlog.DrainTimeout + 10*time.Second)
 			for _, rp := range phase {
 				select {
 				case <-rp.done:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 
@@ -18,7 +19,7 @@ const fieldAnnotation = "cairn-field"
 func annotateField(fs *pflag.FlagSet, name, field string) {
 	f := fs.Lookup(name)
 	if f == nil {
-		panic("annotateField: no flag --" + name)
+		panic("annotateField: no flag --" + name) // a typo: a programming error
 	}
 	if f.Annotations == nil {
 		f.Annotations = map[string][]string{}
@@ -28,32 +29,46 @@ func annotateField(fs *pflag.FlagSet, name, field string) {
 	}
 }
 
+// fieldPath matches a library field path in an error's text.
+var fieldPath = regexp.MustCompile(`\b[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)+`)
+
 // flagError rewrites a *fielderr.Error in err into "--flag: reason" using
-// cmd's annotations. An error without a field, or whose field no flag of cmd
-// sets, is returned as is. Context around the field error is kept, and the
-// rewritten error still unwraps to err.
+// cmd's annotations; field paths named in the reason become their flags too.
+// An error without a field, or whose field no flag of cmd sets, is returned
+// as is. Context around the field error is kept, and the rewritten error
+// still unwraps to err.
 func flagError(cmd *cobra.Command, err error) error {
 	fe, ok := fielderr.As(err)
 	if !ok || cmd == nil {
 		return err
 	}
-	var flag string
-	find := func(f *pflag.Flag) {
-		if flag == "" && slices.Contains(f.Annotations[fieldAnnotation], fe.Field) {
-			flag = f.Name
+	flags := map[string]string{}
+	collect := func(f *pflag.Flag) {
+		for _, field := range f.Annotations[fieldAnnotation] {
+			if _, seen := flags[field]; !seen {
+				flags[field] = "--" + f.Name
+			}
 		}
 	}
-	cmd.Flags().VisitAll(find)
-	cmd.InheritedFlags().VisitAll(find)
-	if flag == "" {
+	cmd.Flags().VisitAll(collect)
+	cmd.InheritedFlags().VisitAll(collect)
+	flag, ok := flags[fe.Field]
+	if !ok {
 		return err
 	}
+	reason := fieldPath.ReplaceAllStringFunc(fe.Err.Error(), func(field string) string {
+		if f, ok := flags[field]; ok {
+			return f
+		}
+		return field
+	})
 	// Keep any context around the field error: "opening the log: --log: …".
-	msg := strings.Replace(err.Error(), fe.Error(), "--"+flag+": "+fe.Err.Error(), 1)
+	msg := strings.Replace(err.Error(), fe.Error(), flag+": "+reason, 1)
 	return &flagErr{msg: msg, err: err}
 }
 
-// flagErr is a field error told in the CLI's words.
+// flagErr is a field error told in the CLI's words; it still unwraps to the
+// library's error.
 type flagErr struct {
 	msg string
 	err error

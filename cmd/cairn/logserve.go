@@ -7,8 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
+	"github.com/cairnlog/cairn/internal/keyfile"
 	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/spf13/cobra"
 )
@@ -35,19 +35,39 @@ func newLogServeCmd() *cobra.Command {
 Writes: gRPC cairn.v1.Log (Append, AppendStream) and HTTP POST /add (body = payload,
 answer = decimal index). Reads: tlog-tiles at /checkpoint, /tile/L/N[.p/W],
 /tile/entries/N[.p/W]; gRPC proofs and receipts. Health at /healthz and /readyz,
-Prometheus metrics at /metrics.
+Prometheus metrics at /metrics (with --access: the admin role only).
 
 The origin must equal the key's name. With --witness-policy (a C2SP tlog-policy)
 a checkpoint is published only once the witness quorum cosigned it.
-SIGINT/SIGTERM drain: stop accepting, integrate what was acknowledged, publish a
-final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`,
-		Example: `  cairn keygen --name example.com/log --out data/log
-  cairn log serve --origin example.com/log --key data/log.key --storage posix:./data/log
-  CAIRN_ORIGIN=example.com/log CAIRN_KEY=data/log.key cairn log serve --http 127.0.0.1:8080
-  cairn log serve --origin example.com/log --key data/log.key --storage mysql+s3 \
-    --mysql-dsn 'cairn:PW@tcp(127.0.0.1:3306)/cairn' --s3-endpoint http://127.0.0.1:9000 \
+
+Files: the key files (--key, --tls-key, --s3-secret-key-file) must be readable
+by this user only (chmod 600), or the log refuses to start. Everything the log
+creates is owner-only: it runs with umask 0077, and a posix: storage directory
+is created 0700 (with --read-access authenticated, one other users can enter is
+refused). --tls-client-ca needs --access, which names the certificate principals.
+
+SIGHUP reloads --access; if the new file is broken the previous one stays in
+force and /readyz answers 503 until a reload succeeds. SIGINT/SIGTERM drain:
+stop accepting, integrate what was acknowledged, publish a final checkpoint,
+exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.`,
+		Example: `  # These assume 'make run' is running (it holds 8080/9090 and made data/tls and
+  # data/access.txt); each starts a second log of its own beside it.
+  cairn keygen --name example.com/log --out data/example
+  cairn log serve --origin example.com/log --key data/example.key --storage posix:./data/example \
+    --http 127.0.0.1:8090 --grpc 127.0.0.1:9095 --tls-cert data/tls/log.pem --tls-key data/tls/log.key
+  # The same from the environment, authenticated: tokens or certificates from make run's
+  # access file, contents readable with the read role only.
+  CAIRN_ORIGIN=example.com/log CAIRN_KEY=data/example.key CAIRN_STORAGE=posix:./data/example \
+    cairn log serve --http 127.0.0.1:8090 --grpc 127.0.0.1:9095 \
+    --tls-cert data/tls/log.pem --tls-key data/tls/log.key --tls-client-ca data/tls/ca.pem \
+    --access data/access.txt --read-access authenticated
+  # Assumes a MySQL-compatible database and an S3-compatible store of your own
+  # (make run-ha starts both; docs/deployment.md):
+  CAIRN_MYSQL_DSN='cairn:PW@tcp(127.0.0.1:3306)/cairn' cairn log serve --origin example.com/log \
+    --key data/example.key --storage mysql+s3 --s3-endpoint http://127.0.0.1:9000 \
     --s3-bucket cairn --s3-region us-east-1 --s3-path-style \
-    --s3-access-key-file s3.id --s3-secret-key-file s3.secret`,
+    --s3-access-key-file s3.id --s3-secret-key-file s3.secret \
+    --tls-cert data/tls/log.pem --tls-key data/tls/log.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -61,7 +81,7 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 			if keyFile == "" {
 				return fmt.Errorf("--key is required (create one with: cairn keygen --name %s --out PREFIX)", orDefault(cfg.Origin, "ORIGIN"))
 			}
-			key, err := os.ReadFile(keyFile)
+			key, err := keyfile.Read(keyFile)
 			if err != nil {
 				return fmt.Errorf("--key: %w", err)
 			}
@@ -71,26 +91,31 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 					return fmt.Errorf("--witness-policy: %w", err)
 				}
 			}
+			// Owner-only files: Tessera's POSIX driver creates tiles and
+			// bundles 0644 in 0755 directories and takes no mode option, so
+			// the umask, which is process-wide and therefore set here rather
+			// than in the library, is what keeps them private.
+			syscall.Umask(0o077)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			l, err := cairnlog.New(ctx, cfg)
 			if err != nil {
-				return err
+				return flagError(cmd, err)
 			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					_ = l.ReloadAccess() // logs its outcome
+					_ = l.ReloadAccess() // logs its outcome; /readyz and metrics show a failure
 				}
 			}()
-			return l.Run(ctx)
+			return flagError(cmd, l.Run(ctx))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Origin, "origin", "", "checkpoint origin; must equal the key name")
-	f.StringVar(&keyFile, "key", "", "file holding the log's Ed25519 private key (cairn keygen)")
+	f.StringVar(&keyFile, "key", "", "file holding the log's Ed25519 private key (cairn keygen); must be mode 0600")
 	f.StringVar(&cfg.Storage, "storage", cairnlog.DefaultStorage, "storage driver: posix:DIR, or mysql+s3 (several frontends on one MySQL-compatible database and one S3-compatible bucket)")
 	f.StringVar(&cfg.AWS.MySQLDSN, "mysql-dsn", "", "mysql+s3: go-sql-driver DSN of the sequencing database, e.g. cairn:PASSWORD@tcp(127.0.0.1:3306)/cairn")
 	f.StringVar(&cfg.AWS.S3Endpoint, "s3-endpoint", "", "mysql+s3: object store URL, e.g. http://127.0.0.1:9000 (empty: AWS S3)")
@@ -98,12 +123,12 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 	f.StringVar(&cfg.AWS.S3Region, "s3-region", "", "mysql+s3: region, e.g. us-east-1 (required: never discovered from instance metadata)")
 	f.BoolVar(&cfg.AWS.S3PathStyle, "s3-path-style", false, "mysql+s3: path-style bucket addressing (MinIO and most S3-compatible stores)")
 	f.StringVar(&cfg.AWS.S3AccessKeyFile, "s3-access-key-file", "", "mysql+s3: file holding the S3 access key ID")
-	f.StringVar(&cfg.AWS.S3SecretKeyFile, "s3-secret-key-file", "", "mysql+s3: file holding the S3 secret access key")
-	f.DurationVar(&cfg.GCInterval, "gc-interval", time.Minute, "how often obsolete partial tiles and entry bundles are deleted")
+	f.StringVar(&cfg.AWS.S3SecretKeyFile, "s3-secret-key-file", "", "mysql+s3: file holding the S3 secret access key; must be mode 0600")
+	f.DurationVar(&cfg.GCInterval, "gc-interval", cairnlog.DefaultGCInterval, "how often obsolete partial tiles and entry bundles are deleted")
 	f.StringVar(&cfg.HTTPAddr, "http", cairnlog.DefaultHTTPAddr, "HTTP listen address (tlog-tiles, /add, health, metrics)")
 	f.StringVar(&cfg.GRPCAddr, "grpc", cairnlog.DefaultGRPCAddr, "gRPC listen address (cairn.v1.Log)")
-	f.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cairnlog.DefaultCheckpointInterval, "how often a new checkpoint may be published (≥100ms)")
-	f.DurationVar(&cfg.CheckpointRepublishInterval, "checkpoint-republish-interval", 10*time.Minute, "how often an unchanged tree's checkpoint is published again, freshly witnessed (keeps witness timestamps recent and lets a lagging witness catch up on an idle log)")
+	f.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cairnlog.DefaultCheckpointInterval, "how often a new checkpoint may be published (≥100ms; ≥1s with mysql+s3)")
+	f.DurationVar(&cfg.CheckpointRepublishInterval, "checkpoint-republish-interval", cairnlog.DefaultCheckpointRepublishInterval, "how often an unchanged tree's checkpoint is published again, freshly witnessed (keeps witness timestamps recent and lets a lagging witness catch up on an idle log)")
 	f.UintVar(&cfg.BatchMaxSize, "batch-max-size", cairnlog.DefaultBatchMaxSize, "largest sequencing batch, in records")
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", cairnlog.DefaultBatchMaxAge, "longest a record waits for its batch to fill")
 	f.UintVar(&cfg.PushbackMaxOutstanding, "pushback-max-outstanding", cairnlog.DefaultPushbackMaxOutstanding, "sequenced-but-unintegrated records before appends get pushback (429/ResourceExhausted)")
@@ -111,17 +136,33 @@ final checkpoint, exit 0. Every flag can also be set with its CAIRN_* variable.`
 	f.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cairnlog.DefaultMaxClockSkew, "largest accepted distance between a submitter's timestamp and the log's clock")
 	f.StringVar(&policyFile, "witness-policy", "", "C2SP tlog-policy file: witnesses and the quorum each checkpoint needs")
 	f.DurationVar(&cfg.WitnessTimeout, "witness-timeout", cairnlog.DefaultWitnessTimeout, "how long publishing waits for the witness quorum")
-	f.StringVar(&cfg.AccessFile, "access", "", "access file of tokens and certificate principals (cairn access); reloaded on SIGHUP. Without it appends are anonymous")
+	f.StringVar(&cfg.AccessFile, "access", "", "access file of tokens and certificate principals (cairn access); reloaded on SIGHUP; must not be writable by others. Without it every caller is anonymous with every role")
 	f.StringVar(&cfg.ReadAccess, "read-access", cairnlog.ReadPublic, "who may read record contents (entry bundles, GetEntries, receipts): public or authenticated (read role); checkpoints and hash tiles stay public")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 0, "per-principal append rate in records/s (0 = unlimited); over it: 429/ResourceExhausted")
 	f.IntVar(&cfg.RateBurst, "rate-burst", 0, "per-principal burst above --rate-limit (default: one second's worth)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate for both listeners")
-	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
-	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle that signs client certificates (mTLS writers)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; must be mode 0600")
+	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle that signs client certificates (mTLS writers); needs --access")
 	f.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA bundle trusted for the log's outgoing connections (witnesses), besides the system roots")
 	f.BoolVar(&cfg.InsecurePlaintext, "insecure-plaintext", false, "serve without TLS (tokens and records in clear): for loopback tests only")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
+	for flag, field := range map[string]string{
+		"origin": "Config.Origin", "key": "Config.PrivateKey", "storage": "Config.Storage",
+		"mysql-dsn": "Config.AWS.MySQLDSN", "s3-endpoint": "Config.AWS.S3Endpoint", "s3-bucket": "Config.AWS.S3Bucket",
+		"s3-region": "Config.AWS.S3Region", "s3-path-style": "Config.AWS.S3PathStyle",
+		"s3-access-key-file": "Config.AWS.S3AccessKeyFile", "s3-secret-key-file": "Config.AWS.S3SecretKeyFile",
+		"gc-interval": "Config.GCInterval", "http": "Config.HTTPAddr", "grpc": "Config.GRPCAddr",
+		"checkpoint-interval": "Config.CheckpointInterval", "checkpoint-republish-interval": "Config.CheckpointRepublishInterval",
+		"batch-max-size": "Config.BatchMaxSize", "batch-max-age": "Config.BatchMaxAge",
+		"pushback-max-outstanding": "Config.PushbackMaxOutstanding", "max-record-bytes": "Config.MaxRecordBytes",
+		"max-clock-skew": "Config.MaxClockSkew", "witness-policy": "Config.WitnessPolicy", "witness-timeout": "Config.WitnessTimeout",
+		"access": "Config.AccessFile", "read-access": "Config.ReadAccess", "rate-limit": "Config.RateLimit", "rate-burst": "Config.RateBurst",
+		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
+		"insecure-plaintext": "Config.InsecurePlaintext",
+	} {
+		annotateField(f, flag, field)
+	}
 	documentEnv(cmd)
 	return cmd
 }

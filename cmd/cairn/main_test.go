@@ -139,7 +139,7 @@ func TestLogServeRefusesOriginThatIsNotTheKeyName(t *testing.T) {
 	}
 	_, stderr, code := run(t, []string{"CAIRN_ORIGIN=example.com/other"}, "log", "serve", "--key", dir+"/log.key",
 		"--storage", "posix:"+dir+"/st", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--insecure-plaintext")
-	if code != 2 || !strings.Contains(stderr, `--origin "example.com/other" does not match the key name "example.com/log"`) {
+	if code != 2 || !strings.Contains(stderr, `--origin: "example.com/other" does not match the key name "example.com/log"`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	if _, err := os.Stat(dir + "/st/checkpoint"); err == nil {
@@ -155,16 +155,16 @@ func TestLogServeRejectsBadFlagValues(t *testing.T) {
 		want string
 	}{
 		{[]string{"--storage", "tape:/dev/st0"}, `unknown driver "tape"`},
-		{[]string{"--max-record-bytes", "70000"}, "--max-record-bytes 70000"},
+		{[]string{"--max-record-bytes", "70000"}, "--max-record-bytes: 70000"},
 		{[]string{"--checkpoint-interval", "10ms"}, "--checkpoint-interval"},
-		{[]string{"--checkpoint-interval", "5s", "--checkpoint-republish-interval", "1s"}, "--checkpoint-republish-interval 1s is shorter"},
+		{[]string{"--checkpoint-interval", "5s", "--checkpoint-republish-interval", "1s"}, "--checkpoint-republish-interval: 1s is shorter than --checkpoint-interval 5s"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--read-access", "secret"}, "--read-access"},
 		{[]string{"--read-access", "authenticated"}, "needs --access"},
 		{[]string{"--access", dir + "/missing"}, "--access"},
 		{[]string{"--insecure-plaintext=false"}, "--tls-cert and --tls-key are required"},
-		{[]string{"--mysql-dsn", "u:p@tcp(db)/x"}, "apply only to --storage mysql+s3"},
-		{[]string{"--storage", "mysql+s3"}, "--storage mysql+s3 needs --mysql-dsn, --s3-bucket, --s3-region, --s3-access-key-file, --s3-secret-key-file"},
+		{[]string{"--mysql-dsn", "u:p@tcp(db)/x"}, "--mysql-dsn: applies only to --storage mysql+s3"},
+		{[]string{"--storage", "mysql+s3"}, "--mysql-dsn: required with --storage mysql+s3 (missing: --mysql-dsn, --s3-bucket, --s3-region, --s3-access-key-file, --s3-secret-key-file)"},
 		{[]string{"--storage", "mysql+s3:x"}, "mysql+s3 takes no argument"},
 		{[]string{"--storage", "mysql+s3", "--checkpoint-interval", "500ms"}, "at most once a second"},
 		{[]string{"--storage", "mysql+s3", "--mysql-dsn", "no slash", "--s3-bucket", "b", "--s3-region", "r",

@@ -84,7 +84,9 @@ func mustEncode(t *testing.T, r record.Record) []byte {
 // cairn get's text output; the JSON output keeps it exactly.
 func TestGetQuotesTerminalControlsInRecords(t *testing.T) {
 	payload := "ok\r\x1b[2K\x1b[1Asubmitter     admin\n\u202eevil\u2066\u0085\u009b31m"
-	leaf := mustEncode(t, record.Record{Submitter: "mallory\u202e", IdempotencyKey: "k\u0085", ContentType: "text/plain", Payload: []byte(payload)})
+	// The envelope refuses controls in its text fields (format/record), so the
+	// payload is where hostile bytes can be.
+	leaf := mustEncode(t, record.Record{Submitter: "mallory", IdempotencyKey: "k", ContentType: "text/plain", Payload: []byte(payload)})
 	url, pol := staticLog(t, leaf)
 
 	out, stderr, code := run(t, nil, "get", "--log", url, "--policy", pol, "0")
@@ -100,8 +102,8 @@ func TestGetQuotesTerminalControlsInRecords(t *testing.T) {
 		t.Errorf("%d lines start with submitter, want 1:\n%s", n, out)
 	}
 	for _, want := range []string{
-		`submitter     mallory\u202e`,
-		`idempotency   k\u0085`,
+		`submitter     mallory`,
+		`idempotency   k`,
 		`payload       ok\r\x1b[2K\x1b[1Asubmitter     admin\n\u202eevil\u2066\u0085\u009b31m`,
 	} {
 		if !strings.Contains(out, want+"\n") {
@@ -114,7 +116,7 @@ func TestGetQuotesTerminalControlsInRecords(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &j); err != nil || code != 0 {
 		t.Fatalf("json: exit %d, %v: %s", code, err, out)
 	}
-	if j.PayloadText == nil || *j.PayloadText != payload || string(j.Payload) != payload || j.Submitter != "mallory\u202e" {
+	if j.PayloadText == nil || *j.PayloadText != payload || string(j.Payload) != payload || j.Submitter != "mallory" {
 		t.Fatalf("the JSON output changed the record: %+v", j)
 	}
 }

@@ -283,6 +283,20 @@ func hashSecret(salt, secret []byte) []byte {
 	return h.Sum(nil)
 }
 
+// TokenID returns the public id of a well-formed token ("cairn_<id>_<secret>"),
+// which names it in logs without revealing the secret.
+func TokenID(token string) (string, bool) {
+	rest, ok := strings.CutPrefix(token, tokenPrefix)
+	if !ok {
+		return "", false
+	}
+	id, _, ok := strings.Cut(rest, "_")
+	if b, err := hex.DecodeString(id); !ok || err != nil || len(b) != 8 {
+		return "", false
+	}
+	return id, true
+}
+
 // Token returns the entry a bearer token authenticates.
 func (f *File) Token(token string) (Entry, error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)

@@ -106,3 +106,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A token's id names it in logs; the secret never comes out.
+func TestTokenIDIsThePublicPart(t *testing.T) {
+	f := &File{}
+	tok, err := f.AddToken("svc", []Role{RoleAppend})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := TokenID(tok)
+	if !ok || id != f.Entries[0].ID {
+		t.Fatalf("TokenID(%q) = %q, %v; want the entry's id %q", tok, id, ok, f.Entries[0].ID)
+	}
+	for _, bad := range []string{"", "cairn_", "cairn_zz_secret", "cairn_0011223344556677", "bearer_0011223344556677_x", "cairn_00112233_x"} {
+		if id, ok := TokenID(bad); ok {
+			t.Errorf("TokenID(%q) = %q, want not well-formed", bad, id)
+		}
+	}
+}
