@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
@@ -192,8 +194,24 @@ func retryable(err error) bool {
 		return false
 	}
 	switch status.Code(err) {
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Internal:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Internal:
 		return true
+	case codes.ResourceExhausted:
+		// Pushback and rate limits carry google.rpc.RetryInfo; a record
+		// over the log's size limit (the log's answer or gRPC's own receive
+		// limit) does not, and no retry would fix it.
+		return hasRetryInfo(err)
+	}
+	return false
+}
+
+// hasRetryInfo reports whether err's gRPC status carries a RetryInfo detail.
+func hasRetryInfo(err error) bool {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if _, ok := d.(*errdetails.RetryInfo); ok {
+			return true
+		}
 	}
 	return false
 }

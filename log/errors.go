@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,12 +63,32 @@ func grpcCode(err error) codes.Code {
 	}
 }
 
-// grpcStatus converts a log error to a gRPC status error.
+// retryDelay is the wait a pushed-back caller is told (HTTP Retry-After,
+// gRPC RetryInfo).
+const retryDelay = time.Second
+
+// retryLater reports whether err is a refusal that the same request may get
+// past later: pushback, a rate limit, a draining or failing frontend.
+func retryLater(err error) bool {
+	return errors.Is(err, ErrPushback) || errors.Is(err, ErrRateLimited) ||
+		errors.Is(err, ErrShuttingDown) || errors.Is(err, ErrUnavailable)
+}
+
+// grpcStatus converts a log error to a gRPC status error. A refusal worth
+// retrying carries a google.rpc.RetryInfo detail: that is how a client tells
+// pushback (ResourceExhausted with RetryInfo) from a record that is too large
+// (ResourceExhausted without), which no retry fixes.
 func grpcStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	return status.Error(grpcCode(err), err.Error())
+	st := status.New(grpcCode(err), err.Error())
+	if retryLater(err) {
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryDelay)}); derr == nil {
+			st = d
+		}
+	}
+	return st.Err()
 }
 
 // httpStatus maps a log error to its HTTP status code.
@@ -102,8 +127,8 @@ func writeHTTPError(w http.ResponseWriter, err error) {
 	code := httpStatus(err)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	if retryLater(err) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryDelay/time.Second)))
 	}
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
