@@ -7,6 +7,8 @@ package witness
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -271,6 +273,9 @@ func (w *Witness) AddCheckpoint(ctx context.Context, r AddCheckpointRequest) ([]
 			return nil, fmt.Errorf("%w: checkpoint note: %v", ErrMalformed, err)
 		}
 	}
+	if !everyLogSignatureVerifies(r.Checkpoint, n.Text, lg.Verifier) {
+		return nil, fmt.Errorf("%w: a repeated signature by %s does not verify", ErrBadSignature, lg.Verifier.Name())
+	}
 	c, err := checkpoint.Parse([]byte(n.Text))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -353,6 +358,29 @@ func (w *Witness) AddCheckpoint(ctx context.Context, r AddCheckpointRequest) ([]
 	o.st = next
 	w.metrics.size.WithLabelValues(origin).Set(float64(c.Size))
 	return cosig, nil
+}
+
+// everyLogSignatureVerifies reports whether every signature line of the
+// verified note msg (text n.Text) that names the log's key verifies. note.Open
+// checks only the first line per key and drops repeats unchecked, but
+// signed-note says a signature by a known (name, key ID) must verify, and
+// tlog-witness answers 403 when one does not.
+func everyLogSignatureVerifies(msg []byte, text string, v note.Verifier) bool {
+	sigs := strings.TrimSuffix(string(msg[len(text)+1:]), "\n")
+	for _, line := range strings.Split(sigs, "\n") {
+		name, b64, ok := strings.Cut(strings.TrimPrefix(line, "— "), " ")
+		if !ok || name != v.Name() {
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(sig) < 5 || binary.BigEndian.Uint32(sig) != v.KeyHash() {
+			continue
+		}
+		if !v.Verify([]byte(text), sig[4:]) {
+			return false
+		}
+	}
+	return true
 }
 
 // unverifiedOrigin reads the origin line of a note before verification, to
