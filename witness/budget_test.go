@@ -1,7 +1,6 @@
 package witness
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -40,12 +39,13 @@ func startBudgetWitness(t *testing.T, m *memLog, qpd uint64) (*testWitness, *clo
 	v, _ := note.NewVerifier(m.vkey)
 	logs := []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v, QPD: qpd}}
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	w, err := New(Config{PrivateKey: skey, Logs: logs, DB: t.TempDir(), Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	db := t.TempDir()
+	w, err := New(Config{PrivateKey: skey, Logs: logs, DB: db, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	tw := &testWitness{Witness: w, vkey: vkey, skey: skey, srv: httptest.NewServer(w.Handler())}
+	tw := &testWitness{Witness: w, vkey: vkey, skey: skey, db: db, srv: httptest.NewServer(w.Handler())}
 	t.Cleanup(tw.srv.Close)
 	return tw, clk, logs
 }
@@ -89,11 +89,26 @@ func TestStaleRequestsDoNotSpendTheLogsBudget(t *testing.T) {
 			t.Fatalf("%s: %d %s, want %d", c.name, code, b, c.code)
 		}
 	}
-	// A few bad proofs for the next checkpoint (each one is kept as evidence).
-	for range 5 {
+	// Bad proofs for the next checkpoint: refused, and kept as evidence once.
+	for i := range 50 {
+		badProof[1][0] = byte(i)
 		if code, _, b := w.post(t, AddCheckpointRequest{Old: 3, Proof: badProof, Checkpoint: cp5}.Marshal()); code != 422 {
 			t.Fatalf("bad proof: %d %s, want 422", code, b)
 		}
+	}
+	if n := metric(t, w, "cairn_witness_evidence_total"); n != "1" {
+		t.Fatalf("%s evidence records for 50 bad proofs of one checkpoint, want 1", n)
+	}
+	// A second root at the cosigned size (this needs the log's key): another
+	// record, at the same instant of the frozen clock, in a file of its own.
+	fork := newMemLog(t, m.origin)
+	fork.signer, fork.vkey = m.signer, m.vkey
+	fork.add(t, "a", "b", "X")
+	if code, _, b := w.post(t, fork.request(t, 3)); code != 422 {
+		t.Fatalf("a second root at size 3: %d %s, want 422", code, b)
+	}
+	if evs, err := ReadEvidence(w.db); err != nil || len(evs) != 2 {
+		t.Fatalf("%d evidence files (%v), want 2", len(evs), err)
 	}
 
 	// The log's next checkpoint is still cosigned, and its replays are free.
@@ -129,24 +144,25 @@ func TestStaleRequestsDoNotSpendTheLogsBudget(t *testing.T) {
 		t.Fatalf("after the budget refilled: %d %s, want 200", code, b)
 	}
 
+	if n := metric(t, w, `cairn_witness_rate_limited_requests_total{origin="example.test/log"}`); n != "3" {
+		t.Fatalf("%s requests counted as over budget, want 3", n)
+	}
+}
+
+// metric returns the value of the series named exactly name on /metrics, or
+// "" when there is none.
+func metric(t *testing.T, w *testWitness, name string) string {
+	t.Helper()
 	resp, err := http.Get(w.srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	want := `cairn_witness_rate_limited_requests_total{origin="example.test/log"} 3`
-	if !bytes.Contains(metrics, []byte(want)) {
-		t.Fatalf("metrics lack %q:\n%s", want, grepLines(metrics, "rate_limited"))
-	}
-}
-
-func grepLines(b []byte, s string) string {
-	var out []string
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
 		}
 	}
-	return strings.Join(out, "\n")
+	return ""
 }

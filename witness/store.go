@@ -115,7 +115,9 @@ func (s *store) saveEvidence(e Evidence) error {
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%s-%s.json", e.Time.UTC().Format("20060102T150405.000000000Z"), OriginID(e.Origin)[:16])
+	// The content hash keeps two records of the same instant apart.
+	sum := sha256.Sum256(b)
+	name := fmt.Sprintf("%s-%s-%s.json", e.Time.UTC().Format("20060102T150405.000000000Z"), OriginID(e.Origin)[:16], hex.EncodeToString(sum[:4]))
 	return atomicfile.Write(filepath.Join(s.dir, "evidence", name), b, 0o600)
 }
 

@@ -7,6 +7,7 @@ package witness
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -108,6 +109,9 @@ type Witness struct {
 
 	origins sync.Map // origin → *originState
 
+	evidenceMu   sync.Mutex
+	evidenceSeen map[[32]byte]bool // evidence already kept (keepEvidence)
+
 	// stallBeforeSave, when set (tests only), runs between an
 	// add-checkpoint's consistency check and the compare-and-store of its
 	// new state, so a test can race another request into that gap.
@@ -152,6 +156,8 @@ func New(cfg Config) (*Witness, error) {
 		now:      cfg.Now,
 		refusals: newRefusalLog(cfg.Logger),
 		limiters: map[string]*rate.Limiter{},
+
+		evidenceSeen: map[[32]byte]bool{},
 	}
 	w.SetLogs(cfg.Logs)
 	if err := w.checkState(); err != nil {
@@ -393,7 +399,29 @@ func unverifiedOrigin(cp []byte) (string, error) {
 	return string(line), nil
 }
 
+// maxEvidenceSeen bounds the set of evidence already kept; past it the set
+// starts over.
+const maxEvidenceSeen = 4096
+
+// keepEvidence stores a refused inconsistent request. It keeps one record per
+// (cosigned checkpoint, submitted checkpoint, reason kind) per process: a
+// bad proof needs no key, so anyone relaying a newer checkpoint of the log
+// could otherwise write a file per request.
 func (w *Witness) keepEvidence(origin string, cur state, r AddCheckpointRequest, reason string) {
+	kind, _, _ := strings.Cut(reason, ":")
+	key := sha256.Sum256([]byte(kind + "\x00" + string(cur.Note) + "\x00" + string(r.Checkpoint)))
+	w.evidenceMu.Lock()
+	seen := w.evidenceSeen[key]
+	if !seen {
+		if len(w.evidenceSeen) >= maxEvidenceSeen {
+			clear(w.evidenceSeen)
+		}
+		w.evidenceSeen[key] = true
+	}
+	w.evidenceMu.Unlock()
+	if seen {
+		return
+	}
 	ev := Evidence{Time: w.now().UTC(), Origin: origin, Reason: reason, Cosigned: string(cur.Note), Submitted: string(r.Checkpoint), Old: r.Old}
 	for _, h := range r.Proof {
 		ev.Proof = append(ev.Proof, b64(h))
