@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 )
 
 // MaxBodyBytes bounds an add-checkpoint body: an ML-DSA-signed checkpoint
@@ -56,8 +60,14 @@ func (w *Witness) handleAdd(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := statusOf(err)
-	if code == http.StatusInternalServerError {
+	switch code {
+	case http.StatusInternalServerError:
 		w.logger.Error("add-checkpoint failed", "error", err)
+	case http.StatusForbidden, http.StatusTooManyRequests:
+		// A forged or mis-keyed checkpoint, or a log over its budget. The
+		// request carries no secret (a checkpoint is public), so the reason
+		// is logged as is, but at a bounded rate.
+		w.refusals.log(r.RemoteAddr, code, err)
 	}
 	w.answer(rw, code, err.Error()+"\n", "")
 }
@@ -115,6 +125,7 @@ type metrics struct {
 	cosignatures prometheus.Counter
 	evidence     prometheus.Counter
 	size         *prometheus.GaugeVec
+	rateLimited  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -132,9 +143,40 @@ func newMetrics() *metrics {
 		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_witness_log_size_entries", Help: "Size of the latest cosigned checkpoint, per log.",
 		}, []string{"origin"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_witness_rate_limited_requests_total",
+			Help: "add-checkpoint requests refused (429) because the log spent its qpd budget, per listed origin.",
+		}, []string{"origin"}),
 	}
-	m.registry.MustRegister(m.requests, m.cosignatures, m.evidence, m.size)
+	m.registry.MustRegister(m.requests, m.cosignatures, m.evidence, m.size, m.rateLimited)
 	return m
+}
+
+// refusalLog logs refused requests at most refusalBurst at once and then one
+// every refusalEvery, counting the lines it dropped in between.
+type refusalLog struct {
+	logger  *slog.Logger
+	limiter *rate.Limiter
+	dropped atomic.Uint64
+}
+
+const (
+	refusalEvery = 10 * time.Second
+	refusalBurst = 5
+)
+
+func newRefusalLog(logger *slog.Logger) *refusalLog {
+	return &refusalLog{logger: logger, limiter: rate.NewLimiter(rate.Every(refusalEvery), refusalBurst)}
+}
+
+func (l *refusalLog) log(remote string, code int, err error) {
+	if !l.limiter.Allow() {
+		l.dropped.Add(1)
+		return
+	}
+	l.logger.Warn("add-checkpoint refused",
+		slog.Int("status", code), slog.String("remote", remote),
+		slog.String("reason", truncate(err.Error())), slog.Uint64("unlogged_refusals", l.dropped.Swap(0)))
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/internal/atomicfile"
+	"github.com/cairnlog/cairn/internal/fielderr"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -33,13 +34,31 @@ type state struct {
 	Note []byte // checkpoint + log signature + our cosignature
 }
 
+// openStore opens the state under dir. What it creates is owner-only: the
+// directories 0700, the journal and evidence files 0600. The state is public
+// data (checkpoints and cosignatures), but whoever can rewrite it can make
+// the witness forget what it cosigned, so a directory or journal that other
+// users can write is refused.
 func openStore(dir string) (*store, error) {
+	journal := filepath.Join(dir, "state.journal")
 	for _, d := range []string{dir, filepath.Join(dir, "evidence")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("--db: creating %s: %w", d, err)
+			return nil, fielderr.Errorf("Config.DB", "creating %s: %w", d, err)
 		}
 	}
-	j, err := openJournal(filepath.Join(dir, "state.journal"))
+	for _, p := range []string{dir, filepath.Join(dir, "evidence"), journal} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the journal of a new witness
+		}
+		if err != nil {
+			return nil, fielderr.New("Config.DB", err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+			return nil, fielderr.Errorf("Config.DB", "%s is writable by other users (mode %#o); the witness state must be owner-only: chmod go-w %s", p, perm, p)
+		}
+	}
+	j, err := openJournal(journal)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +115,9 @@ func (s *store) saveEvidence(e Evidence) error {
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%s-%s.json", e.Time.UTC().Format("20060102T150405.000000000Z"), OriginID(e.Origin)[:16])
+	// The content hash keeps two records of the same instant apart.
+	sum := sha256.Sum256(b)
+	name := fmt.Sprintf("%s-%s-%s.json", e.Time.UTC().Format("20060102T150405.000000000Z"), OriginID(e.Origin)[:16], hex.EncodeToString(sum[:4]))
 	return atomicfile.Write(filepath.Join(s.dir, "evidence", name), b, 0o600)
 }
 
@@ -106,7 +127,7 @@ func ReadEvidence(dir string) ([]Evidence, error) {
 	ents, err := os.ReadDir(filepath.Join(dir, "evidence"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, err := os.Stat(dir); err != nil {
-			return nil, fmt.Errorf("--db: %w", err)
+			return nil, err
 		}
 		return nil, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/keyfile"
 	"github.com/cairnlog/cairn/witness"
 	"github.com/spf13/cobra"
 )
@@ -59,7 +60,7 @@ re-read on SIGHUP.`,
 			if !plaintext && (tlsCert == "" || tlsKey == "") {
 				return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
 			}
-			key, err := os.ReadFile(keyFile)
+			key, err := keyfile.Read(keyFile)
 			if err != nil {
 				return fmt.Errorf("--key: %w", err)
 			}
@@ -69,7 +70,7 @@ re-read on SIGHUP.`,
 			}
 			w, err := witness.New(witness.Config{PrivateKey: string(key), Logs: logs, DB: db, Logger: logger})
 			if err != nil {
-				return err
+				return flagError(cmd, err)
 			}
 			defer w.Close()
 			ln, err := net.Listen("tcp", addr)
@@ -106,6 +107,9 @@ re-read on SIGHUP.`,
 	f.BoolVar(&plaintext, "insecure-plaintext", false, "serve plain HTTP (loopback tests and demos only)")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	annotateField(f, "key", "Config.PrivateKey")
+	annotateField(f, "logs", "Config.Logs")
+	annotateField(f, "db", "Config.DB")
 	documentEnv(cmd)
 	return cmd
 }
@@ -159,7 +163,7 @@ func newWitnessEvidenceCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			evs, err := witness.ReadEvidence(db)
 			if err != nil {
-				return err
+				return fmt.Errorf("--db: %w", err)
 			}
 			out := cmd.OutOrStdout()
 			switch output {
