@@ -8,17 +8,17 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cairnlog/cairn/internal/certpool"
-
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/cairnlog/cairn/internal/hastack"
+	"github.com/cairnlog/cairn/internal/supervisor"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/spf13/cobra"
 )
@@ -61,7 +61,10 @@ MinIO from scripts/ha-deps.sh (make run-ha installs both).
 
 Keys are generated on first start and never overwritten; starting again resumes
 the same log and witness state. The policy (data/policy.txt) names the log key and
-requires 2 of the 3 witnesses. Ctrl-C stops every process it started, by PID.
+requires 2 of the 3 witnesses. Each process runs in its own process group, so
+Ctrl-C reaches only dev, which stops them in order: the logs first (each
+publishes a final checkpoint, cosigned by the witnesses still running), then the
+witnesses, then MariaDB and MinIO; it prints how each exited.
 Process logs go to data/logs/.`,
 		Example: `  cairn dev --data ./data
   make run
@@ -72,7 +75,9 @@ Process logs go to data/logs/.`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			// SIGHUP too: a closed terminal must not orphan the children,
+			// which run in their own process groups.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			return runDev(ctx, cmd.OutOrStdout(), o)
 		},
@@ -144,61 +149,20 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	type runningProc struct {
-		name string
-		cmd  *exec.Cmd
-		done chan struct{} // closed once it exited; msg says how
-		msg  string
-	}
-	var running []*runningProc
-	exited := make(chan string, len(plan.procs))
-	// stopAll drains the logs first, while the witnesses are still up to
-	// cosign their final checkpoints, then stops the witnesses; each phase
-	// kills whatever still runs after 70s.
-	stopAll := func() {
-		for _, logs := range []bool{true, false} {
-			var phase []*runningProc
-			for _, rp := range running {
-				if strings.HasPrefix(rp.name, "log") == logs {
-					_ = rp.cmd.Process.Signal(syscall.SIGTERM)
-					phase = append(phase, rp)
-				}
-			}
-			deadline := time.After(70 * time.Second)
-			for _, rp := range phase {
-				select {
-				case <-rp.done:
-				case <-deadline:
-					_ = rp.cmd.Process.Kill()
-					<-rp.done
-				}
-				fmt.Fprintln(out, rp.msg)
-			}
-		}
-	}
+	var running []*supervisor.Process
+	// Every child reports here once it exited: room for all of them.
+	exited := make(chan *supervisor.Process, len(plan.procs))
+	stopAll := func() { stopDev(out, running, dir) }
 	for _, p := range plan.procs {
-		logf, err := os.OpenFile(filepath.Join(dir, "logs", p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		// Each child in its own process group: a terminal's Ctrl-C reaches
+		// only dev, which stops them in order (stopDev).
+		proc, err := supervisor.Start(supervisor.Command{Name: p.name, Path: self, Args: p.args, Env: p.env,
+			OutputFile: filepath.Join(dir, "logs", p.name+".log"), Exited: exited})
 		if err != nil {
 			stopAll()
 			return err
 		}
-		c := exec.Command(self, p.args...)
-		c.Env = append(os.Environ(), p.env...)
-		c.Stdout, c.Stderr = logf, logf
-		if err := c.Start(); err != nil {
-			logf.Close()
-			stopAll()
-			return fmt.Errorf("starting %s: %w", p.name, err)
-		}
-		rp := &runningProc{name: p.name, cmd: c, done: make(chan struct{})}
-		running = append(running, rp)
-		go func() {
-			err := c.Wait()
-			logf.Close()
-			rp.msg = fmt.Sprintf("%s stopped (%v); its log is %s", rp.name, exitText(err), filepath.Join(dir, "logs", rp.name+".log"))
-			close(rp.done)
-			exited <- rp.msg
-		}()
+		running = append(running, proc)
 		// The witnesses must be up before a new log publishes its first
 		// (witnessed) checkpoint.
 		if err := waitHealthy(ctx, hc, p.health, 30*time.Second, exited); err != nil {
@@ -215,6 +179,42 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	case <-exited:
 		stopAll() // reports every process, the one that exited first among them
 		return errors.New("a demo process exited unexpectedly")
+	}
+}
+
+// devLogStopTimeout is how long dev waits for a log to exit after SIGTERM
+// before it kills it. A log drains for up to a minute (log.Log's drain:
+// in-flight requests, then Tessera and the final witnessed checkpoint, under
+// one one-minute context in log/log.go); dev allows that minute and 10 s for
+// the process to start draining and exit. Keep it above the log's drain
+// timeout, or dev kills a log that is still publishing its final checkpoint.
+const devLogStopTimeout = time.Minute + 10*time.Second
+
+// stopDev stops the demo in its shutdown order: the logs first, while the
+// witnesses are still up to cosign their final checkpoints, then the
+// witnesses. It reports each child's exit.
+func stopDev(out io.Writer, running []*supervisor.Process, dir string) {
+	for _, logs := range []bool{true, false} {
+		timeout := supervisor.DefaultStopTimeout
+		if logs {
+			timeout = devLogStopTimeout
+		}
+		var phase []*supervisor.Process
+		for _, p := range running {
+			if strings.HasPrefix(p.Name, "log") == logs {
+				phase = append(phase, p)
+			}
+		}
+		// Stop the phase's processes together; each Stop has its own deadline.
+		errs := make([]error, len(phase))
+		var wg sync.WaitGroup
+		for i, p := range phase {
+			wg.Go(func() { errs[i] = p.Stop(timeout) })
+		}
+		wg.Wait()
+		for i, p := range phase {
+			fmt.Fprintf(out, "%s stopped (%s); its log is %s\n", p.Name, supervisor.ExitText(errs[i]), filepath.Join(dir, "logs", p.Name+".log"))
+		}
 	}
 }
 
@@ -372,7 +372,7 @@ type processExited string
 func (p processExited) Error() string { return string(p) }
 
 // waitHealthy polls url until it answers 200, a demo process exits, or timeout.
-func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.Duration, exited <-chan string) error {
+func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.Duration, exited <-chan *supervisor.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -387,8 +387,8 @@ func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w", url, ctx.Err())
-		case msg := <-exited:
-			return processExited(msg)
+		case p := <-exited:
+			return processExited(fmt.Sprintf("%s exited (%s)", p.Name, supervisor.ExitText(p.Wait())))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -476,11 +476,4 @@ func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string
 	return []string{"--storage", "mysql+s3", "--s3-endpoint", s3.Endpoint,
 		"--s3-bucket", "cairn", "--s3-region", "us-east-1", "--s3-path-style",
 		"--s3-access-key-file", s3.AccessKeyFile, "--s3-secret-key-file", s3.SecretKeyFile}, db.DSN, stop, nil
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
 }
