@@ -5,6 +5,7 @@ package integration
 // with Ctrl-C (SIGINT): every process they started must end, cleanly.
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -19,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	aaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/hastack"
@@ -173,24 +177,6 @@ func runDevDemo(t *testing.T, ha bool) {
 		}
 		t.FailNow()
 	}
-	if !ha {
-		// The final checkpoint on disk satisfies the policy (the log's
-		// signature and 2 of 3 witnesses) and covers every acknowledged record.
-		pol, err := policy.Parse(mustRead(t, dir+"/policy.txt"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw := mustRead(t, dir+"/log/checkpoint")
-		v, err := pol.Verify(raw)
-		if err != nil {
-			t.Fatalf("the final checkpoint: %v\n%s", err, raw)
-		}
-		for _, idx := range acked {
-			if v.Checkpoint.Size <= idx {
-				t.Fatalf("the final checkpoint (size %d) does not cover acknowledged index %d:\n%s", v.Checkpoint.Size, idx, raw)
-			}
-		}
-	}
 	ports := 5
 	if ha {
 		ports = 9
@@ -201,4 +187,56 @@ func runDevDemo(t *testing.T, ha bool) {
 			t.Fatalf("%s still answers after cairn dev stopped:\n%s", addr(i), out)
 		}
 	}
+
+	// The final checkpoint satisfies the policy (the log's signature and 2
+	// of 3 witnesses) and covers every acknowledged record: on disk with
+	// POSIX storage; in the bucket with mysql+s3, read from MinIO started
+	// again on its data directory.
+	var raw []byte
+	if ha {
+		raw = bucketCheckpoint(t, dir+"/minio", base+8)
+	} else {
+		raw = mustRead(t, dir+"/log/checkpoint")
+	}
+	pol, err := policy.Parse(mustRead(t, dir+"/policy.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := pol.Verify(raw)
+	if err != nil {
+		t.Fatalf("the final checkpoint: %v\n%s", err, raw)
+	}
+	for _, idx := range acked {
+		if v.Checkpoint.Size <= idx {
+			t.Fatalf("the final checkpoint (size %d) does not cover acknowledged index %d:\n%s", v.Checkpoint.Size, idx, raw)
+		}
+	}
+}
+
+// bucketCheckpoint starts MinIO on the data directory cairn dev --ha left
+// and returns the checkpoint object of its bucket.
+func bucketCheckpoint(t *testing.T, dir string, port int) []byte {
+	t.Helper()
+	out := &syncBuffer{}
+	s3d, err := hastack.NewMinIO(dir, port, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3d.Start(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	defer s3d.Stop()
+	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aaws.String(s3d.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(strings.TrimSpace(string(mustRead(t, s3d.AccessKeyFile))),
+			strings.TrimSpace(string(mustRead(t, s3d.SecretKeyFile))), "")})
+	obj, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aaws.String("cairn"), Key: aaws.String("checkpoint")})
+	if err != nil {
+		t.Fatalf("reading the checkpoint from the bucket: %v", err)
+	}
+	defer obj.Body.Close()
+	b, err := io.ReadAll(obj.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
