@@ -432,32 +432,44 @@ Audit the whole log, then watch it:
 // startDevEngines starts MariaDB and MinIO for --ha (state under
 // data/mariadb and data/minio, output in data/logs) and returns the
 // mysql+s3 flags of the frontends, the database DSN and a function that
-// stops both by PID.
+// stops both (MinIO first) and closes their output files.
 func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string, string, func(), error) {
 	var started []*hastack.Server
+	var logs []*os.File // closed once the engines stopped
 	stop := func() {
 		for i := len(started) - 1; i >= 0; i-- {
 			fmt.Fprintf(out, "stopping %s (pid %d)\n", started[i].Name, started[i].PID())
 			started[i].Stop()
 		}
+		for _, f := range logs {
+			f.Close()
+		}
 	}
 	logTo := func(name string) (io.Writer, error) {
-		return os.OpenFile(filepath.Join(o.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(filepath.Join(o.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			logs = append(logs, f)
+		}
+		return f, err
 	}
 	dbLog, err := logTo("mariadb")
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	db, err := hastack.NewMariaDB(filepath.Join(o.dir, "mariadb"), o.mysqlPort, dbLog)
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	s3Log, err := logTo("minio")
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	s3, err := hastack.NewMinIO(filepath.Join(o.dir, "minio"), o.s3Port, s3Log)
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	for _, e := range []*hastack.Server{db.Server, s3.Server} {
