@@ -100,9 +100,15 @@ func startEngines(t *testing.T) *engines {
 }
 
 func freePort(t *testing.T) int {
-	_, p, _ := net.SplitHostPort(freeAddr(t))
-	var n int
-	fmt.Sscan(p, &n)
+	t.Helper()
+	_, p, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -293,14 +299,6 @@ func verifyLog(t *testing.T, c *cluster, i int, acks []acked) {
 		t.Fatalf("audit: exit %d %s %s", code, out, stderr)
 	}
 	t.Logf("verified %d acknowledged records in a tree of %d: all at their index, none twice, audit clean", len(acks), size)
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // Tests 1 and 2: a frontend killed mid-load loses nothing; it rejoins on restart.

@@ -225,9 +225,8 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	if _, stderr, code := run(t, nil, "keygen", "--name", origin, "--out", c.dir+"/log"); code != 0 {
 		t.Fatal(stderr)
 	}
-	vk, _ := os.ReadFile(c.dir + "/log.vkey")
-	c.logVKey = strings.TrimSpace(string(vk))
-	os.WriteFile(c.dir+"/logs.txt", []byte("logs/v0\nvkey "+c.logVKey+"\n"), 0o644)
+	c.logVKey = strings.TrimSpace(string(mustRead(t, c.dir+"/log.vkey")))
+	mustWrite(t, c.dir+"/logs.txt", []byte("logs/v0\nvkey "+c.logVKey+"\n"))
 	var pol strings.Builder
 	fmt.Fprintf(&pol, "log %s http://%s/\n", c.logVKey, c.httpAddr)
 	for i := range 3 {
@@ -235,7 +234,7 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		if _, stderr, code := run(t, nil, "keygen", "--witness", "--name", "integration.test/"+name, "--out", c.dir+"/"+name); code != 0 {
 			t.Fatal(stderr)
 		}
-		wk, _ := os.ReadFile(c.dir + "/" + name + ".vkey")
+		wk := mustRead(t, c.dir+"/"+name+".vkey")
 		addr := nw.addr(t, i+1, 8181)
 		// The log reaches the witness across regions (with region latency).
 		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), nw.reach(t, i+1, addr))
@@ -247,7 +246,7 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	}
 	pol.WriteString("group regions 2 w0 w1 w2\nquorum regions\n")
 	c.policy = c.dir + "/policy.txt"
-	os.WriteFile(c.policy, []byte(pol.String()), 0o644)
+	mustWrite(t, c.policy, []byte(pol.String()))
 	for i := range o.frontends {
 		args := []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
 			"--http", c.httpAddrs[i], "--grpc", c.grpcAddrs[i], "--insecure-plaintext",
@@ -278,6 +277,22 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		l.waitServing(t, "http://"+c.httpAddrs[i]+"/readyz")
 	}
 	return c
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustWrite(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // tail returns the last 4000 bytes of s.

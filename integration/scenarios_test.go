@@ -190,7 +190,7 @@ func TestLogCrashLosesNoAcknowledgedRecord(t *testing.T) {
 	// The tree after the crash extends every checkpoint published before it.
 	for i, cp := range cps {
 		f := fmt.Sprintf("%s/cp%d", t.TempDir(), i)
-		os.WriteFile(f, cp, 0o644)
+		mustWrite(t, f, cp)
 		if out, stderr, code := run(t, nil, "verify", "consistency", "--log", "http://"+c.httpAddr, "--policy", c.policy, "--from", f); code != 0 {
 			t.Fatalf("checkpoint %d before the crash: %d %s %s", i, code, out, stderr)
 		}
@@ -220,7 +220,7 @@ func TestTamperOnDiskIsDetectedAndNamed(t *testing.T) {
 			t.Fatal(err)
 		}
 		b[at] ^= 1
-		os.WriteFile(path, b, 0o644)
+		mustWrite(t, path, b)
 	}
 	flip(c.dir+"/log/tile/entries/000", 50)
 	c.log.start(t)
@@ -235,14 +235,23 @@ func TestTamperOnDiskIsDetectedAndNamed(t *testing.T) {
 	}
 	// A rewritten checkpoint (same key, another root) is a split view.
 	c.log.stop(t)
-	skey, _ := os.ReadFile(c.dir + "/log.key")
-	s, _ := note.NewSigner(strings.TrimSpace(string(skey)))
-	forged, _ := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n300\n%s\n", origin, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")}, s)
-	os.WriteFile(c.dir+"/log/checkpoint", forged, 0o644)
+	s, err := note.NewSigner(strings.TrimSpace(string(mustRead(t, c.dir+"/log.key"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n300\n%s\n", origin, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, c.dir+"/log/checkpoint", forged)
 	srv := &http.Server{Handler: http.FileServer(http.Dir(c.dir + "/log"))}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	defer func() { srv.Close(); <-served }()
 	out, _, code := run(t, nil, "monitor", "--once", "--log", "http://"+ln.Addr().String(), "--policy", c.policy, "--state", state)
 	if code != 1 || !strings.Contains(out, "ALARM") {
 		t.Fatalf("monitor of a forged checkpoint: %d %s", code, out)
@@ -361,7 +370,10 @@ func TestBadInputOnEveryPortChangesNothing(t *testing.T) {
 		}
 		conn.Write(junk)
 		conn.Close()
-		slow, _ := net.Dial("tcp", addr)
+		slow, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
 		slow.Write([]byte("POST /add HTTP/1.1\r\nHost: x\r\n"))
 		defer slow.Close()
 	}
