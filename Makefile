@@ -3,9 +3,11 @@ GO            ?= go
 BIN           := bin/cairn
 PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+# staticcheck pinned: the v0.8 line is the one that supports Go 1.26.
+STATICCHECK_VERSION := v0.8.2
 TOOLS         := $(CURDIR)/.tools
 
-.PHONY: all build run run-ha test race bench proto vet fmt clean
+.PHONY: all build run run-ha test race bench proto vet lint fmt clean
 
 all: build
 
@@ -49,6 +51,16 @@ proto:
 
 vet:
 	$(GO) vet ./...
+
+# make lint: go vet, gofmt and staticcheck (the pinned version, installed
+# into .tools/ once per version).
+lint: vet $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(TOOLS)/staticcheck-$(STATICCHECK_VERSION) ./...
+
+$(TOOLS)/staticcheck-$(STATICCHECK_VERSION):
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/staticcheck $@
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')

@@ -5,9 +5,8 @@ package integration
 // with Ctrl-C (SIGINT): every process they started must end, cleanly.
 
 import (
-	"bufio"
+	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +14,19 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	aaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/hastack"
+	"github.com/cairnlog/cairn/internal/supervisor"
 )
 
 // freeRun returns the first of n consecutive free loopback ports, below the
@@ -63,6 +69,13 @@ func requireEngines(t *testing.T) {
 	}
 }
 
+// TestDevDemoServesAndStopsEverythingOnCtrlC is `make run` and Ctrl-C: the
+// terminal sends SIGINT to the whole foreground process group, here the
+// group cairn dev was started in. Every process must exit 0, and the log's
+// final checkpoint, cosigned by the witness quorum, must cover every record
+// acknowledged right before the Ctrl-C. (Were the witnesses in dev's group,
+// they would exit with the log, which could then not get its final
+// checkpoint cosigned and would exit 2.)
 func TestDevDemoServesAndStopsEverythingOnCtrlC(t *testing.T) {
 	t.Run("posix", func(t *testing.T) { runDevDemo(t, false) })
 	t.Run("ha", func(t *testing.T) {
@@ -79,42 +92,27 @@ func runDevDemo(t *testing.T, ha bool) {
 	if ha {
 		args = append(args, "--ha", "--http2", addr(5), "--grpc2", addr(6), "--mysql-port", fmt.Sprint(base+7), "--s3-port", fmt.Sprint(base+8))
 	}
-	cmd := exec.Command(cairnBin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
+	// In its own process group, like a shell's foreground job.
+	dev, err := supervisor.Start(supervisor.Command{Name: "cairn dev", Path: cairnBin, Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-	out := &syncBuffer{}
-	running := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			out.Write([]byte(sc.Text() + "\n"))
-			if strings.HasPrefix(sc.Text(), "Cairn is running") {
-				close(running)
-			}
+	t.Cleanup(func() { _ = dev.Kill() }) // its children die with it
+	eventually(t, 2*time.Minute, func() error {
+		if dev.Exited() {
+			t.Fatalf("cairn dev exited (%v):\n%s", dev.Wait(), dev.Output())
 		}
-	}()
-	select {
-	case <-running:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("cairn dev did not start:\n%s\n%s", out, stderr.String())
-	}
+		if !strings.Contains(dev.Output(), "Cairn is running") {
+			return errors.New("cairn dev did not start")
+		}
+		return nil
+	})
 
 	// Append through every frontend over TLS with the demo token.
-	ca, err := os.ReadFile(dir + "/tls/ca.pem")
+	roots, err := certpool.Load(dir + "/tls/ca.pem")
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca)
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	token, err := os.ReadFile(dir + "/demo.token")
 	if err != nil {
@@ -124,36 +122,60 @@ func runDevDemo(t *testing.T, ha bool) {
 	if ha {
 		frontends = append(frontends, addr(5))
 	}
+	var acked []uint64
 	for i, fe := range frontends {
-		req, _ := http.NewRequest(http.MethodPost, "https://"+fe+"/add", strings.NewReader(fmt.Sprintf("demo record %d", i)))
+		req, err := http.NewRequest(http.MethodPost, "https://"+fe+"/add", strings.NewReader(fmt.Sprintf("demo record %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(b)) != fmt.Sprint(i) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if resp.StatusCode != http.StatusOK || err != nil || idx != uint64(i) {
 			t.Fatalf("POST https://%s/add: %s %q, want index %d", fe, resp.Status, b, i)
 		}
+		acked = append(acked, idx)
 	}
 
-	// Ctrl-C: everything drains and exits; nothing is left running.
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	// Ctrl-C at once: SIGINT to dev's whole process group.
+	if err := syscall.Kill(-dev.PID(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("cairn dev exited with %v:\n%s\n%s", err, out, stderr.String())
-		}
+	case <-dev.Done():
 	case <-time.After(3 * time.Minute):
-		t.Fatalf("cairn dev did not stop within 3 minutes:\n%s", out)
+		t.Fatalf("cairn dev did not stop within 3 minutes:\n%s", dev.Output())
 	}
-	if strings.Count(out.String(), "stopped (exit 0)") != 3+len(frontends) {
-		t.Fatalf("not every process drained cleanly:\n%s", out)
+	out := dev.Output()
+	if err := dev.Wait(); err != nil {
+		t.Fatalf("cairn dev exited with %v:\n%s", err, out)
+	}
+	// dev reports each child's exit: "NAME stopped (exit 0); its log is …".
+	children := []string{"witness-eu", "witness-us", "witness-ap"}
+	if ha {
+		children = append(children, "log-a", "log-b")
+	} else {
+		children = append(children, "log")
+	}
+	for _, name := range children {
+		if !strings.Contains(out, "\n"+name+" stopped (exit 0)") {
+			t.Errorf("%s did not exit 0:\n%s", name, out)
+		}
+	}
+	if t.Failed() {
+		for _, name := range children {
+			b, _ := os.ReadFile(dir + "/logs/" + name + ".log")
+			t.Logf("%s's log:\n%s", name, tail(string(b)))
+		}
+		t.FailNow()
 	}
 	ports := 5
 	if ha {
@@ -165,4 +187,56 @@ func runDevDemo(t *testing.T, ha bool) {
 			t.Fatalf("%s still answers after cairn dev stopped:\n%s", addr(i), out)
 		}
 	}
+
+	// The final checkpoint satisfies the policy (the log's signature and 2
+	// of 3 witnesses) and covers every acknowledged record: on disk with
+	// POSIX storage; in the bucket with mysql+s3, read from MinIO started
+	// again on its data directory.
+	var raw []byte
+	if ha {
+		raw = bucketCheckpoint(t, dir+"/minio", base+8)
+	} else {
+		raw = mustRead(t, dir+"/log/checkpoint")
+	}
+	pol, err := policy.Parse(mustRead(t, dir+"/policy.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := pol.Verify(raw)
+	if err != nil {
+		t.Fatalf("the final checkpoint: %v\n%s", err, raw)
+	}
+	for _, idx := range acked {
+		if v.Checkpoint.Size <= idx {
+			t.Fatalf("the final checkpoint (size %d) does not cover acknowledged index %d:\n%s", v.Checkpoint.Size, idx, raw)
+		}
+	}
+}
+
+// bucketCheckpoint starts MinIO on the data directory cairn dev --ha left
+// and returns the checkpoint object of its bucket.
+func bucketCheckpoint(t *testing.T, dir string, port int) []byte {
+	t.Helper()
+	out := &syncBuffer{}
+	s3d, err := hastack.NewMinIO(dir, port, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3d.Start(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	defer s3d.Stop()
+	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aaws.String(s3d.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(strings.TrimSpace(string(mustRead(t, s3d.AccessKeyFile))),
+			strings.TrimSpace(string(mustRead(t, s3d.SecretKeyFile))), "")})
+	obj, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aaws.String("cairn"), Key: aaws.String("checkpoint")})
+	if err != nil {
+		t.Fatalf("reading the checkpoint from the bucket: %v", err)
+	}
+	defer obj.Body.Close()
+	b, err := io.ReadAll(obj.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

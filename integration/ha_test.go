@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,16 +93,22 @@ func startEngines(t *testing.T) *engines {
 	t.Cleanup(e.s3.Kill)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("engine output:\n%s", tail(bytes.NewBufferString(e.out.String())))
+			t.Logf("engine output:\n%s", tail(e.out.String()))
 		}
 	})
 	return e
 }
 
 func freePort(t *testing.T) int {
-	_, p, _ := net.SplitHostPort(freeAddr(t))
-	var n int
-	fmt.Sscan(p, &n)
+	t.Helper()
+	_, p, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -179,7 +186,12 @@ func load(t *testing.T, c *cluster, workers int, stop <-chan struct{}) (*loadRes
 				got, err := s.Submit(context.Background(), client.Record{Payload: fmt.Appendf(nil, "w%d-r%d", w, i), ContentType: "text/plain"}, false)
 				if err != nil {
 					res.failed(err)
-					time.Sleep(20 * time.Millisecond)
+					// Back off before the next record, or stop.
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
 					continue
 				}
 				res.add(acked{index: got.Index, leaf: got.Leaf})
@@ -193,13 +205,14 @@ func load(t *testing.T, c *cluster, workers int, stop <-chan struct{}) (*loadRes
 func (r *loadResult) waitAcks(t *testing.T, n int, within time.Duration) {
 	t.Helper()
 	target := r.count() + n
-	deadline := time.Now().Add(within)
-	for r.count() < target {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d acknowledgements within %v (failures: %v)", r.count(), target, within, r.codes)
+	eventually(t, within, func() error {
+		if got := r.count(); got < target {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return fmt.Errorf("%d of %d acknowledgements (failures: %v)", got, target, r.codes)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitFailures waits until n more submissions failed with code.
@@ -208,19 +221,14 @@ func (r *loadResult) waitFailures(t *testing.T, code codes.Code, n int, within t
 	r.mu.Lock()
 	target := r.codes[code] + n
 	r.mu.Unlock()
-	deadline := time.Now().Add(within)
-	for {
+	eventually(t, within, func() error {
 		r.mu.Lock()
-		got := r.codes[code]
-		r.mu.Unlock()
-		if got >= target {
-			return
+		defer r.mu.Unlock()
+		if got := r.codes[code]; got < target {
+			return fmt.Errorf("%d of %d %v failures (%d acknowledged, failures %v)", got, target, code, len(r.acks), r.codes)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d %v failures within %v (%d acknowledged, failures %v)", got, target, code, within, r.count(), r.codes)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // verifyLog waits until frontend i publishes a checkpoint covering every
@@ -243,18 +251,16 @@ func verifyLog(t *testing.T, c *cluster, i int, acks []acked) {
 	}
 	ctx := context.Background()
 	var size uint64
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	eventually(t, 90*time.Second, func() error {
 		v, err := l.Checkpoint(ctx)
-		if err == nil && v.Checkpoint.Size > maxIdx {
-			size = v.Checkpoint.Size
-			break
+		if err != nil {
+			return fmt.Errorf("no checkpoint covering index %d: %w", maxIdx, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint covering index %d within 90s (last error %v)", maxIdx, err)
+		if size = v.Checkpoint.Size; size <= maxIdx {
+			return fmt.Errorf("checkpoint at %d does not cover index %d", size, maxIdx)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	leaves := make([][]byte, 0, size)
 	for k := uint64(0); k*layout.EntryBundleWidth < size; k++ {
 		b, err := l.ReadEntryBundle(ctx, k, layout.PartialTileSize(0, k, size))
@@ -293,14 +299,6 @@ func verifyLog(t *testing.T, c *cluster, i int, acks []acked) {
 		t.Fatalf("audit: exit %d %s %s", code, out, stderr)
 	}
 	t.Logf("verified %d acknowledged records in a tree of %d: all at their index, none twice, audit clean", len(acks), size)
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // Tests 1 and 2: a frontend killed mid-load loses nothing; it rejoins on restart.
@@ -350,7 +348,7 @@ func TestHAFrontendKilledMidLoadLosesNothingAndRejoins(t *testing.T) {
 
 	// The killed frontend rejoins without operator action and serves the same log.
 	c.logs[0].start(t)
-	waitOK(t, "http://"+c.httpAddrs[0]+"/readyz")
+	c.logs[0].waitServing(t, "http://"+c.httpAddrs[0]+"/readyz")
 	stop2 := make(chan struct{})
 	res2, wg2 := load(t, c, 4, stop2)
 	res2.waitAcks(t, 100, time.Minute)
@@ -397,45 +395,36 @@ func postAdd(t *testing.T, addr, payload string, retry bool) string {
 // waitStatus polls url until it answers with code (a minute at most).
 func waitStatus(t *testing.T, url string, code int) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		got := 0
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			got = resp.StatusCode
-		}
-		if got == code {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s answers %d, want %d", url, got, code)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, time.Minute, func() error { return answers(url, code) })
 }
 
 // waitMetric polls a frontend's /metrics until the sample reaches at least v.
 func waitMetric(t *testing.T, httpAddr, sample string, v float64) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if resp, err := http.Get("http://" + httpAddr + "/metrics"); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			for _, line := range strings.Split(string(b), "\n") {
-				var got float64
-				if rest, ok := strings.CutPrefix(line, sample+" "); ok {
-					if _, err := fmt.Sscan(rest, &got); err == nil && got >= v {
-						return
-					}
+	eventually(t, time.Minute, func() error {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+				got, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+				if err != nil {
+					t.Fatalf("%s on %s: %q: %v", sample, httpAddr, line, err)
 				}
+				if got < v {
+					return fmt.Errorf("%s on %s is %v, want ≥ %v", sample, httpAddr, got, v)
+				}
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s on %s did not reach %v within a minute", sample, httpAddr, v)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("%s on %s: no such sample yet", sample, httpAddr)
+	})
 }
 
 func appendVia(t *testing.T, addr string, req *cairnv1.AppendRequest, retry bool) *cairnv1.AppendResponse {
@@ -487,7 +476,7 @@ func TestHADatabaseRestartMidLoad(t *testing.T) {
 		}
 	}
 	for _, l := range c.logs {
-		if l.cmd.ProcessState != nil {
+		if !l.running() {
 			t.Fatalf("%s exited during the database outage", l.name)
 		}
 	}
@@ -535,9 +524,8 @@ func TestHAGarbageCollectionAdvances(t *testing.T) {
 	defer db.Close()
 	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aaws.String(e.s3.Endpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider("cairn", string(bytes.TrimSpace(mustRead(t, e.s3.SecretKeyFile))), "")})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		var gcFrom uint64
+	var gcFrom uint64
+	eventually(t, 90*time.Second, func() error {
 		if err := db.QueryRow("SELECT fromSize FROM GCCoord WHERE id = 0").Scan(&gcFrom); err != nil {
 			t.Fatal(err)
 		}
@@ -545,24 +533,24 @@ func TestHAGarbageCollectionAdvances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if gcFrom >= 2*layout.EntryBundleWidth && len(l.Contents) == 0 {
-			t.Logf("GC advanced to %d; the partial bundles of full bundle 0 are gone", gcFrom)
-			// A client still asking for a collected partial gets its prefix of the full bundle.
-			resp, err := http.Get("http://" + c.httpAddrs[1] + "/tile/entries/000.p/5")
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			var eb api.EntryBundle
-			if resp.StatusCode != http.StatusOK || eb.UnmarshalText(body) != nil || len(eb.Entries) != 5 {
-				t.Fatalf("collected partial bundle 000.p/5: %s, %d entries", resp.Status, len(eb.Entries))
-			}
-			return
+		if gcFrom < 2*layout.EntryBundleWidth || len(l.Contents) != 0 {
+			return fmt.Errorf("GC stuck: GCCoord.fromSize %d, %d partial bundles of bundle 0 remain", gcFrom, len(l.Contents))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GC stuck: GCCoord.fromSize %d, %d partial bundles of bundle 0 remain", gcFrom, len(l.Contents))
-		}
-		time.Sleep(200 * time.Millisecond)
+		return nil
+	})
+	t.Logf("GC advanced to %d; the partial bundles of full bundle 0 are gone", gcFrom)
+	// A client still asking for a collected partial gets its prefix of the full bundle.
+	resp, err := http.Get("http://" + c.httpAddrs[1] + "/tile/entries/000.p/5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb api.EntryBundle
+	if resp.StatusCode != http.StatusOK || eb.UnmarshalText(body) != nil || len(eb.Entries) != 5 {
+		t.Fatalf("collected partial bundle 000.p/5: %s, %d entries", resp.Status, len(eb.Entries))
 	}
 }

@@ -8,7 +8,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,10 +17,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	cairnlog "github.com/cairnlog/cairn/log"
+
+	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/internal/supervisor"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -44,66 +48,109 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// proc is a running cairn process.
+// proc is a cairn process of a test, started (and restarted) by start.
 type proc struct {
 	name   string
 	args   []string
 	nw     *network
 	region int
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	p      *supervisor.Process // the latest start; nil before the first
 }
+
+// procStopTimeout is how long stop waits after SIGTERM: the log's whole drain
+// (log.DrainTimeout), plus a margin for a loaded machine.
+const procStopTimeout = cairnlog.DrainTimeout + 30*time.Second
 
 func (p *proc) start(t *testing.T) {
 	t.Helper()
-	p.log = &bytes.Buffer{}
 	bin, args := cairnBin, p.args
 	if p.nw != nil {
 		bin, args = p.nw.command(p.region, p.args)
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", p.name, err)
-	}
-}
-
-// kill9 kills the process with SIGKILL.
-func (p *proc) kill9() {
-	if p.cmd != nil && p.cmd.ProcessState == nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		_ = p.cmd.Wait()
-	}
-}
-
-// stop sends SIGTERM and waits.
-func (p *proc) stop(t *testing.T) {
-	if p.cmd == nil || p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("%s exited with %v:\n%s", p.name, err, p.log)
-		}
-	case <-time.After(90 * time.Second):
-		p.kill9()
-		t.Errorf("%s did not stop within 90s", p.name)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sp, err := supervisor.Start(supervisor.Command{Name: p.name, Path: bin, Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	p.p = sp
+}
+
+// running reports whether the latest start is still running.
+func (p *proc) running() bool { return p.p != nil && !p.p.Exited() }
+
+// signal sends sig to the running process (SIGSTOP, SIGCONT).
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.p.Signal(sig); err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+// waitServing waits until url answers 200, failing at once if the process
+// exits first (a port taken, a bad flag) rather than after the whole minute.
+func (p *proc) waitServing(t *testing.T, url string) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		if !p.running() {
+			t.Fatalf("%s exited (%v) before %s answered:\n%s", p.name, p.p.Wait(), url, tail(p.output()))
+		}
+		return answers(url, http.StatusOK)
+	})
+}
+
+// output returns the tail of the latest start's output.
+func (p *proc) output() string {
+	if p.p == nil {
+		return ""
+	}
+	return p.p.Output()
+}
+
+// kill9 kills the process (its whole group) with SIGKILL.
+func (p *proc) kill9() {
+	if p.p != nil {
+		_ = p.p.Kill()
+	}
+}
+
+// stop sends SIGTERM and waits; the process must exit 0 within procStopTimeout.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if !p.running() {
+		return
+	}
+	if err := p.p.Stop(procStopTimeout); err != nil {
+		t.Errorf("%s: %v:\n%s", p.name, err, p.output())
+	}
+}
+
+// handedOut is every port freeAddr returned in this test binary: the
+// kernel may offer a port again once its probe listener closed, and two
+// processes of one cluster (log0's gRPC, log1's HTTP) then collide.
+var handedOut struct {
+	sync.Mutex
+	ports map[string]bool
+}
+
+// freeAddr returns a loopback address free now and never returned before.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[string]bool{}
+	}
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr
+		}
+	}
 }
 
 // run runs a cairn command and returns stdout, stderr and the exit code.
@@ -180,9 +227,8 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	if _, stderr, code := run(t, nil, "keygen", "--name", origin, "--out", c.dir+"/log"); code != 0 {
 		t.Fatal(stderr)
 	}
-	vk, _ := os.ReadFile(c.dir + "/log.vkey")
-	c.logVKey = strings.TrimSpace(string(vk))
-	os.WriteFile(c.dir+"/logs.txt", []byte("logs/v0\nvkey "+c.logVKey+"\n"), 0o644)
+	c.logVKey = strings.TrimSpace(string(mustRead(t, c.dir+"/log.vkey")))
+	mustWrite(t, c.dir+"/logs.txt", []byte("logs/v0\nvkey "+c.logVKey+"\n"))
 	var pol strings.Builder
 	fmt.Fprintf(&pol, "log %s http://%s/\n", c.logVKey, c.httpAddr)
 	for i := range 3 {
@@ -190,7 +236,7 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		if _, stderr, code := run(t, nil, "keygen", "--witness", "--name", "integration.test/"+name, "--out", c.dir+"/"+name); code != 0 {
 			t.Fatal(stderr)
 		}
-		wk, _ := os.ReadFile(c.dir + "/" + name + ".vkey")
+		wk := mustRead(t, c.dir+"/"+name+".vkey")
 		addr := nw.addr(t, i+1, 8181)
 		// The log reaches the witness across regions (with region latency).
 		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), nw.reach(t, i+1, addr))
@@ -202,7 +248,7 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	}
 	pol.WriteString("group regions 2 w0 w1 w2\nquorum regions\n")
 	c.policy = c.dir + "/policy.txt"
-	os.WriteFile(c.policy, []byte(pol.String()), 0o644)
+	mustWrite(t, c.policy, []byte(pol.String()))
 	for i := range o.frontends {
 		args := []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key",
 			"--http", c.httpAddrs[i], "--grpc", c.grpcAddrs[i], "--insecure-plaintext",
@@ -220,26 +266,39 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		}
 		if t.Failed() {
 			for _, l := range c.logs {
-				t.Logf("%s output:\n%s", l.name, tail(l.log))
+				t.Logf("%s output:\n%s", l.name, tail(l.output()))
 			}
 		}
 	})
 	for _, w := range c.witnesses {
 		w.start(t)
-		waitOK(t, "http://"+witnessAddr(w)+"/healthz")
+		w.waitServing(t, "http://"+witnessAddr(w)+"/healthz")
 	}
 	for i, l := range c.logs {
 		l.start(t)
-		waitOK(t, "http://"+c.httpAddrs[i]+"/readyz")
+		l.waitServing(t, "http://"+c.httpAddrs[i]+"/readyz")
 	}
 	return c
 }
 
-func tail(b *bytes.Buffer) string {
-	if b == nil {
-		return ""
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := b.String()
+	return b
+}
+
+func mustWrite(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tail returns the last 4000 bytes of s.
+func tail(s string) string {
 	if len(s) > 4000 {
 		s = s[len(s)-4000:]
 	}
@@ -255,23 +314,46 @@ func witnessAddr(w *proc) string {
 	return ""
 }
 
+// pollInterval is how often eventually checks its condition.
+const pollInterval = 20 * time.Millisecond
+
+// eventually polls cond until it returns nil, and fails the test with cond's
+// last error if that has not happened within the given time. It is the
+// tests' one way to wait for something.
+func eventually(t *testing.T, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %v", within, err)
+		}
+		<-tick.C
+	}
+}
+
 // waitOK polls url until it answers 200 (60s).
 func waitOK(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer 200 within 60s", url)
-		}
-		time.Sleep(50 * time.Millisecond)
+	eventually(t, 60*time.Second, func() error { return answers(url, http.StatusOK) })
+}
+
+// answers returns nil if a GET of url answers code.
+func answers(url string, code int) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
 	}
+	resp.Body.Close()
+	if resp.StatusCode != code {
+		return fmt.Errorf("%s answers %s, want %d", url, resp.Status, code)
+	}
+	return nil
 }
 
 // add appends a record over HTTP and returns its index.
@@ -290,7 +372,8 @@ func (c *cluster) add(t *testing.T, payload string) (uint64, error) {
 }
 
 // checkpoint returns the published checkpoint note, its size and the
-// names of the witnesses whose cosignatures it carries.
+// names of the witnesses whose cosignatures it carries. A note that does not
+// verify or parse fails the test.
 func (c *cluster) checkpoint(t *testing.T) ([]byte, uint64, []string) {
 	t.Helper()
 	resp, err := http.Get("http://" + c.httpAddr + "/checkpoint")
@@ -298,36 +381,46 @@ func (c *cluster) checkpoint(t *testing.T) ([]byte, uint64, []string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	v, _ := note.NewVerifier(c.logVKey)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the checkpoint: %v", err)
+	}
+	v, err := note.NewVerifier(c.logVKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := note.Open(b, note.VerifierList(v))
 	if err != nil {
 		t.Fatalf("checkpoint does not verify: %v\n%s", err, b)
 	}
-	size, _ := strconv.ParseUint(strings.Split(n.Text, "\n")[1], 10, 64)
+	cp, err := checkpoint.Parse([]byte(n.Text))
+	if err != nil {
+		t.Fatalf("published checkpoint: %v\n%s", err, b)
+	}
+	if cp.Origin != origin {
+		t.Fatalf("published checkpoint has origin %q, want %q", cp.Origin, origin)
+	}
 	var ws []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "— integration.test/w") {
-			ws = append(ws, strings.Fields(line)[1])
+	for _, s := range n.UnverifiedSigs {
+		if strings.HasPrefix(s.Name, "integration.test/w") {
+			ws = append(ws, s.Name)
 		}
 	}
-	return b, size, ws
+	return b, cp.Size, ws
 }
 
 // waitSize polls until the published checkpoint reaches size.
 func (c *cluster) waitSize(t *testing.T, size uint64, within time.Duration) ([]byte, []string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		cp, s, ws := c.checkpoint(t)
-		if s >= size {
-			return cp, ws
+	var cp []byte
+	var ws []string
+	eventually(t, within, func() error {
+		var s uint64
+		cp, s, ws = c.checkpoint(t)
+		if s < size {
+			return fmt.Errorf("checkpoint at %d, want ≥ %d", s, size)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("checkpoint stuck at %d, want ≥ %d", s, size)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return cp, ws
 }
-
-var _ = context.Background

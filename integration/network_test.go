@@ -157,41 +157,61 @@ func (nw *network) reach(t *testing.T, i int, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
+	// Every goroutine of the proxy is in wg; the cleanup closes the listener
+	// and every connection (and any opened after it), then waits for them.
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards conns and closed
 	var conns []net.Conn
+	closed := false
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
 		mu.Unlock()
+		wg.Wait()
 	})
-	go func() {
+	wg.Go(func() {
 		for {
 			in, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
+			if !track(in) {
+				return
+			}
+			wg.Go(func() {
 				out, err := net.DialTimeout("tcp", target, 5*time.Second)
 				if err != nil {
 					in.Close() // the region is down or cut off: the caller sees it
 					return
 				}
-				mu.Lock()
-				conns = append(conns, in, out)
-				mu.Unlock()
-				go delayedCopy(out, in, d)
+				if !track(out) {
+					return
+				}
+				wg.Go(func() { delayedCopy(out, in, d) })
 				delayedCopy(in, out, d)
-			}()
+			})
 		}
-	}()
+	})
 	return ln.Addr().String()
 }
 
 // delayedCopy copies src to dst, each chunk written d after it was read
-// (order kept), then half-closes dst.
+// (order kept), then half-closes dst. It returns once its reading goroutine
+// has returned.
 func delayedCopy(dst, src net.Conn, d time.Duration) {
 	type chunk struct {
 		b  []byte
@@ -212,9 +232,11 @@ func delayedCopy(dst, src net.Conn, d time.Duration) {
 		}
 	}()
 	for c := range chunks {
-		time.Sleep(time.Until(c.at))
+		time.Sleep(time.Until(c.at)) // the link's latency, not a wait for a condition
 		if _, err := dst.Write(c.b); err != nil {
 			src.Close()
+			for range chunks { // until the reader, its Read failing, returns
+			}
 			break
 		}
 	}

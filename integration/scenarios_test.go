@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,10 +13,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/format/checkpoint"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -27,9 +30,8 @@ func TestEndToEndReceiptsVerifyOfflineAndTheLogAudits(t *testing.T) {
 		out, stderr, code := run(t, []byte(fmt.Sprintf(`{"n":%d}`, i)), "submit", "--grpc", c.grpcAddr, "--insecure-plaintext",
 			"--content-type", "application/json", "--policy", c.policy, "--receipt", dir+"/r", "--record-out", dir+"/leaf", "-")
 		if code != 0 {
-			t.Fatalf("submit: %d %s", code, stderr)
+			t.Fatalf("submit: %d %s %s", code, out, stderr)
 		}
-		_ = out
 		if out, stderr, code := run(t, nil, "verify", "receipt", "--policy", c.policy, "--record", dir+"/leaf", dir+"/r"); code != 0 || !strings.Contains(out, fmt.Sprintf(`{"n":%d}`, i)) {
 			t.Fatalf("verify receipt: %d %s %s", code, out, stderr)
 		}
@@ -71,10 +73,8 @@ func TestWitnessOutagesAndRecoveryThrough409(t *testing.T) {
 	// A second witness frozen (SIGSTOP: its port accepts, nothing answers):
 	// appends are still sequenced, the published checkpoint stops advancing.
 	frozen := c.witnesses[1]
-	if err := syscall.Kill(frozen.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(frozen.cmd.Process.Pid, syscall.SIGCONT)
+	frozen.signal(t, syscall.SIGSTOP)
+	defer func() { _ = frozen.p.Signal(syscall.SIGCONT) }()
 	_, stuckAt, _ := c.checkpoint(t)
 	var last uint64
 	for i := range 10 {
@@ -87,9 +87,11 @@ func TestWitnessOutagesAndRecoveryThrough409(t *testing.T) {
 	if last < 20 {
 		t.Fatalf("index %d: records were not sequenced", last)
 	}
-	// Watched over several checkpoint intervals and witness timeouts, the
-	// published checkpoint never moves.
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	// Watched over several checkpoint intervals (200ms) and witness
+	// timeouts (2s), the published checkpoint never moves.
+	watch := time.NewTicker(100 * time.Millisecond)
+	defer watch.Stop()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-watch.C {
 		if _, s, _ := c.checkpoint(t); s != stuckAt {
 			t.Fatalf("checkpoint advanced from %d to %d without a witness quorum", stuckAt, s)
 		}
@@ -97,34 +99,26 @@ func TestWitnessOutagesAndRecoveryThrough409(t *testing.T) {
 
 	// Heal: the frozen witness resumes and the killed one restarts; it is
 	// behind and catches up through the 409 path; full quorum returns.
-	syscall.Kill(frozen.cmd.Process.Pid, syscall.SIGCONT)
+	frozen.signal(t, syscall.SIGCONT)
 	c.witnesses[0].start(t)
 	_, ws = c.waitSize(t, last+1, 60*time.Second)
 	if len(ws) < 2 {
 		t.Fatalf("after healing the checkpoint carries %v", ws)
 	}
-	// Every witness, including the restarted one, ends at the log's size.
-	deadline := time.Now().Add(60 * time.Second)
-	for tick := 0; ; tick++ {
-		all := true
-		for range 1 {
-			// A new record each round (an identical one would be deduplicated
-			// and the tree, and so the checkpoint, would not move).
-			if _, err := c.add(t, fmt.Sprintf("tick %d", tick)); err != nil {
-				t.Fatal(err)
-			}
+	// The quorum stays: new checkpoints keep carrying two cosignatures.
+	tick := 0
+	eventually(t, 60*time.Second, func() error {
+		// A new record each round (an identical one would be deduplicated
+		// and the tree, and so the checkpoint, would not move).
+		tick++
+		if _, err := c.add(t, fmt.Sprintf("tick %d", tick)); err != nil {
+			t.Fatal(err)
 		}
-		_, size, ws := c.checkpoint(t)
-		_ = size
-		all = len(ws) >= 2
-		if all {
-			break
+		if _, size, ws := c.checkpoint(t); len(ws) < 2 {
+			return fmt.Errorf("quorum did not return: the checkpoint of size %d carries %v", size, ws)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("quorum did not return")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // Scenario 4: kill -9 the log under load; nothing acknowledged is lost.
@@ -158,13 +152,16 @@ func TestLogCrashLosesNoAcknowledgedRecord(t *testing.T) {
 			}
 		})
 	}
-	for len(cps) < 5 {
+	eventually(t, 60*time.Second, func() error {
 		cp, _, _ := c.checkpoint(t)
 		if len(cps) == 0 || !bytes.Equal(cp, cps[len(cps)-1]) {
 			cps = append(cps, cp)
 		}
-		time.Sleep(150 * time.Millisecond)
-	}
+		if len(cps) < 5 {
+			return fmt.Errorf("%d distinct checkpoints published under load, want 5", len(cps))
+		}
+		return nil
+	})
 	c.log.kill9()
 	close(stop)
 	wg.Wait()
@@ -172,7 +169,7 @@ func TestLogCrashLosesNoAcknowledgedRecord(t *testing.T) {
 		t.Fatalf("only %d records acknowledged before the crash", len(acks))
 	}
 	c.log.start(t)
-	waitOK(t, "http://"+c.httpAddr+"/readyz")
+	c.log.waitServing(t, "http://"+c.httpAddr+"/readyz")
 	var maxIdx uint64
 	for _, a := range acks {
 		maxIdx = max(maxIdx, a.idx)
@@ -193,7 +190,7 @@ func TestLogCrashLosesNoAcknowledgedRecord(t *testing.T) {
 	// The tree after the crash extends every checkpoint published before it.
 	for i, cp := range cps {
 		f := fmt.Sprintf("%s/cp%d", t.TempDir(), i)
-		os.WriteFile(f, cp, 0o644)
+		mustWrite(t, f, cp)
 		if out, stderr, code := run(t, nil, "verify", "consistency", "--log", "http://"+c.httpAddr, "--policy", c.policy, "--from", f); code != 0 {
 			t.Fatalf("checkpoint %d before the crash: %d %s %s", i, code, out, stderr)
 		}
@@ -223,11 +220,11 @@ func TestTamperOnDiskIsDetectedAndNamed(t *testing.T) {
 			t.Fatal(err)
 		}
 		b[at] ^= 1
-		os.WriteFile(path, b, 0o644)
+		mustWrite(t, path, b)
 	}
 	flip(c.dir+"/log/tile/entries/000", 50)
 	c.log.start(t)
-	waitOK(t, "http://"+c.httpAddr+"/healthz")
+	c.log.waitServing(t, "http://"+c.httpAddr+"/healthz")
 	if _, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 1 || !strings.Contains(stderr, "tile/entries/000") {
 		t.Fatalf("audit of a tampered bundle: %d %s", code, stderr)
 	}
@@ -238,14 +235,23 @@ func TestTamperOnDiskIsDetectedAndNamed(t *testing.T) {
 	}
 	// A rewritten checkpoint (same key, another root) is a split view.
 	c.log.stop(t)
-	skey, _ := os.ReadFile(c.dir + "/log.key")
-	s, _ := note.NewSigner(strings.TrimSpace(string(skey)))
-	forged, _ := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n300\n%s\n", origin, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")}, s)
-	os.WriteFile(c.dir+"/log/checkpoint", forged, 0o644)
+	s, err := note.NewSigner(strings.TrimSpace(string(mustRead(t, c.dir+"/log.key"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n300\n%s\n", origin, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, c.dir+"/log/checkpoint", forged)
 	srv := &http.Server{Handler: http.FileServer(http.Dir(c.dir + "/log"))}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	defer func() { srv.Close(); <-served }()
 	out, _, code := run(t, nil, "monitor", "--once", "--log", "http://"+ln.Addr().String(), "--policy", c.policy, "--state", state)
 	if code != 1 || !strings.Contains(out, "ALARM") {
 		t.Fatalf("monitor of a forged checkpoint: %d %s", code, out)
@@ -271,7 +277,7 @@ func TestForkIsRefusedByWitnessesAndClients(t *testing.T) {
 	fork := &proc{name: "fork", nw: c.nw, region: 4, args: base}
 	fork.start(t)
 	t.Cleanup(fork.kill9)
-	waitOK(t, "http://"+forkHTTP+"/readyz")
+	fork.waitServing(t, "http://"+forkHTTP+"/readyz")
 	fc := &cluster{httpAddr: forkHTTP, logVKey: c.logVKey}
 	for i := range 30 {
 		if _, err := fc.add(t, fmt.Sprintf("forged %d", i)); err != nil {
@@ -284,27 +290,26 @@ func TestForkIsRefusedByWitnessesAndClients(t *testing.T) {
 	fork = &proc{name: "fork", nw: c.nw, region: 4, args: append(base, "--witness-policy", c.policy, "--witness-timeout", "2s")}
 	fork.start(t)
 	t.Cleanup(fork.kill9)
-	waitOK(t, "http://"+forkHTTP+"/healthz")
+	fork.waitServing(t, "http://"+forkHTTP+"/healthz")
 	if _, err := fc.add(t, "forged 30"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually(t, 60*time.Second, func() error {
 		n := 0
 		for _, db := range c.witnessDBs {
-			out, _, _ := run(t, nil, "witness", "evidence", "--db", db, "--output", "json")
+			out, stderr, code := run(t, nil, "witness", "evidence", "--db", db, "--output", "json")
+			if code != 0 {
+				t.Fatalf("witness evidence --db %s: exit %d %s", db, code, stderr)
+			}
 			if strings.Contains(out, "forged") || strings.Contains(out, "consistency proof does not verify") {
 				n++
 			}
 		}
-		if n >= 2 {
-			break
+		if n < 2 {
+			return fmt.Errorf("witnesses kept evidence of the fork: %d of 3", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("witnesses kept evidence of the fork: %d of 3", n)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	// The fork never gets a quorum: clients refuse its checkpoint.
 	if out, stderr, code := run(t, nil, "checkpoint", "--log", "http://"+forkHTTP, "--policy", c.policy); code != 1 {
 		t.Fatalf("a client accepted the fork's checkpoint: %d %s %s", code, out, stderr)
@@ -365,13 +370,35 @@ func TestBadInputOnEveryPortChangesNothing(t *testing.T) {
 		}
 		conn.Write(junk)
 		conn.Close()
-		slow, _ := net.Dial("tcp", addr)
+		slow, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
 		slow.Write([]byte("POST /add HTTP/1.1\r\nHost: x\r\n"))
 		defer slow.Close()
 	}
-	// A checkpoint signed by the wrong key is refused by the witness.
-	_, otherKey, _ := note.GenerateKey(rand.Reader, origin)
-	_ = otherKey
+	// A checkpoint of the log's origin signed by another key is refused by
+	// the witness (tlog-witness: 403 when no log signature verifies).
+	otherKey, _, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n4\n%s\n", origin, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(w+"/add-checkpoint", "", bytes.NewReader(append([]byte("old 0\n\n"), forged...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a checkpoint signed by another key: %s, want 403", resp.Status)
+	}
 	// Everything is still up and the content unchanged.
 	waitOK(t, "http://"+c.httpAddr+"/healthz")
 	waitOK(t, w+"/healthz")
@@ -394,6 +421,7 @@ func TestWitnessCrashesNeverCosignARollbackOrFork(t *testing.T) {
 	mon := "http://" + witnessAddr(w) + "/" + originID(origin) + "/checkpoint"
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var acked atomic.Int64
 	wg.Go(func() {
 		for i := 0; ; i++ {
 			select {
@@ -401,47 +429,76 @@ func TestWitnessCrashesNeverCosignARollbackOrFork(t *testing.T) {
 				return
 			default:
 			}
-			c.add(t, fmt.Sprintf("load %d", i))
+			if _, err := c.add(t, fmt.Sprintf("load %d", i)); err == nil {
+				acked.Add(1)
+			}
 		}
 	})
 	type seen struct {
 		size uint64
-		root string
+		root [32]byte
 	}
 	var history []seen
-	var hmu sync.Mutex
+	var malformed error
+	var hmu sync.Mutex // guards history and malformed
 	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			default:
+			case <-tick.C:
 			}
-			if size, root, ok := cosigned(mon); ok {
-				hmu.Lock()
-				if len(history) == 0 || history[len(history)-1] != (seen{size, root}) {
-					history = append(history, seen{size, root})
-				}
-				hmu.Unlock()
+			cp, err := cosigned(mon)
+			hmu.Lock()
+			switch {
+			case errors.Is(err, checkpoint.ErrMalformed):
+				malformed = err
+			case err == nil && (len(history) == 0 || history[len(history)-1] != (seen{cp.Size, cp.Root})):
+				history = append(history, seen{cp.Size, cp.Root})
 			}
-			time.Sleep(20 * time.Millisecond)
+			hmu.Unlock()
 		}
 	})
+	historyLen := func() int {
+		hmu.Lock()
+		defer hmu.Unlock()
+		return len(history)
+	}
+	// Kill it at moments set by the load, not the clock: after 20 to 79
+	// more acknowledged records each time.
 	for i := range 6 {
-		time.Sleep(time.Duration(200+137*i%400) * time.Millisecond)
+		target := acked.Load() + int64(20+37*i%60)
+		eventually(t, time.Minute, func() error {
+			if n := acked.Load(); n < target {
+				return fmt.Errorf("%d records acknowledged, want %d before crash %d", n, target, i+1)
+			}
+			return nil
+		})
 		w.kill9()
 		w.start(t)
-		waitOK(t, "http://"+witnessAddr(w)+"/healthz")
+		w.waitServing(t, "http://"+witnessAddr(w)+"/healthz")
 	}
-	time.Sleep(time.Second)
+	// The last restart cosigns again before the load stops.
+	seenBefore := historyLen()
+	eventually(t, time.Minute, func() error {
+		if historyLen() <= seenBefore {
+			return fmt.Errorf("the witness cosigned nothing new since its last restart (%d checkpoints seen)", seenBefore)
+		}
+		return nil
+	})
 	close(stop)
 	wg.Wait()
 	hmu.Lock()
 	defer hmu.Unlock()
+	if malformed != nil {
+		t.Fatalf("the witness served a malformed checkpoint: %v", malformed)
+	}
 	if len(history) < 3 {
 		t.Fatalf("the witness cosigned only %d distinct checkpoints under load", len(history))
 	}
-	roots := map[uint64]string{}
+	roots := map[uint64][32]byte{}
 	for i, h := range history {
 		if r, ok := roots[h.size]; ok && r != h.root {
 			t.Fatalf("the witness cosigned two roots for size %d", h.size)
@@ -461,24 +518,44 @@ func originID(o string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// cosigned reads a witness's monitoring endpoint: the size and root it last cosigned.
-func cosigned(url string) (uint64, string, bool) {
+// cosigned reads a witness's monitoring endpoint: the checkpoint it last
+// cosigned. A malformed checkpoint is an error wrapping
+// checkpoint.ErrMalformed; a witness that is down or has cosigned nothing
+// yet, another error.
+func cosigned(url string) (checkpoint.Checkpoint, error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		return 0, "", false
+		return checkpoint.Checkpoint{}, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return 0, "", false
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return checkpoint.Checkpoint{}, err
 	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 3 {
-		return 0, "", false
+	if resp.StatusCode != http.StatusOK {
+		return checkpoint.Checkpoint{}, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	var size uint64
-	fmt.Sscan(lines[1], &size)
-	return size, lines[2], true
+	// A signed note: the text, a blank line, the signatures.
+	text, _, ok := bytes.Cut(b, []byte("\n\n"))
+	if !ok {
+		return checkpoint.Checkpoint{}, fmt.Errorf("%s: %w: not a signed note: %q", url, checkpoint.ErrMalformed, b)
+	}
+	cp, err := checkpoint.Parse(append(text, '\n'))
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("%s: %w", url, err)
+	}
+	return cp, nil
+}
+
+// cosignedSize is the size of the checkpoint a witness last cosigned; a
+// malformed one fails the test, a witness that answers nothing is at 0.
+func cosignedSize(t *testing.T, url string) uint64 {
+	t.Helper()
+	cp, err := cosigned(url)
+	if errors.Is(err, checkpoint.ErrMalformed) {
+		t.Fatal(err)
+	}
+	return cp.Size
 }
 
 // Scenario 3: a witness partitioned from the log (its link down) and healed
@@ -511,23 +588,23 @@ func TestPartitionedWitnessCatchesUpAfterHealing(t *testing.T) {
 	if err := c.nw.heal(cut); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for i := 0; ; i++ {
-		// A new record each round: the tree must grow for new checkpoints
-		// (an identical record would be deduplicated).
-		if _, err := c.add(t, fmt.Sprintf("after %d", i)); err != nil {
+	round := 0
+	eventually(t, 90*time.Second, func() error {
+		// A new record each round, published before the witness is looked
+		// at: the tree must grow for new checkpoints (an identical record
+		// would be deduplicated).
+		idx, err := c.add(t, fmt.Sprintf("after %d", round))
+		if err != nil {
 			t.Fatal(err)
 		}
+		round++
+		c.waitSize(t, idx+1, 60*time.Second)
 		_, logSize, _ := c.checkpoint(t)
-		if size, _, ok := cosigned(mon); ok && size >= 51 && size+5 >= logSize {
-			break
+		if size := cosignedSize(t, mon); size < 51 || size+5 < logSize {
+			return fmt.Errorf("the healed witness is stuck at size %d (log at %d)", size, logSize)
 		}
-		if time.Now().After(deadline) {
-			s, _, _ := cosigned(mon)
-			t.Fatalf("the healed witness is stuck at size %d (log at %d)", s, logSize)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // A witness that was down while the log grew catches up once the log goes
@@ -548,20 +625,15 @@ func TestIdleLogRepublishesSoALaggingWitnessCatchesUp(t *testing.T) {
 	}
 	c.waitSize(t, last+1, 60*time.Second)
 	c.witnesses[0].start(t)
-	waitOK(t, "http://"+witnessAddr(c.witnesses[0])+"/healthz")
+	c.witnesses[0].waitServing(t, "http://"+witnessAddr(c.witnesses[0])+"/healthz")
 	// No more appends: only republishing can bring w0 to the log's size.
 	mon := "http://" + witnessAddr(c.witnesses[0]) + "/" + originID(origin) + "/checkpoint"
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if size, _, ok := cosigned(mon); ok && size == last+1 {
-			return
+	eventually(t, 60*time.Second, func() error {
+		if size := cosignedSize(t, mon); size != last+1 {
+			return fmt.Errorf("the returning witness is at %d on an idle log of %d", size, last+1)
 		}
-		if time.Now().After(deadline) {
-			size, _, _ := cosigned(mon)
-			t.Fatalf("the returning witness is at %d on an idle log of %d", size, last+1)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // Under load, and across its restarts, every witness keeps up, the farthest
@@ -580,26 +652,22 @@ func TestEveryWitnessKeepsUpUnderLoad(t *testing.T) {
 		if round < 2 {
 			far.kill9()
 			far.start(t)
-			waitOK(t, "http://"+witnessAddr(far)+"/healthz")
+			far.waitServing(t, "http://"+witnessAddr(far)+"/healthz")
 		}
 	}
 	// Once the load stops, all three reach the log's size (well before the
 	// idle republish, 10 minutes away).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, 30*time.Second, func() error {
 		_, logSize, _ := c.checkpoint(t)
-		behind := []string{}
+		var behind []string
 		for _, w := range c.witnesses {
-			if size, _, _ := cosigned("http://" + witnessAddr(w) + "/" + originID(origin) + "/checkpoint"); size != logSize {
+			if size := cosignedSize(t, "http://"+witnessAddr(w)+"/"+originID(origin)+"/checkpoint"); size != logSize {
 				behind = append(behind, fmt.Sprintf("%s at %d", w.name, size))
 			}
 		}
-		if len(behind) == 0 {
-			return
+		if len(behind) > 0 {
+			return fmt.Errorf("log at %d; witnesses behind: %v", logSize, behind)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log at %d; witnesses behind: %v", logSize, behind)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }

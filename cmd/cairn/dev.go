@@ -8,17 +8,17 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cairnlog/cairn/internal/certpool"
-
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/cairnlog/cairn/internal/hastack"
+	"github.com/cairnlog/cairn/internal/supervisor"
 	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/spf13/cobra"
@@ -62,7 +62,10 @@ MinIO from scripts/ha-deps.sh (make run-ha installs both).
 
 Keys are generated on first start and never overwritten; starting again resumes
 the same log and witness state. The policy (data/policy.txt) names the log key and
-requires 2 of the 3 witnesses. Ctrl-C stops every process it started, by PID.
+requires 2 of the 3 witnesses. Each process runs in its own process group, so
+Ctrl-C reaches only dev, which stops them in order: the logs first (each
+publishes a final checkpoint, cosigned by the witnesses still running), then the
+witnesses, then MariaDB and MinIO; it prints how each exited.
 Process logs go to data/logs/.`,
 		Example: `  cairn dev --data ./data
   make run
@@ -73,7 +76,9 @@ Process logs go to data/logs/.`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			// SIGHUP too: a closed terminal must not orphan the children,
+			// which run in their own process groups.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			return runDev(ctx, cmd.OutOrStdout(), o)
 		},
@@ -145,61 +150,20 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	type runningProc struct {
-		name string
-		cmd  *exec.Cmd
-		done chan struct{} // closed once it exited; msg says how
-		msg  string
-	}
-	var running []*runningProc
-	exited := make(chan string, len(plan.procs))
-	// stopAll drains the logs first, while the witnesses are still up to
-	// cosign their final checkpoints, then stops the witnesses; each phase
-	// kills whatever still runs 10s past the log's own drain bound.
-	stopAll := func() {
-		for _, logs := range []bool{true, false} {
-			var phase []*runningProc
-			for _, rp := range running {
-				if strings.HasPrefix(rp.name, "log") == logs {
-					_ = rp.cmd.Process.Signal(syscall.SIGTERM)
-					phase = append(phase, rp)
-				}
-			}
-			deadline := time.After(cairnlog.DrainTimeout + 10*time.Second)
-			for _, rp := range phase {
-				select {
-				case <-rp.done:
-				case <-deadline:
-					_ = rp.cmd.Process.Kill()
-					<-rp.done
-				}
-				fmt.Fprintln(out, rp.msg)
-			}
-		}
-	}
+	var running []*supervisor.Process
+	// Every child reports here once it exited: room for all of them.
+	exited := make(chan *supervisor.Process, len(plan.procs))
+	stopAll := func() { stopDev(out, running, dir) }
 	for _, p := range plan.procs {
-		logf, err := os.OpenFile(filepath.Join(dir, "logs", p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		// Each child in its own process group: a terminal's Ctrl-C reaches
+		// only dev, which stops them in order (stopDev).
+		proc, err := supervisor.Start(supervisor.Command{Name: p.name, Path: self, Args: p.args, Env: p.env,
+			OutputFile: filepath.Join(dir, "logs", p.name+".log"), Exited: exited})
 		if err != nil {
 			stopAll()
 			return err
 		}
-		c := exec.Command(self, p.args...)
-		c.Env = append(os.Environ(), p.env...)
-		c.Stdout, c.Stderr = logf, logf
-		if err := c.Start(); err != nil {
-			logf.Close()
-			stopAll()
-			return fmt.Errorf("starting %s: %w", p.name, err)
-		}
-		rp := &runningProc{name: p.name, cmd: c, done: make(chan struct{})}
-		running = append(running, rp)
-		go func() {
-			err := c.Wait()
-			logf.Close()
-			rp.msg = fmt.Sprintf("%s stopped (%v); its log is %s", rp.name, exitText(err), filepath.Join(dir, "logs", rp.name+".log"))
-			close(rp.done)
-			exited <- rp.msg
-		}()
+		running = append(running, proc)
 		// The witnesses must be up before a new log publishes its first
 		// (witnessed) checkpoint.
 		if err := waitHealthy(ctx, hc, p.health, 30*time.Second, exited); err != nil {
@@ -216,6 +180,41 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 	case <-exited:
 		stopAll() // reports every process, the one that exited first among them
 		return errors.New("a demo process exited unexpectedly")
+	}
+}
+
+// devLogStopTimeout is how long dev waits for a log to exit after SIGTERM
+// before it kills it: the log's whole drain (log.DrainTimeout: in-flight
+// requests, Tessera, the final witnessed checkpoint) and 10 s for the process
+// to start draining and exit. Below the drain bound, dev would kill a log
+// that is still publishing its final checkpoint.
+const devLogStopTimeout = cairnlog.DrainTimeout + 10*time.Second
+
+// stopDev stops the demo in its shutdown order: the logs first, while the
+// witnesses are still up to cosign their final checkpoints, then the
+// witnesses. It reports each child's exit.
+func stopDev(out io.Writer, running []*supervisor.Process, dir string) {
+	for _, logs := range []bool{true, false} {
+		timeout := supervisor.DefaultStopTimeout
+		if logs {
+			timeout = devLogStopTimeout
+		}
+		var phase []*supervisor.Process
+		for _, p := range running {
+			if strings.HasPrefix(p.Name, "log") == logs {
+				phase = append(phase, p)
+			}
+		}
+		// Stop the phase's processes together; each Stop has its own deadline.
+		errs := make([]error, len(phase))
+		var wg sync.WaitGroup
+		for i, p := range phase {
+			wg.Go(func() { errs[i] = p.Stop(timeout) })
+		}
+		wg.Wait()
+		for i, p := range phase {
+			fmt.Fprintf(out, "%s stopped (%s); its log is %s\n", p.Name, supervisor.ExitText(errs[i]), filepath.Join(dir, "logs", p.Name+".log"))
+		}
 	}
 }
 
@@ -373,7 +372,7 @@ type processExited string
 func (p processExited) Error() string { return string(p) }
 
 // waitHealthy polls url until it answers 200, a demo process exits, or timeout.
-func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.Duration, exited <-chan string) error {
+func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.Duration, exited <-chan *supervisor.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -388,8 +387,8 @@ func waitHealthy(ctx context.Context, hc *http.Client, url string, timeout time.
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w", url, ctx.Err())
-		case msg := <-exited:
-			return processExited(msg)
+		case p := <-exited:
+			return processExited(fmt.Sprintf("%s exited (%s)", p.Name, supervisor.ExitText(p.Wait())))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -433,32 +432,44 @@ Audit the whole log, then watch it:
 // startDevEngines starts MariaDB and MinIO for --ha (state under
 // data/mariadb and data/minio, output in data/logs) and returns the
 // mysql+s3 flags of the frontends, the database DSN and a function that
-// stops both by PID.
+// stops both (MinIO first) and closes their output files.
 func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string, string, func(), error) {
 	var started []*hastack.Server
+	var logs []*os.File // closed once the engines stopped
 	stop := func() {
 		for i := len(started) - 1; i >= 0; i-- {
 			fmt.Fprintf(out, "stopping %s (pid %d)\n", started[i].Name, started[i].PID())
 			started[i].Stop()
 		}
+		for _, f := range logs {
+			f.Close()
+		}
 	}
 	logTo := func(name string) (io.Writer, error) {
-		return os.OpenFile(filepath.Join(o.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(filepath.Join(o.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			logs = append(logs, f)
+		}
+		return f, err
 	}
 	dbLog, err := logTo("mariadb")
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	db, err := hastack.NewMariaDB(filepath.Join(o.dir, "mariadb"), o.mysqlPort, dbLog)
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	s3Log, err := logTo("minio")
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	s3, err := hastack.NewMinIO(filepath.Join(o.dir, "minio"), o.s3Port, s3Log)
 	if err != nil {
+		stop()
 		return nil, "", nil, err
 	}
 	for _, e := range []*hastack.Server{db.Server, s3.Server} {
@@ -477,11 +488,4 @@ func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string
 	return []string{"--storage", "mysql+s3", "--s3-endpoint", s3.Endpoint,
 		"--s3-bucket", "cairn", "--s3-region", "us-east-1", "--s3-path-style",
 		"--s3-access-key-file", s3.AccessKeyFile, "--s3-secret-key-file", s3.SecretKeyFile}, db.DSN, stop, nil
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,8 +25,8 @@ func newKeygenCmd() *cobra.Command {
 PREFIX.key holds the private key (PRIVATE+KEY+NAME+ID+..., mode 0600) and
 PREFIX.vkey the verifier key (NAME+ID+...). A log's key name must equal its
 origin. With --witness the key is a cosignature/v1 (0x04) witness key: the
-vkey is what log operators put in their witness policy. An existing file is
-never overwritten.`,
+vkey is what log operators put in their witness policy. A missing directory
+of PREFIX is created (mode 0700). An existing file is never overwritten.`,
 		Example: `  cairn keygen --name example.com/log --out data/log
   cairn keygen --witness --name witness.example.net --out data/witness`,
 		Args: cobra.NoArgs,
@@ -79,8 +80,13 @@ func generateKey(name string, witness bool) (skey, vkey string, err error) {
 	return skey, vkey, nil
 }
 
-// writeKeyPair writes PREFIX.key (0600) and PREFIX.vkey, refusing to overwrite either.
+// writeKeyPair writes PREFIX.key (0600) and PREFIX.vkey, refusing to
+// overwrite either. A missing directory of PREFIX is created (0700: it
+// holds a private key).
 func writeKeyPair(prefix, skey, vkey string) error {
+	if err := os.MkdirAll(filepath.Dir(prefix), 0o700); err != nil {
+		return fmt.Errorf("creating the directory of %s: %w", prefix, err)
+	}
 	for _, p := range []string{prefix + ".key", prefix + ".vkey"} {
 		if _, err := os.Stat(p); err == nil {
 			return fmt.Errorf("%s already exists; refusing to overwrite a key", p)

@@ -2,7 +2,8 @@
 // loopback, for `cairn dev --ha` and the integration tests: a MariaDB server
 // (Debian's mariadb-server, a private data directory, no systemd) and a MinIO
 // server (the pinned build scripts/ha-deps.sh installs). Each is a real
-// process with its own state directory, restartable and killable by PID.
+// process (started by internal/supervisor in its own process group) with
+// its own state directory, restartable and killable.
 package hastack
 
 import (
@@ -19,13 +20,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/supervisor"
 	"github.com/go-sql-driver/mysql"
 )
 
-// Server is one running engine process.
+// Server is one engine process, started and stopped as often as a test
+// needs (each start a new supervisor.Process).
 type Server struct {
 	Name string
 	// Addr is the loopback host:port it serves.
@@ -34,21 +36,26 @@ type Server struct {
 	argv []string
 	env  []string
 	logw io.Writer
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *supervisor.Process // nil when stopped
 	// ready reports whether the process serves.
 	ready func(ctx context.Context) error
 }
 
+// startTimeout bounds how long Start waits for an engine to serve.
+const startTimeout = time.Minute
+
+// readyPoll is how often Start asks a starting engine whether it serves.
+const readyPoll = 100 * time.Millisecond
+
 // PID is the process ID of the running server (0 when stopped).
 func (s *Server) PID() int {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.proc == nil {
 		return 0
 	}
-	return s.cmd.Process.Pid
+	return s.proc.PID()
 }
 
-// Start starts the process and waits until it serves (at most a minute).
+// Start starts the process and waits until it serves (at most startTimeout).
 func (s *Server) Start(ctx context.Context) error {
 	// A server already on the port would pass the readiness check in our place.
 	ln, err := net.Listen("tcp", s.Addr)
@@ -56,55 +63,49 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("starting %s: %s is taken (is another one running?): %w", s.Name, s.Addr, err)
 	}
 	ln.Close()
-	c := exec.Command(s.argv[0], s.argv[1:]...)
-	c.Env = append(os.Environ(), s.env...)
-	c.Stdout, c.Stderr = s.logw, s.logw
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", s.Name, err)
+	p, err := supervisor.Start(supervisor.Command{Name: s.Name, Path: s.argv[0], Args: s.argv[1:], Env: s.env, Output: s.logw})
+	if err != nil {
+		return err
 	}
-	s.cmd, s.done = c, make(chan struct{})
-	go func() { _ = c.Wait(); close(s.done) }()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	s.proc = p
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
 	for {
 		err := s.ready(ctx)
 		if err == nil {
 			return nil
 		}
 		select {
-		case <-s.done:
-			return fmt.Errorf("%s exited while starting (%v); see its log in %s", s.Name, c.ProcessState, s.dir)
+		case <-p.Done():
+			s.proc = nil
+			return fmt.Errorf("%s exited while starting (%s); see its log in %s", s.Name, supervisor.ExitText(p.Wait()), s.dir)
 		case <-ctx.Done():
 			s.Kill()
-			return fmt.Errorf("%s did not become ready within a minute: %w", s.Name, err)
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("%s did not become ready within %v: %w", s.Name, startTimeout, err)
+		case <-tick.C:
 		}
 	}
 }
 
-// Stop asks the server to shut down (SIGTERM) and waits, killing it after 30s.
+// Stop asks the server to shut down (SIGTERM) and waits, killing it after
+// supervisor.DefaultStopTimeout.
 func (s *Server) Stop() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		s.Kill()
-	}
-	s.cmd = nil
+	_ = s.proc.Stop(supervisor.DefaultStopTimeout)
+	s.proc = nil
 }
 
-// Kill kills the server with SIGKILL and waits for it.
+// Kill kills the server's process group with SIGKILL and waits for it.
 func (s *Server) Kill() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.done
-	s.cmd = nil
+	_ = s.proc.Kill()
+	s.proc = nil
 }
 
 // findBinary returns the first of names that exists as given or on PATH.
