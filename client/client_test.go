@@ -118,7 +118,6 @@ func TestConsistencyWithTheFixturesEarlierCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := loadPolicy(t, "../testdata/interop.policy")
 	lite, _ := policy.Parse([]byte(strings.Replace(mustRead(t, "../testdata/interop.policy"), "quorum ed25519", "quorum lite", 1)))
 	for _, f := range []string{"../testdata/interop/tessera-log-360.checkpoint-300.txt", "../testdata/interop/tessera-log-360.checkpoint-350.txt"} {
 		old, err := lite.Verify([]byte(mustRead(t, f)))
@@ -129,7 +128,6 @@ func TestConsistencyWithTheFixturesEarlierCheckpoints(t *testing.T) {
 			t.Fatalf("%s → 360: %v", f, err)
 		}
 	}
-	_ = p
 }
 
 func mustRead(t testing.TB, path string) string {
@@ -166,13 +164,6 @@ func TestTorchwoodReceiptVerifiesOffline(t *testing.T) {
 	if _, err := VerifyReceipt(loadPolicy(t, "../testdata/interop.policy"), leaf, rc); !errors.Is(err, ErrVerification) {
 		t.Errorf("receipt under another log's policy: %v", err)
 	}
-}
-
-// tamper returns a copy of the fixture with f applied.
-func tamper(t *testing.T, f func(dir string)) *Log {
-	dir := copyDir(t, fixture)
-	f(dir)
-	return openFixture(t, dir)
 }
 
 func flip(t *testing.T, path string, at int) {

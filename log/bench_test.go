@@ -33,7 +33,6 @@ const benchRecords = 60000
 // latencies collects per-record send times and completion times.
 type latencies struct {
 	mu      sync.Mutex
-	sent    []time.Time // by submission order
 	index   []time.Duration
 	indexOf map[uint64]time.Time // index → send time, for integration latency
 	integ   []time.Duration

@@ -155,27 +155,46 @@ func (tl *testLog) waitForSize(t testing.TB, vkey string, size int64) ([]byte, t
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var b []byte
+	var tree tlog.Tree
+	eventually(t, 60*time.Second, func() error {
 		resp, err := http.Get(tl.base + "/checkpoint")
+		if err != nil {
+			return err
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /checkpoint: %s", resp.Status)
+		}
+		n, err := note.Open(b, note.VerifierList(v))
+		if err != nil {
+			t.Fatalf("checkpoint does not verify with x/mod note: %v\n%s", err, b)
+		}
+		if tree = parseTree(t, n.Text); tree.N < size {
+			return fmt.Errorf("checkpoint size %d, want ≥ %d", tree.N, size)
+		}
+		return nil
+	})
+	return b, tree
+}
+
+// eventually polls cond until it returns nil and fails the test with cond's
+// last error once within has passed.
+func eventually(t testing.TB, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				n, err := note.Open(b, note.VerifierList(v))
-				if err != nil {
-					t.Fatalf("checkpoint does not verify with x/mod note: %v\n%s", err, b)
-				}
-				tree := parseTree(t, n.Text)
-				if tree.N >= size {
-					return b, tree
-				}
-			}
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint of size ≥ %d within 60s", size)
+			t.Fatalf("not within %v: %v", within, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		<-tick.C
 	}
 }
 

@@ -18,7 +18,6 @@ type checkpointWatcher struct {
 
 	mu      sync.Mutex
 	samples []sample // appends waiting to be covered by a checkpoint, index-ordered
-	last    time.Time
 }
 
 type sample struct {

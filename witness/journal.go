@@ -28,18 +28,17 @@ import (
 type journal struct {
 	path string
 
-	mu         sync.Mutex
-	cond       *sync.Cond
-	f          *os.File
-	size       int64
-	buf        []byte // records waiting for the next flush
-	gen        uint64 // generation the buffered records belong to
-	flushed    uint64 // every generation below this is durable
-	flushing   bool
-	broken     error             // a failed write: the journal accepts nothing more
-	latest     map[string][]byte // origin → last note (for compaction)
-	compactAt  int64
-	compacting bool
+	mu        sync.Mutex
+	cond      *sync.Cond
+	f         *os.File
+	size      int64
+	buf       []byte // records waiting for the next flush
+	gen       uint64 // generation the buffered records belong to
+	flushed   uint64 // every generation below this is durable
+	flushing  bool
+	broken    error             // a failed write: the journal accepts nothing more
+	latest    map[string][]byte // origin → last note (for compaction)
+	compactAt int64
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)

@@ -438,8 +438,7 @@ func TestDamagedStateFailsClosedAndATornTailRecovers(t *testing.T) {
 	})
 	t.Run("record re-signed by another key", func(t *testing.T) {
 		db, _ := setup(t)
-		other, otherV := newWitnessKey(t)
-		_ = otherV
+		other, _ := newWitnessKey(t)
 		if err := func() error {
 			v, _ := note.NewVerifier(m.vkey)
 			w, err := New(Config{PrivateKey: other, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db})

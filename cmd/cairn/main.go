@@ -20,17 +20,6 @@ const (
 	exitError        = 2 // usage, I/O or anything else that prevented checking
 )
 
-// verificationError marks a failure where what was checked is wrong (exit 1),
-// as opposed to a failure to check at all (exit 2). Client commands need
-// not use it: an error wrapping client.ErrVerification exits 1 as well.
-type verificationError struct{ err error }
-
-func (e verificationError) Error() string { return e.err.Error() }
-func (e verificationError) Unwrap() error { return e.err }
-
-// failedVerification wraps err so that the command exits with code 1.
-func failedVerification(err error) error { return verificationError{err} }
-
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cairn",
@@ -50,15 +39,13 @@ everything they saw before; auditors verify with nothing but public keys.`,
 }
 
 // exitCode is the one rule for exit codes: 1 when what was checked is
-// wrong (a verificationError, or an error wrapping client.ErrVerification,
-// which includes every checkpoint that fails its policy), 2 for anything
-// that prevented checking.
+// wrong (an error wrapping client.ErrVerification, which includes every
+// checkpoint that fails its policy), 2 for anything that prevented checking.
 func exitCode(err error) int {
-	var ve verificationError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ve), errors.Is(err, client.ErrVerification):
+	case errors.Is(err, client.ErrVerification):
 		return exitVerifyFailed
 	}
 	return exitError
