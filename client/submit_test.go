@@ -172,13 +172,11 @@ func tlsServerConfig(t *testing.T) (*tls.Config, *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(iss.CertPEM, iss.KeyPEM)
+	cert, err := iss.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.PEM)
-	return &tls.Config{Certificates: []tls.Certificate{cert}}, pool
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, ca.Pool()
 }
 
 // TestSubmitFailsAtOnceOnATLSMismatch: an untrusted server certificate, a

@@ -26,6 +26,7 @@ import (
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/hastack"
+	"github.com/cairnlog/cairn/internal/lockedbuf"
 	"github.com/cairnlog/cairn/internal/supervisor"
 )
 
@@ -217,7 +218,7 @@ func runDevDemo(t *testing.T, ha bool) {
 // and returns the checkpoint object of its bucket.
 func bucketCheckpoint(t *testing.T, dir string, port int) []byte {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &lockedbuf.Buffer{}
 	s3d, err := hastack.NewMinIO(dir, port, out)
 	if err != nil {
 		t.Fatal(err)

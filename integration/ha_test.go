@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/lockedbuf"
+
 	aaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -42,24 +44,7 @@ type engines struct {
 	db     *hastack.MariaDB
 	s3     *hastack.MinIO
 	bucket string
-	out    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out    *lockedbuf.Buffer
 }
 
 // startEngines starts MariaDB and MinIO on free loopback ports. Without
@@ -68,7 +53,7 @@ func (s *syncBuffer) String() string {
 func startEngines(t *testing.T) *engines {
 	t.Helper()
 	dir := t.TempDir()
-	e := &engines{bucket: "cairn-it", out: &syncBuffer{}}
+	e := &engines{bucket: "cairn-it", out: &lockedbuf.Buffer{}}
 	var err error
 	fail := func(err error) {
 		if os.Getenv("CAIRN_REQUIRE_HA") == "" {

@@ -142,7 +142,7 @@ func clientCert(t *testing.T, ca *devpki.CA, o devpki.Options) *tls.Certificate 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	c, err := is.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}

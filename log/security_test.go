@@ -9,9 +9,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/lockedbuf"
 
 	"github.com/cairnlog/cairn/internal/fielderr"
 )
@@ -192,29 +193,11 @@ func TestAdminRoleGuardsMetrics(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Refused credentials are logged by token id or certificate principal,
 // never by secret, and at a bounded rate: a flood of bad tokens writes at
 // most a burst of lines, and the next line counts what was left out.
 func TestFailedAuthenticationsAreLoggedRateLimited(t *testing.T) {
-	var out syncBuffer
+	var out lockedbuf.Buffer
 	s := newSecureLog(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&out, nil)) })
 	c := s.httpClient(nil)
 	// A well-formed token whose secret is wrong: its id is public, its secret is not.

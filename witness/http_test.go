@@ -1,33 +1,15 @@
 package witness
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/cairnlog/cairn/internal/lockedbuf"
 
 	"golang.org/x/mod/sumdb/note"
 )
-
-// lockedBuffer is a log sink the server's goroutines can share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestRefusalsAreLoggedAtABoundedRate: forged checkpoints (403) are logged
 // with the reason and the peer, but a flood of them cannot flood the log.
@@ -36,7 +18,7 @@ func TestRefusalsAreLoggedAtABoundedRate(t *testing.T) {
 	m.add(t, "a")
 	skey, vkey := newWitnessKey(t)
 	v, _ := note.NewVerifier(m.vkey)
-	var logs lockedBuffer
+	var logs lockedbuf.Buffer
 	w, err := New(Config{PrivateKey: skey, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -234,7 +234,7 @@ func TestSubmitToAnUntrustedServerFailsAtOnceWithAHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(iss.CertPEM, iss.KeyPEM)
+	cert, err := iss.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}

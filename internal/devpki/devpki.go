@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -30,6 +31,18 @@ type CA struct {
 // Issued is a certificate and key in PEM.
 type Issued struct {
 	CertPEM, KeyPEM []byte
+}
+
+// TLSCertificate returns the certificate and key for a tls.Config.
+func (i *Issued) TLSCertificate() (tls.Certificate, error) {
+	return tls.X509KeyPair(i.CertPEM, i.KeyPEM)
+}
+
+// Pool returns a certificate pool that trusts only ca.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return pool
 }
 
 func serial() *big.Int {
