@@ -105,9 +105,9 @@ func autoKey() (string, error) {
 // limit) against the log's limit.
 func tooLarge(n int64, limit int) error {
 	if n < 0 {
-		return fmt.Errorf("%w: the payload is over this log's limit of %d bytes (--max-record-bytes)", ErrRecordTooLarge, limit)
+		return fmt.Errorf("%w: the payload is over this log's limit of %d bytes", ErrRecordTooLarge, limit)
 	}
-	return fmt.Errorf("%w: the payload is %d bytes, over this log's limit of %d bytes (--max-record-bytes)", ErrRecordTooLarge, n, limit)
+	return fmt.Errorf("%w: the payload is %d bytes, over this log's limit of %d bytes", ErrRecordTooLarge, n, limit)
 }
 
 // invalidJSON explains why a payload declared application/json is not JSON,
@@ -138,7 +138,7 @@ func checkClockSkew(ts uint64, now time.Time, maxSkew time.Duration) error {
 	if diff <= limit {
 		return nil
 	}
-	return fmt.Errorf("%w: timestamp %d is %s %s the log's clock, more than the allowed %v (--max-clock-skew)", ErrInvalidRecord, ts, millisText(diff), dir, maxSkew)
+	return fmt.Errorf("%w: timestamp %d is %s %s the log's clock, more than the allowed skew of %v", ErrInvalidRecord, ts, millisText(diff), dir, maxSkew)
 }
 
 // millisText formats a span of milliseconds without overflowing a Duration.
