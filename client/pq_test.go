@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 // mldsaPolicy is the interop policy with a quorum that needs omniwitness's
 // ML-DSA-44 key: alone, and as the hybrid pair (Ed25519 and ML-DSA-44 of the
 // same witness).
-func mldsaPolicy(t *testing.T, quorum string) *policy.Policy {
+func mldsaPolicy(t testing.TB, quorum string) *policy.Policy {
 	t.Helper()
 	src := mustRead(t, "../testdata/interop.policy")
 	src = strings.Replace(src, "quorum ed25519", "group omni-hybrid all omni mldsa\nquorum "+quorum, 1)
@@ -27,7 +28,7 @@ func mldsaPolicy(t *testing.T, quorum string) *policy.Policy {
 
 // interopReceipt builds a tlog-proof for index of the Tessera fixture log,
 // with the checkpoint omniwitness cosigned with both its keys.
-func interopReceipt(t *testing.T, index uint64) (leaf, rc []byte) {
+func interopReceipt(t testing.TB, index uint64) (leaf, rc []byte) {
 	t.Helper()
 	l := openFixture(t, fixture)
 	ctx := context.Background()
@@ -129,5 +130,43 @@ func TestMLDSACosignatureOverAnotherCheckpointIsRejected(t *testing.T) {
 	_, err := mldsaPolicy(t, "mldsa").Verify([]byte(cp))
 	if !errors.Is(err, policy.ErrVerification) || !strings.Contains(err.Error(), "ml-dsa-44 cosignature of witness mldsa") {
 		t.Fatalf("ML-DSA cosignature moved to another checkpoint: %v", err)
+	}
+}
+
+// BenchmarkVerifyReceiptMLDSA measures offline receipt verification of the
+// interop receipt with policies that know only the keys they need: the log
+// alone, one Ed25519 witness, the ML-DSA-44 witness, and the hybrid pair.
+// The differences are what each cosignature costs per receipt.
+func BenchmarkVerifyReceiptMLDSA(b *testing.B) {
+	leaf, rc := interopReceipt(b, 123)
+	keep := func(names ...string) *policy.Policy {
+		var lines []string
+		for _, line := range strings.Split(mustRead(b, "../testdata/interop.policy"), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 1 && (f[0] == "log" || f[0] == "witness" && slices.Contains(names, f[1])) {
+				lines = append(lines, line)
+			}
+		}
+		q := "none"
+		if len(names) > 0 {
+			lines = append(lines, "group q all "+strings.Join(names, " "))
+			q = "q"
+		}
+		p, err := policy.Parse([]byte(strings.Join(append(lines, "quorum "+q), "\n")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	for name, p := range map[string]*policy.Policy{
+		"log-only": keep(), "ed25519": keep("omni"), "ml-dsa-44": keep("mldsa"), "hybrid": keep("omni", "mldsa"),
+	} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := VerifyReceipt(p, leaf, rc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
