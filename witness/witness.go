@@ -96,16 +96,24 @@ func parseSigners(keys []string) ([]*cosignature.Signer, error) {
 	for i, k := range keys {
 		s, err := cosignature.ParseSigner(k)
 		if err != nil {
-			return nil, fielderr.Errorf("Config.PrivateKeys", "key %d: not a witness private key: %w", i+1, err)
+			return nil, fielderr.Errorf("Config.PrivateKeys", "not a witness private key%s: %w", keyNumber(i, len(keys)), err)
 		}
 		for _, o := range signers {
 			if o.Name() == s.Name() && o.KeyHash() == s.KeyHash() {
-				return nil, fielderr.Errorf("Config.PrivateKeys", "key %d: %s key %s+%08x is given twice", i+1, s.Type(), s.Name(), s.KeyHash())
+				return nil, fielderr.Errorf("Config.PrivateKeys", "%s key %s+%08x is given twice", s.Type(), s.Name(), s.KeyHash())
 			}
 		}
 		signers = append(signers, s)
 	}
 	return signers, nil
+}
+
+// keyNumber names key i of n in an error, when there are several.
+func keyNumber(i, n int) string {
+	if n == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (key %d of %d)", i+1, n)
 }
 
 // Witness is the tlog-witness state machine.

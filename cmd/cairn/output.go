@@ -32,6 +32,8 @@ type checkpointJSON struct {
 // cosignatureJSON is one verified witness cosignature.
 type cosignatureJSON struct {
 	Witness string `json:"witness"`
+	// KeyType is the witness key's type: "ed25519" (0x04) or "ml-dsa-44" (0x06).
+	KeyType string `json:"key_type"`
 	// Timestamp is absent for a cosignature without one.
 	Timestamp *time.Time `json:"timestamp,omitempty"`
 }
@@ -116,7 +118,7 @@ func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 func witnesses(v *policy.Verified) []cosignatureJSON {
 	out := make([]cosignatureJSON, 0, len(v.Cosigned))
 	for w, t := range v.Cosigned {
-		c := cosignatureJSON{Witness: w}
+		c := cosignatureJSON{Witness: w, KeyType: v.KeyTypes[w].String()}
 		if !t.IsZero() {
 			t := t.UTC()
 			c.Timestamp = &t
@@ -139,7 +141,7 @@ func cpText(v *policy.Verified) string {
 		if c.Timestamp != nil {
 			ts = c.Timestamp.Format(time.RFC3339)
 		}
-		fmt.Fprintf(&b, "witness  %s (cosigned %s)\n", safeText(c.Witness), ts)
+		fmt.Fprintf(&b, "witness  %s (%s, cosigned %s)\n", safeText(c.Witness), c.KeyType, ts)
 	}
 	return b.String()
 }
