@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,6 +128,23 @@ func witnesses(v *policy.Verified) []cosignatureJSON {
 	}
 	slices.SortFunc(out, func(a, b cosignatureJSON) int { return strings.Compare(a.Witness, b.Witness) })
 	return out
+}
+
+// keyTypeSummary counts the verified cosignatures by key type:
+// " (2 ed25519, 1 ml-dsa-44)", or "" when there are none.
+func keyTypeSummary(v *policy.Verified) string {
+	n := map[string]int{}
+	for _, c := range witnesses(v) {
+		n[c.KeyType]++
+	}
+	var parts []string
+	for _, t := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%d %s", n[t], t))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func cpJSON(v *policy.Verified) checkpointJSON {

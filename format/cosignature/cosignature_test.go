@@ -105,7 +105,7 @@ func TestParseRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts := strings.Split(skey, "+")
+	parts := strings.SplitN(skey, "+", 5)
 	raw, _ := base64.StdEncoding.DecodeString(parts[4])
 	short := strings.Join(append(parts[:4:4], base64.StdEncoding.EncodeToString(raw[:20])), "+")
 	wrongID := strings.Join([]string{parts[0], parts[1], parts[2], "00000000", parts[4]}, "+")
