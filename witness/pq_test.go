@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -70,6 +71,17 @@ func TestCosignsWithEveryKeyAndDropsOneOnRestart(t *testing.T) {
 	}
 	if n, err := note.Open(latest, note.VerifierList(logV, verifier(edVkey), verifier(pqVkey))); err != nil || len(n.Sigs) != 3 {
 		t.Fatalf("stored checkpoint: %v", err)
+	}
+	resp, err := http.Get(w.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`cairn_witness_cosignatures_total{key_type="ed25519"} 1`, `cairn_witness_cosignatures_total{key_type="ml-dsa-44"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	w.Close()
 	w.srv.Close()

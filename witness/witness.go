@@ -384,7 +384,9 @@ func (w *Witness) AddCheckpoint(ctx context.Context, r AddCheckpointRequest) ([]
 		return nil, fmt.Errorf("cosigning: %w", err)
 	}
 	cosig := signed[bytes.LastIndex(signed, []byte("\n\n"))+2:]
-	w.metrics.cosignatures.Inc()
+	for _, k := range w.keys {
+		w.metrics.cosignatures.WithLabelValues(k.Type().String()).Inc()
+	}
 	if !advances {
 		// The stored note already holds this checkpoint, the log's
 		// signature and our cosignature; nothing to write.
