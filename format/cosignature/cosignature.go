@@ -167,11 +167,14 @@ func ParseVKey(vkey string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("%w: %s verifier key of %q: %v", ErrKey, typ, truncate(name), err)
 	}
-	if raw[0] != 0x01 {
-		// formats does not compare the written key ID with the key.
-		if want := fmt.Sprintf("%08x", v.KeyHash()); !strings.HasPrefix(rest, want+"+") {
-			return Key{}, fmt.Errorf("%w: %s verifier key of %q: key ID is not %s, the ID of its key", ErrKey, typ, truncate(name), want)
+	// formats does not compare the written key ID with the key; a 0x01 key
+	// carries the ID of its plain Ed25519 form, which x/mod checks.
+	if raw[0] == 0x01 {
+		if _, err := note.NewVerifier(vkey); err != nil {
+			return Key{}, fmt.Errorf("%w: %s verifier key of %q: %v", ErrKey, typ, truncate(name), err)
 		}
+	} else if want := fmt.Sprintf("%08x", v.KeyHash()); !strings.HasPrefix(rest, want+"+") {
+		return Key{}, fmt.Errorf("%w: %s verifier key of %q: key ID is not %s, the ID of its key", ErrKey, typ, truncate(name), want)
 	}
 	return Key{VKey: vkey, Type: typ, Verifier: v}, nil
 }
