@@ -202,6 +202,10 @@ type clusterOpts struct {
 	// loopback keeps every process on 127.0.0.1 (engines the log depends on
 	// listen there).
 	loopback bool
+	// hybrid gives every witness an ML-DSA-44 key besides its Ed25519 one
+	// (c.dir/wN-pq.key) and makes the policy hybrid: witness wN counts only
+	// with both cosignatures (lines wN-ed and wN-pq, group wN all).
+	hybrid bool
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
@@ -239,11 +243,23 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		wk := mustRead(t, c.dir+"/"+name+".vkey")
 		addr := nw.addr(t, i+1, 8181)
 		// The log reaches the witness across regions (with region latency).
-		fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), nw.reach(t, i+1, addr))
+		keys := []string{"--key", c.dir + "/" + name + ".key"}
+		if o.hybrid {
+			if _, stderr, code := run(t, nil, "keygen", "--witness", "--alg", "ml-dsa-44", "--name", "integration.test/"+name, "--out", c.dir+"/"+name+"-pq"); code != 0 {
+				t.Fatal(stderr)
+			}
+			pq := mustRead(t, c.dir+"/"+name+"-pq.vkey")
+			url := nw.reach(t, i+1, addr)
+			fmt.Fprintf(&pol, "witness %s-ed %s http://%s\nwitness %s-pq %s http://%s\ngroup %s all %s-ed %s-pq\n",
+				name, strings.TrimSpace(string(wk)), url, name, strings.TrimSpace(string(pq)), url, name, name, name)
+			keys = append(keys, "--key", c.dir+"/"+name+"-pq.key")
+		} else {
+			fmt.Fprintf(&pol, "witness %s %s http://%s\n", name, strings.TrimSpace(string(wk)), nw.reach(t, i+1, addr))
+		}
 		db := c.dir + "/" + name + "-db"
 		c.witnessDBs = append(c.witnessDBs, db)
-		w := &proc{name: name, nw: nw, region: i + 1, args: []string{"witness", "serve", "--key", c.dir + "/" + name + ".key", "--logs", c.dir + "/logs.txt",
-			"--db", db, "--http", addr, "--insecure-plaintext"}}
+		w := &proc{name: name, nw: nw, region: i + 1, args: append(append([]string{"witness", "serve"}, keys...), "--logs", c.dir+"/logs.txt",
+			"--db", db, "--http", addr, "--insecure-plaintext")}
 		c.witnesses = append(c.witnesses, w)
 	}
 	pol.WriteString("group regions 2 w0 w1 w2\nquorum regions\n")

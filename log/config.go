@@ -202,7 +202,7 @@ func (c Config) Validate() error {
 		return fielderr.Errorf("Config.MaxClockSkew", "must not be negative")
 	}
 	if len(c.WitnessPolicy) > 0 {
-		if _, err := tessera.NewWitnessGroupFromPolicy(c.WitnessPolicy); err != nil {
+		if _, err := witnessGroup(c.WitnessPolicy); err != nil {
 			return fielderr.New("Config.WitnessPolicy", err)
 		}
 	}

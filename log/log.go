@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		WithGarbageCollectionInterval(cfg.GCInterval).
 		WithShutdownTimeout(DrainTimeout)
 	if len(cfg.WitnessPolicy) > 0 {
-		group, err := tessera.NewWitnessGroupFromPolicy(cfg.WitnessPolicy)
+		group, err := witnessGroup(cfg.WitnessPolicy)
 		if err != nil {
 			return nil, fielderr.New("Config.WitnessPolicy", err)
 		}

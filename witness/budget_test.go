@@ -40,7 +40,7 @@ func startBudgetWitness(t *testing.T, m *memLog, qpd uint64) (*testWitness, *clo
 	logs := []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v, QPD: qpd}}
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	db := t.TempDir()
-	w, err := New(Config{PrivateKey: skey, Logs: logs, DB: db, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w, err := New(Config{PrivateKeys: []string{skey}, Logs: logs, DB: db, Now: clk.now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,13 +23,13 @@ func TestNewNamesTheConfigFieldItRefuses(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		{"no key", Config{DB: t.TempDir()}, "Config.PrivateKey"},
-		{"a log key", Config{PrivateKey: "PRIVATE+KEY+nonsense", DB: t.TempDir()}, "Config.PrivateKey"},
-		{"no state directory", Config{PrivateKey: skey}, "Config.DB"},
-		{"a log without origin", Config{PrivateKey: skey, DB: t.TempDir(), Logs: []Log{{Verifier: v}}}, "Config.Logs"},
-		{"a log without verifier", Config{PrivateKey: skey, DB: t.TempDir(), Logs: []Log{{Origin: "example.test/log"}}}, "Config.Logs"},
-		{"an origin twice", Config{PrivateKey: skey, DB: t.TempDir(), Logs: []Log{good, good}}, "Config.Logs"},
-		{"a state directory that is a file", Config{PrivateKey: skey, DB: "/dev/null"}, "Config.DB"},
+		{"no key", Config{DB: t.TempDir()}, "Config.PrivateKeys"},
+		{"a log key", Config{PrivateKeys: []string{"PRIVATE+KEY+nonsense"}, DB: t.TempDir()}, "Config.PrivateKeys"},
+		{"no state directory", Config{PrivateKeys: []string{skey}}, "Config.DB"},
+		{"a log without origin", Config{PrivateKeys: []string{skey}, DB: t.TempDir(), Logs: []Log{{Verifier: v}}}, "Config.Logs"},
+		{"a log without verifier", Config{PrivateKeys: []string{skey}, DB: t.TempDir(), Logs: []Log{{Origin: "example.test/log"}}}, "Config.Logs"},
+		{"an origin twice", Config{PrivateKeys: []string{skey}, DB: t.TempDir(), Logs: []Log{good, good}}, "Config.Logs"},
+		{"a state directory that is a file", Config{PrivateKeys: []string{skey}, DB: "/dev/null"}, "Config.DB"},
 	} {
 		w, err := New(c.cfg)
 		if err == nil {
@@ -90,7 +90,7 @@ func TestStateIsOwnerOnly(t *testing.T) {
 
 	v, _ := note.NewVerifier(m.vkey)
 	open := func() error {
-		w, err := New(Config{PrivateKey: skey, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		w, err := New(Config{PrivateKeys: []string{skey}, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err == nil {
 			w.Close()
 		}

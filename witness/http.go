@@ -122,7 +122,7 @@ func (w *Witness) handleLatest(rw http.ResponseWriter, r *http.Request) {
 type metrics struct {
 	registry     *prometheus.Registry
 	requests     *prometheus.CounterVec
-	cosignatures prometheus.Counter
+	cosignatures *prometheus.CounterVec
 	evidence     prometheus.Counter
 	size         *prometheus.GaugeVec
 	rateLimited  *prometheus.CounterVec
@@ -134,9 +134,9 @@ func newMetrics() *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_witness_requests_total", Help: "add-checkpoint requests by HTTP status.",
 		}, []string{"status"}),
-		cosignatures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cairn_witness_cosignatures_total", Help: "Cosignatures issued.",
-		}),
+		cosignatures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_witness_cosignatures_total", Help: "Cosignatures issued, by key type (ed25519, ml-dsa-44).",
+		}, []string{"key_type"}),
 		evidence: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cairn_witness_evidence_total", Help: "Inconsistent checkpoints refused and kept as evidence.",
 		}),

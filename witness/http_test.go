@@ -19,7 +19,7 @@ func TestRefusalsAreLoggedAtABoundedRate(t *testing.T) {
 	skey, vkey := newWitnessKey(t)
 	v, _ := note.NewVerifier(m.vkey)
 	var logs lockedbuf.Buffer
-	w, err := New(Config{PrivateKey: skey, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	w, err := New(Config{PrivateKeys: []string{skey}, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

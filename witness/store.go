@@ -74,12 +74,12 @@ func OriginID(origin string) string {
 // load returns the origin's state; ok is false if it never cosigned one. A
 // recorded note that does not verify with our own key is corruption: the
 // witness fails closed rather than forgetting what it cosigned.
-func (s *store) load(origin string, self note.Verifier) (st state, ok bool, err error) {
+func (s *store) load(origin string, self note.Verifiers) (st state, ok bool, err error) {
 	b := s.journal.get(origin)
 	if b == nil {
 		return state{}, false, nil
 	}
-	n, err := note.Open(b, note.VerifierList(self))
+	n, err := note.Open(b, self)
 	if err != nil {
 		return state{}, false, fmt.Errorf("%w: the recorded checkpoint of %q does not verify with this witness's key: %v", ErrCorruptState, origin, err)
 	}

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/format/cosignature"
 	"github.com/cairnlog/cairn/internal/fielderr"
-	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -47,8 +47,10 @@ func (e ConflictError) Error() string {
 
 // Config configures a witness. Validate says which field is wrong.
 type Config struct {
-	// PrivateKey is the witness key (PRIVATE+KEY+..., type 0x04 or 0x01).
-	PrivateKey string
+	// PrivateKeys are the witness's cosigner keys (PRIVATE+KEY+...): Ed25519
+	// (type 0x04, or 0x01) and/or ML-DSA-44 (0x06). Each add-checkpoint
+	// answer carries one cosignature line per key, in this order.
+	PrivateKeys []string
 	// Logs are the logs this witness cosigns for.
 	Logs []Log
 	// DB is the state directory, created owner-only (0700). An existing
@@ -64,11 +66,8 @@ type Config struct {
 // Validate checks the configuration; errors are *fielderr.Error naming the
 // Config field.
 func (c Config) Validate() error {
-	if strings.TrimSpace(c.PrivateKey) == "" {
-		return fielderr.New("Config.PrivateKey", errors.New("a witness private key is required"))
-	}
-	if _, err := fnote.NewSignerForCosignatureV1(strings.TrimSpace(c.PrivateKey)); err != nil {
-		return fielderr.Errorf("Config.PrivateKey", "not a witness private key: %w", err)
+	if _, err := parseSigners(c.PrivateKeys); err != nil {
+		return err
 	}
 	if c.DB == "" {
 		return fielderr.New("Config.DB", errors.New("a state directory is required"))
@@ -88,10 +87,42 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// parseSigners parses the witness's keys: at least one, no key twice.
+func parseSigners(keys []string) ([]*cosignature.Signer, error) {
+	if len(keys) == 0 {
+		return nil, fielderr.New("Config.PrivateKeys", errors.New("a witness private key is required"))
+	}
+	signers := make([]*cosignature.Signer, 0, len(keys))
+	for i, k := range keys {
+		s, err := cosignature.ParseSigner(k)
+		if err != nil {
+			return nil, fielderr.Errorf("Config.PrivateKeys", "not a witness private key%s: %w", keyNumber(i, len(keys)), err)
+		}
+		for _, o := range signers {
+			if o.Name() == s.Name() && o.KeyHash() == s.KeyHash() {
+				return nil, fielderr.Errorf("Config.PrivateKeys", "%s key %s+%08x is given twice", s.Type(), s.Name(), s.KeyHash())
+			}
+		}
+		signers = append(signers, s)
+	}
+	return signers, nil
+}
+
+// keyNumber names key i of n in an error, when there are several.
+func keyNumber(i, n int) string {
+	if n == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (key %d of %d)", i+1, n)
+}
+
 // Witness is the tlog-witness state machine.
 type Witness struct {
-	signer  *fnote.Signer
-	self    note.Verifier
+	// signers cosign every checkpoint, one line each; self holds their
+	// verifiers, for the stored state.
+	signers []note.Signer
+	keys    []*cosignature.Signer
+	self    note.Verifiers
 	store   *store
 	logger  *slog.Logger
 	metrics *metrics
@@ -133,9 +164,14 @@ func New(cfg Config) (*Witness, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	signer, err := fnote.NewSignerForCosignatureV1(strings.TrimSpace(cfg.PrivateKey))
+	keys, err := parseSigners(cfg.PrivateKeys)
 	if err != nil {
-		return nil, fielderr.Errorf("Config.PrivateKey", "not a witness private key: %w", err)
+		return nil, err
+	}
+	signers := make([]note.Signer, len(keys))
+	verifiers := make([]note.Verifier, len(keys))
+	for i, k := range keys {
+		signers[i], verifiers[i] = k, k.Verifier()
 	}
 	st, err := openStore(cfg.DB)
 	if err != nil {
@@ -148,8 +184,9 @@ func New(cfg Config) (*Witness, error) {
 		cfg.Now = time.Now
 	}
 	w := &Witness{
-		signer:   signer,
-		self:     signer.Verifier(),
+		signers:  signers,
+		keys:     keys,
+		self:     note.VerifierList(verifiers...),
 		store:    st,
 		logger:   cfg.Logger,
 		metrics:  newMetrics(),
@@ -185,11 +222,12 @@ func (w *Witness) checkState() error {
 // Close releases the state journal.
 func (w *Witness) Close() error { return w.store.journal.close() }
 
-// Name is the witness's key name.
-func (w *Witness) Name() string { return w.signer.Name() }
+// Name is the witness's key name (of its first key).
+func (w *Witness) Name() string { return w.keys[0].Name() }
 
-// Verifier returns the witness's cosignature verifier.
-func (w *Witness) Verifier() note.Verifier { return w.self }
+// Keys are the witness's cosigner keys, in the order its answers carry
+// their cosignatures.
+func (w *Witness) Keys() []*cosignature.Signer { return w.keys }
 
 // SetLogs replaces the set of logs (SIGHUP reload). State of logs that stay
 // listed is kept, and so is what they spent of their qpd budget: a reload
@@ -339,13 +377,16 @@ func (w *Witness) AddCheckpoint(ctx context.Context, r AddCheckpointRequest) ([]
 		return nil, fmt.Errorf("%w: %q is over its qpd of %d", ErrRateLimited, origin, lg.QPD)
 	}
 
-	// Cosign, then persist the log's verified signature(s) with ours.
-	signed, err := note.Sign(&note.Note{Text: n.Text}, w.signer)
+	// Cosign with every key, then persist the log's verified signature(s)
+	// with ours.
+	signed, err := note.Sign(&note.Note{Text: n.Text}, w.signers...)
 	if err != nil {
 		return nil, fmt.Errorf("cosigning: %w", err)
 	}
 	cosig := signed[bytes.LastIndex(signed, []byte("\n\n"))+2:]
-	w.metrics.cosignatures.Inc()
+	for _, k := range w.keys {
+		w.metrics.cosignatures.WithLabelValues(k.Type().String()).Inc()
+	}
 	if !advances {
 		// The stored note already holds this checkpoint, the log's
 		// signature and our cosignature; nothing to write.

@@ -130,12 +130,20 @@ func newWitnessKey(t testing.TB) (skey, vkey string) {
 
 func startWitness(t testing.TB, skey, vkey, db string, logs ...*memLog) *testWitness {
 	t.Helper()
+	return startWitnessKeys(t, []string{skey}, vkey, db, logs...)
+}
+
+// startWitnessKeys starts a witness cosigning with every key in skeys; vkey
+// is the first key's.
+func startWitnessKeys(t testing.TB, skeys []string, vkey, db string, logs ...*memLog) *testWitness {
+	t.Helper()
+	skey := skeys[0]
 	var list []Log
 	for _, l := range logs {
 		v, _ := note.NewVerifier(l.vkey)
 		list = append(list, Log{Origin: l.origin, VKey: l.vkey, Verifier: v})
 	}
-	w, err := New(Config{PrivateKey: skey, Logs: list, DB: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w, err := New(Config{PrivateKeys: skeys, Logs: list, DB: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +414,7 @@ func TestDamagedStateFailsClosedAndATornTailRecovers(t *testing.T) {
 	skey, vkey := newWitnessKey(t)
 	v, _ := note.NewVerifier(m.vkey)
 	reopen := func(db string) error {
-		w, err := New(Config{PrivateKey: skey, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		w, err := New(Config{PrivateKeys: []string{skey}, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err == nil {
 			w.Close()
 		}
@@ -441,7 +449,7 @@ func TestDamagedStateFailsClosedAndATornTailRecovers(t *testing.T) {
 		other, _ := newWitnessKey(t)
 		if err := func() error {
 			v, _ := note.NewVerifier(m.vkey)
-			w, err := New(Config{PrivateKey: other, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db})
+			w, err := New(Config{PrivateKeys: []string{other}, Logs: []Log{{Origin: m.origin, VKey: m.vkey, Verifier: v}}, DB: db})
 			if err == nil {
 				w.Close()
 			}
@@ -555,7 +563,7 @@ func TestInteropFixtureFromLitewitnessAndOmniwitness(t *testing.T) {
 		t.Fatal(err)
 	}
 	skey, vkey := newWitnessKey(t)
-	w, err := New(Config{PrivateKey: skey, Logs: []Log{{Origin: v.Name(), VKey: string(logVKey), Verifier: v}}, DB: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	w, err := New(Config{PrivateKeys: []string{skey}, Logs: []Log{{Origin: v.Name(), VKey: string(logVKey), Verifier: v}}, DB: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -642,7 +642,7 @@ one) it prints ALARM and exits 1. Runs until stopped, or once with --once.`,
 				default:
 					cp := cpJSON(ev.Checkpoint)
 					_ = c.emit(out, monitorJSON{Time: ev.Time, OK: true, Advanced: ev.Advanced, Checkpoint: &cp},
-						fmt.Sprintf("%s ok: size %d, cosigned by %d witnesses\n", ev.Time.Format(time.RFC3339), ev.Checkpoint.Checkpoint.Size, len(ev.Checkpoint.Cosigned)))
+						fmt.Sprintf("%s ok: size %d, cosigned by %d witnesses%s\n", ev.Time.Format(time.RFC3339), ev.Checkpoint.Checkpoint.Size, len(ev.Checkpoint.Cosigned), keyTypeSummary(ev.Checkpoint)))
 				}
 			})
 			if alarm != nil {

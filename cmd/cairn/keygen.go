@@ -2,39 +2,56 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/cairnlog/cairn/format/cosignature"
 	"github.com/spf13/cobra"
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
 
 func newKeygenCmd() *cobra.Command {
-	var name, out string
+	var name, out, alg string
 	var witness bool
 	cmd := &cobra.Command{
 		Use:   "keygen --name NAME --out PREFIX",
-		Short: "Generate an Ed25519 signing key pair (PREFIX.key and PREFIX.vkey)",
+		Short: "Generate a signing key pair (PREFIX.key and PREFIX.vkey)",
 		Long: `Generate an Ed25519 key pair in the C2SP signed-note formats.
 
 PREFIX.key holds the private key (PRIVATE+KEY+NAME+ID+..., mode 0600) and
 PREFIX.vkey the verifier key (NAME+ID+...). A log's key name must equal its
 origin. With --witness the key is a cosignature/v1 (0x04) witness key: the
 vkey is what log operators put in their witness policy. A missing directory
-of PREFIX is created (mode 0700). An existing file is never overwritten.`,
+of PREFIX is created (mode 0700). An existing file is never overwritten.
+
+--alg picks a witness key's algorithm: ed25519 (the default; cosignature/v1,
+0x04) or ml-dsa-44 (post-quantum ML-DSA-44 subtree cosignatures, 0x06; the
+private key is the 32-byte seed, the vkey carries the 1312-byte public key,
+as omniwitness and transparency-dev/formats write them). A witness may hold
+one key of each (cairn witness serve --key A --key B). Log keys are always
+Ed25519: tlog-tiles requires an Ed25519 log signature.`,
 		Example: `  cairn keygen --name example.com/log --out data/log
-  cairn keygen --witness --name witness.example.net --out data/witness`,
+  cairn keygen --witness --name witness.example.net --out data/witness
+  cairn keygen --witness --alg ml-dsa-44 --name witness.example.net --out data/witness-pq`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" || out == "" {
 				return errors.New("--name and --out are required")
 			}
+			typ, err := cosignature.ParseKeyType(alg)
+			if err != nil {
+				return fmt.Errorf("--alg: %w", err)
+			}
+			if !witness && typ != cosignature.Ed25519 {
+				return fmt.Errorf("--alg %s: only witness keys (--witness) may be %s; a log key is Ed25519, as tlog-tiles requires", alg, typ)
+			}
 			skey, vkey, err := generateKey(name, witness)
+			if witness {
+				skey, vkey, err = generateCosignerKey(name, typ)
+			}
 			if err != nil {
 				return err
 			}
@@ -47,36 +64,37 @@ of PREFIX is created (mode 0700). An existing file is never overwritten.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "key name; for a log, its origin (e.g. example.com/log)")
 	cmd.Flags().StringVar(&out, "out", "", "path prefix of the PREFIX.key and PREFIX.vkey files")
-	cmd.Flags().BoolVar(&witness, "witness", false, "make a witness cosignature (0x04) key")
+	cmd.Flags().BoolVar(&witness, "witness", false, "make a witness cosigner key (0x04, or 0x06 with --alg ml-dsa-44)")
+	cmd.Flags().StringVar(&alg, "alg", "ed25519", "witness key algorithm: ed25519 or ml-dsa-44")
 	return cmd
 }
 
-// generateKey returns a new private key and verifier key named name. Witness
-// keys are written with the cosignature/v1 type byte (0x04) in both, so a
-// witness key cannot be mistaken for a log key by x/mod's note.NewSigner.
+// generateKey returns a new private key and verifier key named name: an
+// Ed25519 log key, or with witness an Ed25519 cosigner key (type 0x04 in
+// both, so it cannot be mistaken for a log key by x/mod's note.NewSigner).
 func generateKey(name string, witness bool) (skey, vkey string, err error) {
 	if strings.ContainsAny(name, "+ \t\n") {
 		return "", "", fmt.Errorf("key name %q must not contain spaces or '+'", name)
+	}
+	if witness {
+		return generateCosignerKey(name, cosignature.Ed25519)
 	}
 	skey, vkey, err = note.GenerateKey(rand.Reader, name)
 	if err != nil {
 		return "", "", fmt.Errorf("generating key %q: %w", name, err)
 	}
-	if !witness {
-		return skey, vkey, nil
+	return skey, vkey, nil
+}
+
+// generateCosignerKey returns a new witness (cosigner) key of type typ.
+func generateCosignerKey(name string, typ cosignature.KeyType) (skey, vkey string, err error) {
+	if strings.ContainsAny(name, "+ \t\n") {
+		return "", "", fmt.Errorf("key name %q must not contain spaces or '+'", name)
 	}
-	if vkey, err = fnote.VKeyToCosignatureV1(vkey); err != nil {
-		return "", "", fmt.Errorf("converting %q to a cosignature key: %w", name, err)
-	}
-	// Re-label the private key as 0x04 with the matching key ID.
-	parts := strings.SplitN(skey, "+", 5)
-	seed, err := base64.StdEncoding.DecodeString(parts[4])
+	skey, vkey, err = cosignature.GenerateKey(name, typ)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("generating %s key %q: %w", typ, name, err)
 	}
-	seed[0] = 0x04
-	vparts := strings.SplitN(vkey, "+", 3)
-	skey = strings.Join([]string{"PRIVATE", "KEY", name, vparts[1], base64.StdEncoding.EncodeToString(seed)}, "+")
 	return skey, vkey, nil
 }
 

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
+
+	fnote "github.com/transparency-dev/formats/note"
 )
 
 // The quick start writes `keygen --out keys/log` into a fresh directory:
@@ -23,5 +27,42 @@ func TestKeygenCreatesAMissingKeyDirectory(t *testing.T) {
 		if _, err := os.Stat(f); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestKeygenMLDSAWitnessKey: --alg ml-dsa-44 writes a 0x06 seed key and a
+// vkey that formats' independent verifier accepts, with matching key IDs; a
+// log key cannot be ML-DSA.
+func TestKeygenMLDSAWitnessKey(t *testing.T) {
+	dir := t.TempDir()
+	stdout, stderr, code := run(t, nil, "keygen", "--witness", "--alg", "ml-dsa-44", "--name", "w.example", "--out", dir+"/w")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	skey, _ := os.ReadFile(dir + "/w.key")
+	vkey, _ := os.ReadFile(dir + "/w.vkey")
+	if strings.TrimSpace(stdout) != strings.TrimSpace(string(vkey)) {
+		t.Errorf("printed %q, wrote %q", stdout, vkey)
+	}
+	// 0x06 || 32-byte seed: the 91-byte file formats' generate_keys --mldsa writes (+ newline).
+	if len(strings.TrimSpace(string(skey))) != len("PRIVATE+KEY+w.example+00000000+")+44 {
+		t.Errorf("private key is %d bytes: %q", len(skey), skey)
+	}
+	v, err := fnote.NewVerifierForCosignatureV1(strings.TrimSpace(string(vkey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := fnote.NewSignerForCosignatureV1(strings.TrimSpace(string(skey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.KeyHash() != v.KeyHash() || !strings.Contains(string(skey), fmt.Sprintf("+%08x+", v.KeyHash())) {
+		t.Errorf("key IDs differ: signer %08x, verifier %08x, file %q", s.KeyHash(), v.KeyHash(), skey)
+	}
+	if _, stderr, code := run(t, nil, "keygen", "--alg", "ml-dsa-44", "--name", "example.com/log", "--out", dir+"/log"); code == 0 || !strings.Contains(stderr, "--alg") {
+		t.Errorf("an ML-DSA log key: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := run(t, nil, "keygen", "--witness", "--alg", "rsa", "--name", "w", "--out", dir+"/x"); code == 0 || !strings.Contains(stderr, "--alg") {
+		t.Errorf("--alg rsa: exit %d, %s", code, stderr)
 	}
 }

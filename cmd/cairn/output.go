@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,8 @@ type checkpointJSON struct {
 // cosignatureJSON is one verified witness cosignature.
 type cosignatureJSON struct {
 	Witness string `json:"witness"`
+	// KeyType is the witness key's type: "ed25519" (0x04) or "ml-dsa-44" (0x06).
+	KeyType string `json:"key_type"`
 	// Timestamp is absent for a cosignature without one.
 	Timestamp *time.Time `json:"timestamp,omitempty"`
 }
@@ -116,7 +119,7 @@ func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 func witnesses(v *policy.Verified) []cosignatureJSON {
 	out := make([]cosignatureJSON, 0, len(v.Cosigned))
 	for w, t := range v.Cosigned {
-		c := cosignatureJSON{Witness: w}
+		c := cosignatureJSON{Witness: w, KeyType: v.KeyTypes[w].String()}
 		if !t.IsZero() {
 			t := t.UTC()
 			c.Timestamp = &t
@@ -125,6 +128,23 @@ func witnesses(v *policy.Verified) []cosignatureJSON {
 	}
 	slices.SortFunc(out, func(a, b cosignatureJSON) int { return strings.Compare(a.Witness, b.Witness) })
 	return out
+}
+
+// keyTypeSummary counts the verified cosignatures by key type:
+// " (2 ed25519, 1 ml-dsa-44)", or "" when there are none.
+func keyTypeSummary(v *policy.Verified) string {
+	n := map[string]int{}
+	for _, c := range witnesses(v) {
+		n[c.KeyType]++
+	}
+	var parts []string
+	for _, t := range slices.Sorted(maps.Keys(n)) {
+		parts = append(parts, fmt.Sprintf("%d %s", n[t], t))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func cpJSON(v *policy.Verified) checkpointJSON {
@@ -139,7 +159,7 @@ func cpText(v *policy.Verified) string {
 		if c.Timestamp != nil {
 			ts = c.Timestamp.Format(time.RFC3339)
 		}
-		fmt.Fprintf(&b, "witness  %s (cosigned %s)\n", safeText(c.Witness), ts)
+		fmt.Fprintf(&b, "witness  %s (%s, cosigned %s)\n", safeText(c.Witness), c.KeyType, ts)
 	}
 	return b.String()
 }

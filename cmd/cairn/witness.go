@@ -29,7 +29,8 @@ func witnessCmds() []*cobra.Command {
 }
 
 func newWitnessServeCmd() *cobra.Command {
-	var keyFile, logsFile, db, addr, tlsCert, tlsKey, logFormat, level string
+	var keyFiles []string
+	var logsFile, db, addr, tlsCert, tlsKey, logFormat, level string
 	var plaintext bool
 	cmd := &cobra.Command{
 		Use:   "serve --key FILE --logs FILE --db DIR",
@@ -40,11 +41,22 @@ origin, and stores that checkpoint durably before answering. Inconsistent
 checkpoints are refused (422) and kept as evidence (cairn witness evidence).
 GET /<hex sha256(origin)>/checkpoint serves the latest cosigned checkpoint.
 
+--key may be repeated: the witness then answers with one cosignature line per
+key, in the order given, each as tlog-cosignature defines it for its type
+(Ed25519 cosignature/v1, 0x04; ML-DSA-44 subtree/v1, 0x06). A log's policy
+names each key on its own witness line (see docs/witness.md, "Post-quantum").
+Removing a key later is safe as long as one key stays; the stored state is
+checked with the keys given.
+
 --logs is a witness-network log list (logs/v0, vkey, origin, qpd, contact),
 re-read on SIGHUP.`,
 		Example: `  cairn keygen --witness --name witness.example.net --out data/witness
   printf 'logs/v0\nvkey %s\n' "$(cat data/log.vkey)" > data/logs.txt
-  cairn witness serve --key data/witness.key --logs data/logs.txt --db data/witness-state --http 127.0.0.1:8181 --insecure-plaintext`,
+  cairn witness serve --key data/witness.key --logs data/logs.txt --db data/witness-state --http 127.0.0.1:8181 --insecure-plaintext
+
+  # Ed25519 and ML-DSA-44 (post-quantum) cosignatures from one witness
+  cairn keygen --witness --alg ml-dsa-44 --name witness.example.net --out data/witness-pq
+  cairn witness serve --key data/witness.key --key data/witness-pq.key --logs data/logs.txt --db data/witness-state --http 127.0.0.1:8181 --insecure-plaintext`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -54,21 +66,25 @@ re-read on SIGHUP.`,
 			if err != nil {
 				return err
 			}
-			if keyFile == "" || logsFile == "" {
+			if len(keyFiles) == 0 || logsFile == "" {
 				return errors.New("--key and --logs are required")
 			}
 			if !plaintext && (tlsCert == "" || tlsKey == "") {
 				return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
 			}
-			key, err := keyfile.Read(keyFile)
-			if err != nil {
-				return fmt.Errorf("--key: %w", err)
+			var keys []string
+			for _, f := range keyFiles {
+				key, err := keyfile.Read(f)
+				if err != nil {
+					return fmt.Errorf("--key: %w", err)
+				}
+				keys = append(keys, string(key))
 			}
 			logs, err := readLogList(logsFile)
 			if err != nil {
 				return err
 			}
-			w, err := witness.New(witness.Config{PrivateKey: string(key), Logs: logs, DB: db, Logger: logger})
+			w, err := witness.New(witness.Config{PrivateKeys: keys, Logs: logs, DB: db, Logger: logger})
 			if err != nil {
 				return flagError(cmd, err)
 			}
@@ -93,12 +109,16 @@ re-read on SIGHUP.`,
 					logger.Info("log list reloaded", slog.Int("logs", len(logs)))
 				}
 			}()
+			var keyAttrs []string
+			for _, k := range w.Keys() {
+				keyAttrs = append(keyAttrs, fmt.Sprintf("%s+%08x (%s)", k.Name(), k.KeyHash(), k.Type()))
+			}
 			return serveHTTP(ctx, logger, ln, w.Handler(), tlsCert, tlsKey,
-				slog.String("witness", w.Name()), slog.Int("logs", len(logs)))
+				slog.String("witness", w.Name()), slog.Any("keys", keyAttrs), slog.Int("logs", len(logs)))
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&keyFile, "key", "", "file holding the witness private key (cairn keygen --witness)")
+	f.StringArrayVar(&keyFiles, "key", nil, "file holding a witness private key (cairn keygen --witness [--alg ml-dsa-44]); repeat it to cosign with several keys")
 	f.StringVar(&logsFile, "logs", "", "log list (witness-network logs/v0 format) of the logs to cosign for")
 	f.StringVar(&db, "db", "./data/witness", "state directory: latest cosigned checkpoints and evidence")
 	f.StringVar(&addr, "http", "127.0.0.1:8181", "HTTP listen address")
@@ -107,7 +127,7 @@ re-read on SIGHUP.`,
 	f.BoolVar(&plaintext, "insecure-plaintext", false, "serve plain HTTP (loopback tests and demos only)")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
-	annotateField(f, "key", "Config.PrivateKey")
+	annotateField(f, "key", "Config.PrivateKeys")
 	annotateField(f, "logs", "Config.Logs")
 	annotateField(f, "db", "Config.DB")
 	documentEnv(cmd)

@@ -6,6 +6,19 @@
 //	witness <name> <vkey> [<url>]
 //	group <name> all|any|<k> <member>...
 //	quorum <name>|none
+//
+// Witness keys are cosigner keys of either type (format/cosignature):
+// Ed25519 cosignature/v1 (0x04) or ML-DSA-44 (0x06). A hybrid policy, where a
+// witness counts only when both its Ed25519 and its ML-DSA-44 cosignatures
+// verify, is plain tlog-policy: one witness line per key and a group that
+// needs all of them:
+//
+//	witness w1-ed w1.example+1234abcd+BAKt… https://w1.example
+//	witness w1-pq w1.example+5678cdef+BoAb… https://w1.example
+//	group w1 all w1-ed w1-pq
+//	...
+//	group witnesses 2 w1 w2 w3
+//	quorum witnesses
 package policy
 
 import (
@@ -17,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/format/cosignature"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -43,6 +57,8 @@ type Witness struct {
 	VKey     string
 	URL      string
 	Verifier note.Verifier
+	// Type is the key's cosignature type: Ed25519 (0x04) or ML-DSA-44 (0x06).
+	Type cosignature.KeyType
 }
 
 type group struct {
@@ -106,11 +122,12 @@ func Parse(b []byte) (*Policy, error) {
 			if defined[f[1]] {
 				return nil, bad("name %q is already defined", f[1])
 			}
-			v, err := fnote.NewVerifierForCosignatureV1(f[2])
+			k, err := cosignature.ParseVKey(f[2])
 			if err != nil {
 				return nil, bad("witness %s vkey: %v", f[1], err)
 			}
-			w := Witness{Name: f[1], VKey: f[2], Verifier: v}
+			v := k.Verifier
+			w := Witness{Name: f[1], VKey: f[2], Verifier: v, Type: k.Type}
 			if len(f) == 4 {
 				w.URL = f[3]
 			}
@@ -183,6 +200,8 @@ type Verified struct {
 	Log Log
 	// Cosigned maps each witness whose cosignature verified to its timestamp.
 	Cosigned map[string]time.Time
+	// KeyTypes maps each witness in Cosigned to its key's type.
+	KeyTypes map[string]cosignature.KeyType
 }
 
 // Verify checks a checkpoint note: a trusted log's signature (the origin
@@ -205,14 +224,14 @@ func (p *Policy) Verify(raw []byte) (*Verified, error) {
 		var invalid *note.InvalidSignatureError
 		switch {
 		case errors.As(err, &invalid):
-			return nil, fmt.Errorf("%w: the signature by %s does not verify", ErrVerification, invalid.Name)
+			return nil, fmt.Errorf("%w: %s", ErrVerification, p.whoseSignature(invalid.Name, invalid.Hash))
 		case errors.As(err, &unverified):
 			return nil, fmt.Errorf("%w: no signature by a key in the policy", ErrVerification)
 		default:
 			return nil, fmt.Errorf("%w: not a signed note: %v", ErrVerification, err)
 		}
 	}
-	v := &Verified{Note: n, Raw: raw, Cosigned: map[string]time.Time{}}
+	v := &Verified{Note: n, Raw: raw, Cosigned: map[string]time.Time{}, KeyTypes: map[string]cosignature.KeyType{}}
 	found := false
 	for _, s := range n.Sigs {
 		for _, l := range p.Logs {
@@ -224,9 +243,10 @@ func (p *Policy) Verify(raw []byte) (*Verified, error) {
 			if s.Name == w.Verifier.Name() && s.Hash == w.Verifier.KeyHash() {
 				ts, err := fnote.CoSigV1Timestamp(s)
 				if err != nil {
-					ts = time.Time{} // ML-DSA subtree cosignatures carry no readable timestamp here
+					ts = time.Time{}
 				}
 				v.Cosigned[w.Name] = ts
+				v.KeyTypes[w.Name] = w.Type
 			}
 		}
 	}
@@ -250,6 +270,17 @@ func (p *Policy) Verify(raw []byte) (*Verified, error) {
 		return nil, fmt.Errorf("%w: quorum %q not met (cosigned by: %s)", ErrVerification, p.Quorum, orNone(names))
 	}
 	return v, nil
+}
+
+// whoseSignature describes the key of a signature that failed to verify:
+// the witness and its key type, or the log.
+func (p *Policy) whoseSignature(name string, hash uint32) string {
+	for _, w := range p.Witnesses {
+		if w.Verifier.Name() == name && w.Verifier.KeyHash() == hash {
+			return fmt.Sprintf("the %s cosignature of witness %s (key %s+%08x) does not verify", w.Type, w.Name, name, hash)
+		}
+	}
+	return fmt.Sprintf("the log signature by %s (key ID %08x) does not verify", name, hash)
 }
 
 func orNone(s []string) string {

@@ -2,11 +2,13 @@ package policy
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/cairnlog/cairn/format/cosignature"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -114,4 +116,59 @@ func FuzzParse(f *testing.F) {
 		}
 		_, _ = p.Verify([]byte("x\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— x AAAAAAAA\n"))
 	})
+}
+
+// TestHybridWitnessNeedsBothKeyTypes: the hybrid rule in plain tlog-policy
+// (group all of a witness's Ed25519 and ML-DSA-44 lines) is met only when
+// both cosignatures verify; the key types are reported per witness line.
+func TestHybridWitnessNeedsBothKeyTypes(t *testing.T) {
+	src := strings.Replace(string(read(t, "../../testdata/interop.policy")), "quorum ed25519", "group omni-hybrid all omni mldsa\nquorum omni-hybrid", 1)
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range p.Witnesses {
+		want := map[string]cosignature.KeyType{"lite": cosignature.Ed25519, "omni": cosignature.Ed25519, "mldsa": cosignature.MLDSA44}[w.Name]
+		if w.Type != want {
+			t.Errorf("witness %s: type %s, want %s", w.Name, w.Type, want)
+		}
+	}
+	cp := string(read(t, "../../testdata/interop/checkpoint-cosigned.txt"))
+	v, err := p.Verify([]byte(cp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.KeyTypes["mldsa"] != cosignature.MLDSA44 || v.Cosigned["mldsa"].IsZero() {
+		t.Errorf("mldsa: type %s, time %v", v.KeyTypes["mldsa"], v.Cosigned["mldsa"])
+	}
+	var without []string
+	for _, line := range strings.Split(cp, "\n") {
+		if !strings.Contains(line, "example.test/mldsawitness") {
+			without = append(without, line)
+		}
+	}
+	if _, err := p.Verify([]byte(strings.Join(without, "\n"))); !errors.Is(err, ErrVerification) || !strings.Contains(err.Error(), `quorum "omni-hybrid" not met`) {
+		t.Errorf("Ed25519 alone under the hybrid rule: %v", err)
+	}
+}
+
+func TestParseRejectsABadMLDSAKey(t *testing.T) {
+	_, vkey, err := cosignature.GenerateKey("w.example", cosignature.MLDSA44)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, rest, _ := strings.Cut(vkey, "+")
+	id, key, _ := strings.Cut(rest, "+")
+	raw, _ := base64.StdEncoding.DecodeString(key)
+	raw[0] = 0x05
+	for what, k := range map[string]string{
+		"wrong key ID": name + "+00000000+" + key,
+		"short key":    vkey[:len(vkey)-8],
+		"type 0x05":    name + "+" + id + "+" + base64.StdEncoding.EncodeToString(raw),
+	} {
+		_, err := Parse([]byte("witness w " + k + "\nquorum w\n"))
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
 }
