@@ -35,6 +35,9 @@ type Log struct {
 	metrics   *metrics
 	watcher   *checkpointWatcher
 	guard     *guard
+	retainer  *retainer
+	// retainerDone is closed when the retainer's goroutine has returned.
+	retainerDone chan struct{}
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -129,7 +132,13 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)
+	if l.retainer, err = newRetainer(ctx, l, drv, as); err != nil {
+		stop()
+		return nil, err
+	}
 	go l.watcher.run(bg)
+	l.retainerDone = make(chan struct{})
+	go l.retainer.run(bg, cfg.RetentionInterval, l.retainerDone)
 	if len(cfg.WitnessPolicy) > 0 {
 		r, err := newWitnessRefresher(l, cfg.WitnessPolicy, wc)
 		if err != nil {
@@ -259,6 +268,7 @@ func (l *Log) drain() error {
 	l.logger.Info("shutting down: publishing a final checkpoint")
 	tErr := l.shutdown(ctx)
 	l.stop()
+	<-l.retainerDone
 	if tErr != nil {
 		return fmt.Errorf("draining Tessera: %w", tErr)
 	}
