@@ -1,8 +1,8 @@
 package log
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -274,4 +274,3 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // bundleOf is the entry bundle holding index.
 func bundleOf(index uint64) uint64 { return index / layout.EntryBundleWidth }
-

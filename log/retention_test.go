@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/record"
+	"github.com/cairnlog/cairn/internal/archive"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	"github.com/transparency-dev/tessera/api/layout"
 )
@@ -203,6 +206,71 @@ func testRetentionPrunesArchivesAndKeepsEveryProof(t *testing.T, tl *testLog, cl
 	if m := string(tl.get(t, "/metrics")); !strings.Contains(m, "cairn_log_minimum_index_entries 512") {
 		t.Fatal("/metrics does not report cairn_log_minimum_index_entries 512")
 	}
+
+	// The client: get of a pruned record says so and names the archive;
+	// the audit verifies the tree, the archive and the retained records.
+	pol, err := policy.Parse([]byte("log " + tl.vkey + "\nquorum none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewLog(tl.base, pol, client.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := cl.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Entry(ctx, v, 5); !errors.Is(err, client.ErrPruned) || !strings.Contains(err.Error(), "minimum index 512") || !strings.Contains(err.Error(), "archived at posix:") {
+		t.Fatalf("client get of pruned record 5: %v, want ErrPruned naming the minimum index and the archive", err)
+	}
+	if _, err := cl.Entry(ctx, v, 600); err != nil {
+		t.Fatalf("client get of held record 600: %v", err)
+	}
+	arch, err := archive.Open(archiveOf(t, tl), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.Audit(ctx, nil, client.AuditOptions{Archive: arch})
+	if err != nil {
+		t.Fatalf("audit with the archive: %v", err)
+	}
+	if res.MinimumIndex != 512 || res.ArchivedBundles != 1 {
+		t.Fatalf("audit: minimum index %d, %d archived bundles verified; want 512 and 1 (bundle 1 is within its grace)", res.MinimumIndex, res.ArchivedBundles)
+	}
+	// An audit state from this run refuses a minimum index that moves back.
+	if _, err := cl.Audit(ctx, res.State, client.AuditOptions{Archive: arch}); err != nil {
+		t.Fatalf("resumed audit: %v", err)
+	}
+	back := *res.State
+	back.MinimumIndex = 768
+	if _, err := cl.Audit(ctx, &back, client.AuditOptions{}); !errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), "moved backwards") {
+		t.Fatalf("audit after the minimum index moved back: %v", err)
+	}
+	// One flipped byte in the archive is reported at its index.
+	bundle0 := filepath.Join(strings.TrimPrefix(arch.String(), "posix:"), "tile", "entries", "000")
+	b, err := os.ReadFile(bundle0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entry 7's payload ends its record; flip the last byte of entry 7.
+	off := 0
+	for range 8 {
+		off += 2 + (int(b[off])<<8 | int(b[off+1]))
+	}
+	b[off-1] ^= 1
+	if err := os.WriteFile(bundle0, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Audit(ctx, nil, client.AuditOptions{Archive: arch}); !errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), "entry 7 ") {
+		t.Fatalf("audit of a tampered archive: %v, want a verification failure naming entry 7", err)
+	}
+}
+
+// archiveOf is the archive store of tl's retention policy.
+func archiveOf(t *testing.T, tl *testLog) string {
+	t.Helper()
+	return tl.retainer.policy.ArchiveTo
 }
 
 // retentionEvents lists the types of the retention audit records in the log.
