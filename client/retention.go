@@ -88,11 +88,29 @@ func (l *Log) prunedError(ctx context.Context, index, size uint64) error {
 		return nil
 	}
 	k := index / layout.EntryBundleWidth
-	detail := ""
+	// The log's 410 answer ends with where the bundle went ("; archived at
+	// s3://…" or "; purged (no archive)").
+	where := "not served"
 	if code, b, err := l.do(ctx, http.MethodGet, layout.EntriesPath(k, layout.PartialTileSize(0, k, size)), nil); err == nil && code == http.StatusGone {
-		detail = ": " + strings.TrimSpace(string(b))
+		body := strings.TrimSpace(string(b))
+		if i := strings.LastIndex(body, "; "); i >= 0 {
+			where = body[i+2:]
+		} else {
+			where = "the log says: " + body
+		}
 	}
-	return fmt.Errorf("record %d is %w: below minimum index %d%s", index, ErrPruned, m, detail)
+	return fmt.Errorf("record %d: %w: below minimum index %d, %s", index, ErrPruned, m, safeLine(where))
+}
+
+// safeLine keeps one line of printable text from what a server said.
+func safeLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // Hold is a legal hold as the log reports it (log.Hold's JSON).
