@@ -62,9 +62,10 @@ type retainer struct {
 	// yet may be deleted.
 	followed func(context.Context) (uint64, error)
 
-	// beforeDelete, if set (tests), runs after a batch is archived and
-	// verified and before it is deleted.
-	beforeDelete func(bundles []uint64)
+	// beforeDelete and afterDelete, if set (tests: kill -9), run after a
+	// batch is archived and verified and before it is deleted, and after it
+	// is deleted and before the progress is saved.
+	beforeDelete, afterDelete func(bundles []uint64)
 }
 
 // newRetainer parses the policy and opens and probes its archive: a
@@ -370,6 +371,9 @@ func (r *retainer) sweep(ctx context.Context, now time.Time) error {
 		}
 		if err := r.bundles.deleteBundles(ctx, batch); err != nil {
 			return err
+		}
+		if r.afterDelete != nil {
+			r.afterDelete(batch)
 		}
 		last := batch[len(batch)-1] + 1
 		if err := r.store.update(ctx, func(s *retentionState) error {

@@ -348,3 +348,140 @@ func TestMinimumIndexIsZeroWithoutPolicy(t *testing.T) {
 		t.Fatal("metric missing")
 	}
 }
+
+// TestKilledArchiveAndDeleteLosesNothing kills (SIGKILL) a log process
+// during its retention run, once after archiving and before deleting, once
+// after deleting and before saving its progress; the next run finishes the
+// job, and no bundle is deleted before its archived copy verified. Each run
+// is a process of its own (the POSIX antispam index is locked per process).
+func TestKilledArchiveAndDeleteLosesNothing(t *testing.T) {
+	t.Run("posix", func(t *testing.T) { testKilledArchiveAndDeleteLosesNothing(t, nil) })
+	t.Run("mysql+s3", func(t *testing.T) {
+		aws := testEngines(t)
+		testKilledArchiveAndDeleteLosesNothing(t, &aws)
+	})
+}
+
+func testKilledArchiveAndDeleteLosesNothing(t *testing.T, aws *AWSConfig) {
+	ctx := context.Background()
+	skey, vkey := newKey(t, testOrigin)
+	dir, arch := t.TempDir(), filepath.Join(t.TempDir(), "archive")
+	policyText := "keep 1ms\nthen archive posix:" + arch + "\n"
+	env := []string{envChildRetention + "=" + policyText}
+	get := func(key string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, key)) }
+	if aws != nil {
+		j, _ := json.Marshal(aws)
+		env = append(env, envChildAWS+"="+string(j))
+		ak, _ := os.ReadFile(aws.S3AccessKeyFile)
+		sk, _ := os.ReadFile(aws.S3SecretKeyFile)
+		st, err := archive.Open("s3://"+aws.S3Bucket, &archive.S3Options{Endpoint: aws.S3Endpoint, Region: aws.S3Region, PathStyle: aws.S3PathStyle,
+			AccessKey: strings.TrimSpace(string(ak)), SecretKey: strings.TrimSpace(string(sk))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		get = func(key string) ([]byte, error) { return st.Get(ctx, key) }
+	}
+
+	// Three full bundles (the policy is not evaluated: the interval is an hour).
+	c := startChild(t, dir, skey, env...)
+	var wg sync.WaitGroup
+	for i := range 3 * layout.EntryBundleWidth {
+		wg.Go(func() { appendGRPC(t, c.api, fmt.Sprintf("record %d", i)) })
+	}
+	wg.Wait()
+	c.waitForSize(t, vkey, 3*layout.EntryBundleWidth)
+	c.stop(t)
+	tiles := make([][]byte, 3)
+	for k := range tiles {
+		var err error
+		if tiles[k], err = get(layout.TilePath(0, uint64(k), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onStorage := func(k int) bool {
+		_, err := get(layout.EntriesPath(uint64(k), 0))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	// kill -9 after archiving, before deleting: nothing is deleted, and the
+	// archived copies verify.
+	killedChild(t, dir, skey, append(env, envChildRetentionKill+"=before-delete"))
+	for k := range tiles {
+		if !onStorage(k) {
+			t.Fatalf("bundle %d was deleted although the run was killed before deleting", k)
+		}
+		b, err := os.ReadFile(filepath.Join(arch, layout.EntriesPath(uint64(k), 0)))
+		if err != nil {
+			t.Fatalf("bundle %d was not archived before the kill: %v", k, err)
+		}
+		if err := VerifyBundle(b, tiles[k], uint64(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// kill -9 after deleting, before saving the progress.
+	killedChild(t, dir, skey, append(env, envChildRetentionKill+"=after-delete"))
+	for k := range tiles {
+		if onStorage(k) {
+			t.Fatalf("bundle %d is still on storage after the deleting run", k)
+		}
+	}
+
+	// The next run finishes the job from the archive: the bundles it finds
+	// deleted must be in the archive and verify there.
+	c = startChild(t, dir, skey, append(env, envChildRetentionKill+"=finish")...)
+	eventually(t, 60*time.Second, func() bool {
+		return bytes.Contains(c.get(t, "/metrics"), []byte("cairn_log_retention_deleted_bundles_total 3"))
+	})
+	if got := strings.TrimSpace(string(c.get(t, "/minimum-index"))); got != "768" {
+		t.Fatalf("minimum index after the kills = %s, want 768", got)
+	}
+	pol, err := policy.Parse([]byte("log " + vkey + "\nquorum none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.NewLog(c.base, pol, client.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := archive.Open("posix:"+arch, nil)
+	res, err := cl.Audit(ctx, nil, client.AuditOptions{Archive: st})
+	if err != nil {
+		t.Fatalf("audit after the kills: %v", err)
+	}
+	if res.ArchivedBundles != 3 || res.MinimumIndex != 768 {
+		t.Fatalf("audit: %d archived bundles verified, minimum index %d; want 3 and 768", res.ArchivedBundles, res.MinimumIndex)
+	}
+	c.stop(t)
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// killedChild runs a child log that kills itself with SIGKILL during its
+// retention run, and waits for it to die that way.
+func killedChild(t *testing.T, dir, skey string, env []string) {
+	t.Helper()
+	c := startChild(t, dir, skey, env...)
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("child exited with %v, want killed by SIGKILL at its kill point", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("child was not killed within 90s")
+	}
+}
