@@ -19,6 +19,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
+	"golang.org/x/sync/errgroup"
 )
 
 // DefaultRetentionInterval is how often the retention policy is evaluated.
@@ -37,6 +38,9 @@ const retentionObserveInterval = time.Second
 // is archived and verified, then the batch is deleted in one call, then the
 // progress is saved.
 const sweepBatch = 64
+
+// archiveWorkers is how many bundles of a batch are archived at once.
+const archiveWorkers = 8
 
 // ErrPruned: the requested record or entry bundle is below the minimum
 // index and no longer served (HTTP 410 Gone, gRPC FailedPrecondition).
@@ -359,11 +363,21 @@ func (r *retainer) sweep(ctx context.Context, now time.Time) error {
 				}
 				wroteCheckpoint = true
 			}
+			// The bundles of a batch are archived in parallel; the
+			// batch is deleted only once every one of them verified.
+			g, gctx := errgroup.WithContext(ctx)
+			g.SetLimit(archiveWorkers)
 			for _, b := range batch {
-				if err := r.archiveBundle(ctx, b); err != nil {
-					return err
-				}
-				r.l.metrics.archivedBundles.Inc()
+				g.Go(func() error {
+					if err := r.archiveBundle(gctx, b); err != nil {
+						return err
+					}
+					r.l.metrics.archivedBundles.Inc()
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				return err
 			}
 		}
 		if r.beforeDelete != nil {
