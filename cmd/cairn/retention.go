@@ -88,10 +88,13 @@ func newHoldAddCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add --log URL (--from N --to M | --principal NAME) --reason TEXT",
 		Short: "Hold an index range or a principal's records against pruning",
-		Example: `  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/demo.token \
+		Example: `  # After 'make run', with an admin token (its demo token has no admin role):
+  #   cairn access add --file data/access.txt --role admin ops > data/ops.token
+  #   kill -HUP $(pgrep -f 'cairn log serve')
+  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token \
     --from 0 --to 100 --reason "case 2026-17"
-  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/demo.token \
-    --principal demo --reason "litigation hold"`,
+  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token \
+    --principal demo-writer --reason "litigation hold"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -129,8 +132,9 @@ func newHoldReleaseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "release --log URL --reason TEXT ID",
 		Short: "Release a hold (nothing is pruned until the next evaluation)",
-		Example: `  cairn log hold release --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/demo.token \
-    --reason "case closed" 3f2a…`,
+		Example: `  # With make run's admin token (see 'cairn log hold add --help'); ID from 'cairn log hold list':
+  cairn log hold release --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token \
+    --reason "case closed" ID`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -159,10 +163,11 @@ func newHoldReleaseCmd() *cobra.Command {
 func newHoldListCmd() *cobra.Command {
 	var c clientFlags
 	cmd := &cobra.Command{
-		Use:     "list --log URL",
-		Short:   "List the holds in force and the minimum index",
-		Example: `  cairn log hold list --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/demo.token`,
-		Args:    cobra.NoArgs,
+		Use:   "list --log URL",
+		Short: "List the holds in force and the minimum index",
+		Example: `  # With make run's admin token (see 'cairn log hold add --help'):
+  cairn log hold list --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
 				return err
