@@ -203,17 +203,37 @@ func (r *retainer) observe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if full <= st.fullBundlesSeen() {
+	at := r.now().UnixMilli()
+	res := r.markResolution().Milliseconds()
+	fresh := func(s *retentionState) bool {
+		n := len(s.Integrated)
+		return full > s.fullBundlesSeen() && (n == 0 || at-s.Integrated[n-1].At >= res)
+	}
+	if !fresh(&st) {
 		return nil
 	}
-	at := r.now().UnixMilli()
 	return r.store.update(ctx, func(s *retentionState) error {
-		if full > s.fullBundlesSeen() {
+		if fresh(s) {
 			s.Integrated = append(s.Integrated, integrationMark{Upto: full, At: at})
 		}
 		return nil
 	})
 }
+
+// markResolution is the least time between two integration marks: bundles
+// seen within it are dated by the next mark, later than they were seen, so
+// records are kept at most this much longer than keep (1% of keep, at most
+// an hour). It bounds the marks (and the state) to about 100 per keep period
+// for short periods and 24 a day for long ones.
+func (r *retainer) markResolution() time.Duration {
+	if r.policy == nil {
+		return maxMarkResolution
+	}
+	return min(r.policy.Keep/100, maxMarkResolution)
+}
+
+// maxMarkResolution caps markResolution.
+const maxMarkResolution = time.Hour
 
 // errHoldsChanged aborts a move when holds changed during the evaluation.
 var errHoldsChanged = errors.New("legal holds changed during the evaluation; the next evaluation retries")
