@@ -76,6 +76,19 @@ func TestHoldsNeedTheAdminRoleAndBadRequestsChangeNothing(t *testing.T) {
 	if covered, _ := s.retainer.covers(ctx, 5, "someone"); covered {
 		t.Fatal("a released hold still covers its range")
 	}
+	// A principal hold covers that principal's records anywhere.
+	if _, err := op.AddHold(ctx, 0, 0, "bob", "litigation"); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := s.retainer.heldPrincipal(ctx, "bob"); err != nil || !held {
+		t.Fatalf("heldPrincipal(bob) = %v, %v", held, err)
+	}
+	if covered, _ := s.retainer.covers(ctx, 1<<40, "bob"); !covered {
+		t.Fatal("a principal hold does not cover the principal's record")
+	}
+	if held, _ := s.retainer.heldPrincipal(ctx, "alice"); held {
+		t.Fatal("alice is held without a hold")
+	}
 }
 
 func FuzzHoldRequest(f *testing.F) {
