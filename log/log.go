@@ -96,6 +96,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	rp, err := openRetention(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
@@ -132,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)
-	if l.retainer, err = newRetainer(ctx, l, drv, as); err != nil {
+	if l.retainer, err = newRetainer(ctx, l, rp, drv, as); err != nil {
 		stop()
 		return nil, err
 	}

@@ -72,11 +72,51 @@ type retainer struct {
 	beforeDelete, afterDelete func(bundles []uint64)
 }
 
-// newRetainer parses the policy and opens and probes its archive: a
-// malformed policy or an unreachable archive is refused at start.
-func newRetainer(ctx context.Context, l *Log, drv *driver, as *retryAntispam) (*retainer, error) {
+// retentionPolicy is a parsed policy and its opened archive.
+type retentionPolicy struct {
+	policy  *retention.Policy // nil: no policy
+	archive archive.Store     // nil unless the policy archives
+}
+
+// openRetention parses the policy and opens and probes its archive: a
+// malformed policy or an unreachable archive is refused at start, before
+// the log opens its storage.
+func openRetention(ctx context.Context, cfg Config) (retentionPolicy, error) {
+	var rp retentionPolicy
+	if len(cfg.Retention) == 0 {
+		return rp, nil
+	}
+	p, err := retention.Parse(cfg.Retention)
+	if err != nil {
+		return rp, fielderr.New("Config.Retention", err)
+	}
+	rp.policy = &p
+	if p.Action != retention.Archive {
+		return rp, nil
+	}
+	var s3o *archive.S3Options
+	if strings.HasPrefix(p.ArchiveTo, "s3://") {
+		if s3o, err = archiveS3Options(cfg); err != nil {
+			return rp, err
+		}
+	}
+	st, err := archive.Open(p.ArchiveTo, s3o)
+	if err != nil {
+		return rp, fielderr.New("Config.Retention", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, s3RequestTimeout)
+	defer cancel()
+	if err := archive.Probe(pctx, st); err != nil {
+		return rp, fielderr.New("Config.Retention", err)
+	}
+	rp.archive = st
+	return rp, nil
+}
+
+// newRetainer starts the log's retention on its opened storage.
+func newRetainer(ctx context.Context, l *Log, rp retentionPolicy, drv *driver, as *retryAntispam) (*retainer, error) {
 	cfg := l.cfg
-	r := &retainer{l: l, store: drv.retention, bundles: drv.bundles, now: cfg.Now, logger: cfg.Logger}
+	r := &retainer{l: l, store: drv.retention, bundles: drv.bundles, policy: rp.policy, archive: rp.archive, now: cfg.Now, logger: cfg.Logger}
 	r.followed = func(ctx context.Context) (uint64, error) {
 		f := as.follower.Load()
 		if f == nil {
@@ -86,32 +126,6 @@ func newRetainer(ctx context.Context, l *Log, drv *driver, as *retryAntispam) (*
 	}
 	if r.now == nil {
 		r.now = time.Now
-	}
-	if len(cfg.Retention) == 0 {
-		return r, r.refresh(ctx)
-	}
-	p, err := retention.Parse(cfg.Retention)
-	if err != nil {
-		return nil, fielderr.New("Config.Retention", err)
-	}
-	r.policy = &p
-	if p.Action == retention.Archive {
-		var s3o *archive.S3Options
-		if strings.HasPrefix(p.ArchiveTo, "s3://") {
-			if s3o, err = archiveS3Options(cfg); err != nil {
-				return nil, err
-			}
-		}
-		st, err := archive.Open(p.ArchiveTo, s3o)
-		if err != nil {
-			return nil, fielderr.New("Config.Retention", err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, s3RequestTimeout)
-		defer cancel()
-		if err := archive.Probe(pctx, st); err != nil {
-			return nil, fielderr.New("Config.Retention", err)
-		}
-		r.archive = st
 	}
 	return r, r.refresh(ctx)
 }

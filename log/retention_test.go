@@ -20,7 +20,10 @@ import (
 	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/internal/archive"
 	"github.com/cairnlog/cairn/internal/fielderr"
+	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"github.com/transparency-dev/tessera/api/layout"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // testClock is an injected clock that tests move by hand.
@@ -192,6 +195,12 @@ func testRetentionPrunesArchivesAndKeepsEveryProof(t *testing.T, tl *testLog, cl
 	if _, _, err := tl.entries(ctx, 5, 1); !errors.Is(err, ErrPruned) {
 		t.Fatalf("entries below the minimum index: %v, want ErrPruned", err)
 	}
+	if _, err := tl.api.GetEntries(ctx, &cairnv1.GetEntriesRequest{Start: 5, Count: 1}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "minimum index 512") {
+		t.Fatalf("gRPC GetEntries below the minimum index: %v, want FailedPrecondition naming it", err)
+	}
+	if _, err := tl.api.GetInclusionProof(ctx, &cairnv1.GetInclusionProofRequest{Index: 5}); err != nil {
+		t.Fatalf("gRPC inclusion proof below the minimum index: %v", err)
+	}
 	// The moves and holds are in the tree, by RetentionSubmitter.
 	// (appended, they are in the tree once a checkpoint covers them)
 	events := retentionEvents(t, tl)
@@ -266,6 +275,15 @@ func testRetentionPrunesArchivesAndKeepsEveryProof(t *testing.T, tl *testLog, cl
 	if _, err := cl.Audit(ctx, nil, client.AuditOptions{Archive: arch}); !errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), "entry 7 ") {
 		t.Fatalf("audit of a tampered archive: %v, want a verification failure naming entry 7", err)
 	}
+	// Records removed at or above the minimum index fail the audit.
+	if strings.HasPrefix(tl.cfg.Storage, "posix:") {
+		if err := os.Remove(filepath.Join(tl.dir, "tile", "entries", "002")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Audit(ctx, nil, client.AuditOptions{}); !errors.Is(err, client.ErrVerification) || !strings.Contains(err.Error(), "tile/entries/002") {
+			t.Fatalf("audit with bundle 2 (above the minimum index) removed: %v, want a verification failure naming it", err)
+		}
+	}
 }
 
 // archiveOf is the archive store of tl's retention policy.
@@ -330,12 +348,16 @@ func TestRetentionPolicyRefusedAtStart(t *testing.T) {
 		{"keep 1d\nthen archive s3://bucket/p", "needs Config.Storage mysql+s3"},
 		{"keep 1d\nthen archive posix:/proc/cairn-cannot-write-here", "not writable"},
 	} {
-		cfg := testConfig(t.TempDir(), skey)
+		dir := filepath.Join(t.TempDir(), "log")
+		cfg := testConfig(dir, skey)
 		cfg.Retention = []byte(tc.policy)
 		_, err := New(context.Background(), cfg)
 		var fe *fielderr.Error
 		if err == nil || !errors.As(err, &fe) || fe.Field != "Config.Retention" || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("policy %q: %v, want a Config.Retention error naming %q", tc.policy, err, tc.want)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("policy %q: the refused log created its storage directory", tc.policy)
 		}
 	}
 }
