@@ -79,7 +79,8 @@ func (s *retentionState) deniedAt(k uint64) (time.Time, bool) {
 }
 
 // trim drops integration marks wholly below the minimum index and the
-// deleted watermark, which nothing reads again.
+// deleted watermark, and moves wholly below the deleted watermark, which
+// nothing reads again (the last of each is kept).
 func (s *retentionState) trim() {
 	below := min(s.MinIndex/layout.EntryBundleWidth, s.Deleted)
 	i := 0
@@ -87,6 +88,11 @@ func (s *retentionState) trim() {
 		i++
 	}
 	s.Integrated = s.Integrated[i:]
+	j := 0
+	for j < len(s.Moves)-1 && s.Moves[j].To <= s.Deleted*layout.EntryBundleWidth {
+		j++
+	}
+	s.Moves = s.Moves[j:]
 }
 
 // retentionStore keeps retentionState. update is an atomic

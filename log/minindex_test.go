@@ -34,6 +34,9 @@ func TestRetentionStateDatesBundlesAndTrims(t *testing.T) {
 	if len(s.Integrated) != 1 || s.Integrated[0].Upto != 5 {
 		t.Errorf("trim kept %+v, want only the mark of bundles 2-4", s.Integrated)
 	}
+	if len(s.Moves) != 1 || s.Moves[0].To != 1024 {
+		t.Errorf("trim kept moves %+v, want only the move to 1024 (bundle 3 is not deleted)", s.Moves)
+	}
 }
 
 func TestMinimumIndexNeverMovesBackwards(t *testing.T) {
