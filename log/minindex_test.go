@@ -2,9 +2,15 @@ package log
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/format/policy"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestRetentionStateDatesBundlesAndTrims(t *testing.T) {
@@ -99,5 +105,46 @@ func TestIntegrationMarksAreRateLimited(t *testing.T) {
 	}
 	if st, _ = tl.retainer.store.load(ctx); len(st.Integrated) != 2 || st.Integrated[1].Upto != 3 || st.Integrated[1].At != clock.Now().UnixMilli() {
 		t.Fatalf("marks %+v, want a second mark dating bundles 1-2 at the later time", st.Integrated)
+	}
+}
+
+func TestIntegrationIsDatedByWitnessCosignatures(t *testing.T) {
+	skey, vkey := newKey(t, testOrigin)
+	wskey, wvkey, err := note.GenerateKey(rand.Reader, "example.test/w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logSigner, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logVerifier, _ := note.NewVerifier(vkey)
+	cosigner, err := fnote.NewSignerForCosignatureV1(wskey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse([]byte("witness w " + wvkey + "\nquorum w\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Logs = []policy.Log{{Origin: testOrigin, Verifier: logVerifier}}
+	clock := &testClock{t: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := &retainer{now: clock.Now, witnesses: p}
+	text := testOrigin + "\n512\n" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n"
+
+	before := time.Now().Truncate(time.Second)
+	cosigned, err := note.Sign(&note.Note{Text: text}, logSigner, cosigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at := r.integrationTime(cosigned); at.Before(before) || at.After(time.Now()) {
+		t.Fatalf("a cosigned checkpoint dated %v, want its cosignature's timestamp (now), not the log's clock %v", at, clock.Now())
+	}
+	bare, err := note.Sign(&note.Note{Text: text}, logSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at := r.integrationTime(bare); !at.Equal(clock.Now()) {
+		t.Fatalf("an uncosigned checkpoint dated %v, want the log's clock %v", at, clock.Now())
 	}
 }

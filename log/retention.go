@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/format/retention"
 	"github.com/cairnlog/cairn/internal/archive"
@@ -57,6 +58,10 @@ type retainer struct {
 	archive archive.Store     // set when the policy archives
 	now     func() time.Time
 	logger  *slog.Logger
+
+	// witnesses verifies the published checkpoint's cosignatures, whose
+	// timestamps date integration (nil without a witness policy).
+	witnesses *policy.Policy
 
 	// minIndex is the last minimum index read or written, served per request.
 	minIndex atomic.Uint64
@@ -127,7 +132,38 @@ func newRetainer(ctx context.Context, l *Log, rp retentionPolicy, drv *driver, a
 	if r.now == nil {
 		r.now = time.Now
 	}
+	if len(cfg.WitnessPolicy) > 0 {
+		// The log's witness policy, with this log's own key as its log.
+		p, err := policy.Parse(cfg.WitnessPolicy)
+		if err != nil {
+			r.logger.Warn("retention: the witness policy does not parse as a tlog-policy; records are dated by the log's clock alone", slog.Any("error", err))
+		} else {
+			p.Logs = []policy.Log{{Origin: l.origin, Verifier: l.verifierV}}
+			r.witnesses = p
+		}
+	}
 	return r, r.refresh(ctx)
+}
+
+// integrationTime is the time to record for bundles a published checkpoint
+// covers for the first time: the latest timestamp among its verified
+// witness cosignatures (tlog-cosignature: the witness saw the checkpoint
+// then, so the records were integrated no later), or the log's clock when it
+// carries none. The latest, not the earliest, so that one witness whose
+// clock is behind cannot make records look older than they are.
+func (r *retainer) integrationTime(cp []byte) time.Time {
+	if r.witnesses != nil {
+		if v, err := r.witnesses.Verify(cp); err == nil && len(v.Cosigned) > 0 {
+			var latest time.Time
+			for _, t := range v.Cosigned {
+				if t.After(latest) {
+					latest = t
+				}
+			}
+			return latest
+		}
+	}
+	return r.now()
 }
 
 // archiveS3Options reaches an s3:// archive with the mysql+s3 driver's
@@ -199,13 +235,14 @@ func (r *retainer) run(ctx context.Context, interval time.Duration, done chan<- 
 
 // observe notes the time at which the published checkpoint first covered
 // each full bundle: the record's integration time, from which keep counts.
-// It is the log's clock when it first saw the checkpoint, never earlier than
-// the true integration, so a record is kept at least as long as the policy says.
+// It is the witnesses' latest cosignature timestamp on the checkpoint, or the
+// log's clock when it first saw it; never earlier than the true integration,
+// so a record is kept at least as long as the policy says.
 func (r *retainer) observe(ctx context.Context) error {
 	if err := r.refresh(ctx); err != nil {
 		return err
 	}
-	_, size, err := r.l.latest(ctx)
+	cp, size, err := r.l.latest(ctx)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -217,7 +254,10 @@ func (r *retainer) observe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	at := r.now().UnixMilli()
+	if full <= st.fullBundlesSeen() {
+		return nil
+	}
+	at := r.integrationTime(cp).UnixMilli()
 	res := r.markResolution().Milliseconds()
 	fresh := func(s *retentionState) bool {
 		n := len(s.Integrated)
