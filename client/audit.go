@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/archive"
 	"github.com/cairnlog/cairn/internal/atomicfile"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -31,6 +32,8 @@ type State struct {
 	Root       []byte   `json:"root"`
 	Checkpoint string   `json:"checkpoint"`
 	Range      [][]byte `json:"range,omitempty"`
+	// MinimumIndex is the log's minimum index at that audit: it never moves back.
+	MinimumIndex uint64 `json:"minimum_index,omitempty"`
 }
 
 // LoadState reads a state file; a missing file is no state (nil, nil).
@@ -76,6 +79,12 @@ type AuditOptions struct {
 	Workers int
 	// Progress, if set, is called as records are verified.
 	Progress func(verified, total uint64)
+	// Archive, if set, is where the log archived the entry bundles below its
+	// minimum index (its retention policy's "then archive"): those it holds
+	// are verified from there. Records below the minimum index that are not
+	// in it (none without an archive; those still in their grace period with
+	// one) are checked only through their leaf hashes in the tiles.
+	Archive archive.Store
 }
 
 // AuditResult is a passed audit.
@@ -86,6 +95,10 @@ type AuditResult struct {
 	Records uint64
 	Elapsed time.Duration
 	State   *State
+	// MinimumIndex is the log's minimum index: records below it are
+	// pruned; ArchivedBundles of their bundles were verified in the archive.
+	MinimumIndex    uint64
+	ArchivedBundles uint64
 }
 
 // bundleResult is one verified entry bundle.
@@ -95,6 +108,8 @@ type bundleResult struct {
 	root  []byte // MTH of the bundle's 256 leaves if the L0 tile is full
 	err   error
 	count uint64
+	// archived: the bundle was verified from the archive.
+	archived bool
 }
 
 // Audit replays the log: it fetches the latest checkpoint (verified against
@@ -110,10 +125,19 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 		return nil, err
 	}
 	size := v.Checkpoint.Size
+	minIndex, err := l.MinimumIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if minIndex > size {
+		return nil, verifyErr("the minimum index %d is beyond the checkpoint's size %d", minIndex, size)
+	}
 	rng := rangeFactory.NewEmptyRange(0)
 	begin := uint64(0)
 	if from != nil {
 		switch {
+		case minIndex < from.MinimumIndex:
+			return nil, verifyErr("the minimum index moved backwards: %d now, %d before", minIndex, from.MinimumIndex)
 		case from.Size > size:
 			return nil, verifyErr("rollback: the log serves size %d, but size %d was verified before", size, from.Size)
 		case from.Size == size && !bytes.Equal(from.Root, v.Checkpoint.Root[:]):
@@ -154,7 +178,7 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 		workers.Go(func() {
 			for k := range jobs {
 				select {
-				case results <- l.auditBundle(ctx, k, begin, size):
+				case results <- l.auditBundle(ctx, k, begin, size, minIndex/layout.EntryBundleWidth, o.Archive):
 				case <-ctx.Done():
 					return
 				}
@@ -166,6 +190,7 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 	pending := map[uint64]bundleResult{}
 	next := firstK
 	done := uint64(0)
+	archived := uint64(0)
 	for r := range results {
 		pending[r.k] = r
 		for {
@@ -188,6 +213,9 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 				level1 = append(level1, r.root)
 			}
 			done += r.count
+			if r.archived {
+				archived++
+			}
 			if o.Progress != nil {
 				o.Progress(done, size-begin)
 			}
@@ -218,13 +246,15 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 			return nil, err
 		}
 	}
-	st := &State{Size: size, Root: v.Checkpoint.Root[:], Checkpoint: string(v.Raw), Range: rng.Hashes()}
-	return &AuditResult{Checkpoint: v, From: begin, Records: size - begin, Elapsed: time.Since(start), State: st}, nil
+	st := &State{Size: size, Root: v.Checkpoint.Root[:], Checkpoint: string(v.Raw), Range: rng.Hashes(), MinimumIndex: minIndex}
+	return &AuditResult{Checkpoint: v, From: begin, Records: size - begin, Elapsed: time.Since(start), State: st, MinimumIndex: minIndex, ArchivedBundles: archived}, nil
 }
 
 // auditBundle verifies entry bundle k against its level-0 tile and returns
-// the compact range of its leaves from max(begin, k*256).
-func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResult {
+// the compact range of its leaves from max(begin, k*256). A bundle below
+// minBundle (pruned) is read from the archive, or, without one, only its
+// tile is taken into the tree.
+func (l *Log) auditBundle(ctx context.Context, k, begin, size, minBundle uint64, arch archive.Store) bundleResult {
 	res := bundleResult{k: k}
 	p := layout.PartialTileSize(0, k, size)
 	w := uint64(p)
@@ -232,10 +262,34 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResu
 		w = layout.EntryBundleWidth
 	}
 	bundlePath, tilePath := layout.EntriesPath(k, p), layout.TilePath(0, k, p)
-	raw, err := l.fetcher.ReadEntryBundle(ctx, k, p)
-	if err != nil {
-		res.err = missing(bundlePath, err)
-		return res
+	var raw []byte
+	var err error
+	switch {
+	case k < minBundle && arch == nil:
+		// Pruned and no archive given: the leaf hashes stand for the records.
+	case k < minBundle:
+		raw, err = arch.Get(ctx, bundlePath)
+		bundlePath = arch.String() + " " + bundlePath
+		if errors.Is(err, os.ErrNotExist) {
+			// Not archived yet (the log archives at the end of the grace
+			// period): the leaf hashes stand for the records.
+			raw, err = nil, nil
+		}
+		if err != nil {
+			res.err = fmt.Errorf("reading %s: %w", bundlePath, err)
+			return res
+		}
+		res.archived = raw != nil
+	default:
+		raw, err = l.fetcher.ReadEntryBundle(ctx, k, p)
+		if err != nil {
+			if code, _, herr := l.do(ctx, "GET", bundlePath, nil); herr == nil && code == 410 {
+				res.err = verifyErr("%s is gone (410), but it is at or above the minimum index %d: records were removed that the log must still serve", bundlePath, minBundle*layout.EntryBundleWidth)
+				return res
+			}
+			res.err = missing(bundlePath, err)
+			return res
+		}
 	}
 	tile, err := l.fetcher.ReadTile(ctx, 0, k, p)
 	if err != nil {
@@ -260,6 +314,15 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size uint64) bundleResu
 	var lh leafHasher
 	rest := raw
 	for i := uint64(0); i < w; i++ {
+		if raw == nil {
+			if first+i >= from {
+				if err := res.rng.Append(tile[i*32:(i+1)*32], nil); err != nil {
+					res.err = err
+					return res
+				}
+			}
+			continue
+		}
 		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
 			res.err = verifyErr("entry bundle %s is malformed: it ends inside entry %d (want %d entries)", bundlePath, first+i, w)
 			return res

@@ -35,6 +35,11 @@ type Log struct {
 	URL     string
 	Policy  *policy.Policy
 	fetcher *tclient.HTTPFetcher
+	// hc, base and token reach the log's other HTTP endpoints
+	// (/minimum-index, /holds: client/retention.go).
+	hc    *http.Client
+	base  *url.URL
+	token string
 }
 
 // HTTPOptions configure how a Log is reached.
@@ -68,14 +73,15 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	tr.Proxy = nil
 	tr.TLSClientConfig = o.TLS
 	tr.MaxIdleConnsPerHost = 16
-	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tr, Timeout: o.Timeout})
+	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
+	f, err := tclient.NewHTTPFetcher(u, hc)
 	if err != nil {
 		return nil, err
 	}
 	if o.Token != "" {
 		f.SetAuthorizationHeader("Bearer " + o.Token)
 	}
-	return &Log{URL: base, Policy: p, fetcher: f}, nil
+	return &Log{URL: base, Policy: p, fetcher: f, hc: hc, base: u, token: o.Token}, nil
 }
 
 // Checkpoint fetches the latest checkpoint and verifies it against the policy.
@@ -107,6 +113,9 @@ func (l *Log) Entry(ctx context.Context, v *policy.Verified, index uint64) ([]by
 	}
 	b, err := l.fetcher.ReadEntryBundle(ctx, index/layout.EntryBundleWidth, layout.PartialTileSize(0, index/layout.EntryBundleWidth, size))
 	if err != nil {
+		if perr := l.prunedError(ctx, index, size); perr != nil {
+			return nil, perr
+		}
 		return nil, missing(layout.EntriesPathForLogIndex(index, size), err)
 	}
 	eb := api.EntryBundle{}

@@ -28,6 +28,11 @@ const (
 	envChildDefaults = "CAIRN_TEST_CHILD_DEFAULTS"
 	// envChildAWS (JSON of AWSConfig) puts the child on mysql+s3.
 	envChildAWS = "CAIRN_TEST_CHILD_AWS"
+	// envChildRetention is the child's retention policy; with
+	// envChildRetentionKill (before-delete or after-delete) the child
+	// evaluates it at once and kills itself with SIGKILL at that point.
+	envChildRetention     = "CAIRN_TEST_CHILD_RETENTION"
+	envChildRetentionKill = "CAIRN_TEST_CHILD_RETENTION_KILL"
 )
 
 func TestMain(m *testing.M) {
@@ -52,10 +57,26 @@ func runChild(dir, skey string) int {
 			return 2
 		}
 	}
+	cfg.Retention = []byte(os.Getenv(envChildRetention))
 	l, err := New(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
+	}
+	if at := os.Getenv(envChildRetentionKill); at != "" {
+		kill := func([]uint64) {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		switch at {
+		case "before-delete":
+			l.retainer.beforeDelete = kill
+		case "after-delete":
+			l.retainer.afterDelete = kill
+		}
+		// Evaluate until killed (deletion waits for the antispam follower),
+		// or, with "finish", keep evaluating while serving.
+		go every(ctx, 100*time.Millisecond, func() { _ = l.EvaluateRetention(ctx) })
 	}
 	fmt.Printf("LISTENING %s %s\n", l.HTTPAddr(), l.GRPCAddr())
 	if err := l.Run(ctx); err != nil {

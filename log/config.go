@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/record"
+	"github.com/cairnlog/cairn/format/retention"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/tessera"
@@ -72,6 +73,15 @@ type Config struct {
 	TLSCA string
 	// InsecurePlaintext serves without TLS. It must be asked for explicitly.
 	InsecurePlaintext bool
+	// Retention is a retention policy (format/retention: keep, grace,
+	// then purge|archive). Empty: the log never prunes (tlog-tiles).
+	Retention []byte
+	// RetentionInterval is how often the policy is evaluated
+	// (0: DefaultRetentionInterval).
+	RetentionInterval time.Duration
+	// Now is the log's clock for retention (integration times, holds).
+	// Nil: time.Now. Tests inject one to span years.
+	Now func() time.Time
 	// Logger receives structured logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -152,6 +162,9 @@ func (c Config) WithDefaults() Config {
 	if c.ReadAccess == "" {
 		c.ReadAccess = ReadPublic
 	}
+	if c.RetentionInterval == 0 {
+		c.RetentionInterval = DefaultRetentionInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -200,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxClockSkew < 0 {
 		return fielderr.Errorf("Config.MaxClockSkew", "must not be negative")
+	}
+	if err := c.validateRetention(); err != nil {
+		return err
 	}
 	if len(c.WitnessPolicy) > 0 {
 		if _, err := witnessGroup(c.WitnessPolicy); err != nil {
@@ -251,6 +267,25 @@ func (c Config) validateAccess() error {
 	}
 	if c.TLSClientCA != "" && c.AccessFile == "" {
 		return fielderr.Errorf("Config.TLSClientCA", "needs Config.AccessFile: without an access file every caller may append, with or without a certificate; name the certificate principals in the access file")
+	}
+	return nil
+}
+
+// validateRetention checks the retention policy's syntax and interval; its
+// archive is probed when the log starts.
+func (c Config) validateRetention() error {
+	if c.RetentionInterval < 0 {
+		return fielderr.Errorf("Config.RetentionInterval", "%v must not be negative", c.RetentionInterval)
+	}
+	if len(c.Retention) == 0 {
+		return nil
+	}
+	p, err := retention.Parse(c.Retention)
+	if err != nil {
+		return fielderr.New("Config.Retention", err)
+	}
+	if strings.HasPrefix(p.ArchiveTo, "s3://") && c.Storage != "mysql+s3" {
+		return fielderr.Errorf("Config.Retention", "an s3:// archive uses the object store and credentials of Config.AWS, so it needs Config.Storage mysql+s3 (not %q); archive to posix:DIR instead", c.Storage)
 	}
 	return nil
 }

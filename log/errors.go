@@ -42,6 +42,8 @@ func grpcCode(err error) codes.Code {
 	switch {
 	case err == nil:
 		return codes.OK
+	case errors.Is(err, ErrPruned):
+		return codes.FailedPrecondition
 	case errors.Is(err, ErrInvalidRecord), errors.Is(err, ErrInvalidRequest), errors.Is(err, errUnsupportedMediaType):
 		return codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
@@ -98,6 +100,8 @@ func httpStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errUnsupportedMediaType):
 		return http.StatusUnsupportedMediaType
+	case errors.Is(err, ErrPruned):
+		return http.StatusGone
 	}
 	switch grpcCode(err) {
 	case codes.OK:

@@ -39,6 +39,10 @@ func (l *Log) httpHandler() http.Handler {
 	mux.HandleFunc("GET /checkpoint", l.handleCheckpoint)
 	mux.HandleFunc("GET /tile/entries/{path...}", l.handleEntryBundle)
 	mux.HandleFunc("GET /tile/{level}/{path...}", l.handleTile)
+	mux.HandleFunc("GET /minimum-index", l.handleMinimumIndex)
+	mux.HandleFunc("GET /holds", l.handleHolds)
+	mux.HandleFunc("POST /holds", l.handleAddHold)
+	mux.HandleFunc("POST /holds/{id}/release", l.handleReleaseHold)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", l.handleReady)
 	mux.Handle("GET /metrics", l.guard.adminOnly(promhttp.HandlerFor(l.metrics.registry, promhttp.HandlerOpts{})))
@@ -162,6 +166,10 @@ func (l *Log) handleEntryBundle(w http.ResponseWriter, r *http.Request) {
 	index, p, err := layout.ParseTileIndexPartial(r.PathValue("path"))
 	if err != nil {
 		writeHTTPError(w, fmt.Errorf("%w: malformed entry bundle path %q: %v", ErrInvalidRequest, r.URL.Path, err))
+		return
+	}
+	if err := l.retainer.checkServed(index); err != nil {
+		writeHTTPError(w, err)
 		return
 	}
 	b, err := l.readBundle(r.Context(), index, p)

@@ -35,6 +35,9 @@ type Log struct {
 	metrics   *metrics
 	watcher   *checkpointWatcher
 	guard     *guard
+	retainer  *retainer
+	// retainerDone is closed when the retainer's goroutine has returned.
+	retainerDone chan struct{}
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -93,6 +96,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	rp, err := openRetention(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
@@ -129,7 +136,13 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)
+	if l.retainer, err = newRetainer(ctx, l, rp, drv, as); err != nil {
+		stop()
+		return nil, err
+	}
 	go l.watcher.run(bg)
+	l.retainerDone = make(chan struct{})
+	go l.retainer.run(bg, cfg.RetentionInterval, l.retainerDone)
 	if len(cfg.WitnessPolicy) > 0 {
 		r, err := newWitnessRefresher(l, cfg.WitnessPolicy, wc)
 		if err != nil {
@@ -259,6 +272,7 @@ func (l *Log) drain() error {
 	l.logger.Info("shutting down: publishing a final checkpoint")
 	tErr := l.shutdown(ctx)
 	l.stop()
+	<-l.retainerDone
 	if tErr != nil {
 		return fmt.Errorf("draining Tessera: %w", tErr)
 	}

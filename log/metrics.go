@@ -22,6 +22,13 @@ type metrics struct {
 	authFailures         *prometheus.CounterVec
 	accessReloadFailures prometheus.Counter
 	accessReloadSuccess  prometheus.Gauge
+
+	minIndex           prometheus.Gauge
+	holds              prometheus.Gauge
+	archivedBundles    prometheus.Counter
+	deletedBundles     prometheus.Counter
+	retentionFailures  prometheus.Counter
+	retentionEvaluated prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -73,7 +80,32 @@ func newMetrics() *metrics {
 			Name: "cairn_access_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful access file load (0: no access file).",
 		}),
+		minIndex: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_log_minimum_index_entries",
+			Help: "The tlog-tiles minimum index: entry bundles below it are no longer served (410 Gone).",
+		}),
+		holds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_log_retention_holds",
+			Help: "Legal holds in force.",
+		}),
+		archivedBundles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_retention_archived_bundles_total",
+			Help: "Entry bundles copied to the archive and verified there.",
+		}),
+		deletedBundles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_retention_deleted_bundles_total",
+			Help: "Entry bundles physically deleted after their grace period.",
+		}),
+		retentionFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_retention_evaluation_failures_total",
+			Help: "Retention policy evaluations that failed (the next one retries).",
+		}),
+		retentionEvaluated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_log_retention_last_evaluation_timestamp_seconds",
+			Help: "Unix time of the last retention policy evaluation.",
+		}),
 	}
+	m.registry.MustRegister(m.minIndex, m.holds, m.archivedBundles, m.deletedBundles, m.retentionFailures, m.retentionEvaluated)
 	m.registry.MustRegister(m.requests, m.appends, m.rejected, m.appendErrors, m.appendLatency,
 		m.treeSize, m.integration, m.checkpointAt, m.authFailures, m.accessReloadFailures, m.accessReloadSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

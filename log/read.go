@@ -120,6 +120,9 @@ func (l *Log) entries(ctx context.Context, start, count uint64) (leaves [][]byte
 	if start >= size {
 		return nil, false, fmt.Errorf("%w: entry %d is beyond the published tree of size %d", ErrNotFound, start, size)
 	}
+	if err := l.retainer.checkServed(bundleOf(start)); err != nil {
+		return nil, false, err
+	}
 	count = min(count, size-start)
 	if count > MaxEntriesPerCall {
 		count, truncated = MaxEntriesPerCall, true

@@ -27,6 +27,10 @@ type driver struct {
 	antispam tessera.Antispam
 	// reader, if set, adapts Tessera's reader to the errors the read path expects.
 	reader func(tessera.LogReader) tessera.LogReader
+	// retention keeps the minimum index, integration times and holds;
+	// bundles deletes pruned entry bundles (log/retention.go).
+	retention retentionStore
+	bundles   bundleDeleter
 }
 
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
@@ -77,7 +81,7 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
-	return &driver{name: "posix", tessera: d, antispam: as}, nil
+	return &driver{name: "posix", tessera: d, antispam: as, retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir}}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:

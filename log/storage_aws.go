@@ -173,9 +173,13 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		return nil, err
 	}
 	s3c := s3.NewFromConfig(*sdk, s3opts)
+	rs, err := newSQLRetentionStore(ctx, db)
+	if err != nil {
+		return nil, fielderr.New("Config.AWS.MySQLDSN", err)
+	}
 	return &driver{name: "mysql+s3", tessera: d, antispam: batched, reader: func(r tessera.LogReader) tessera.LogReader {
 		return s3Reader{LogReader: r, s3: s3c, bucket: c.S3Bucket}
-	}}, nil
+	}, retention: rs, bundles: s3Deleter{s3: s3c, bucket: c.S3Bucket}}, nil
 }
 
 // s3RequestTimeout bounds one request to the object store, and the start-up

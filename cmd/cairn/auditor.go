@@ -471,7 +471,10 @@ prints the exact leaf bytes instead (what 'cairn verify receipt --record' takes)
 
 Text output writes every non-printable character of a record as an escape (\r,
 \x1b, \u202e, \n), so a record cannot drive the terminal; --output json is exact.
-An INDEX at or beyond the checkpoint's size is not in the log at this size (exit 2).`,
+An INDEX at or beyond the checkpoint's size is not in the log at this size (exit 2).
+An INDEX below the log's minimum index was pruned by its retention policy: "pruned:
+below minimum index N, archived at …" (exit 3); 'cairn verify receipt' still
+verifies its receipt offline, and 'cairn audit --archive' checks the archived copy.`,
 		Example: `  cairn get --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt 0
   cairn get --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --raw 0 > record.leaf`,
 		Args: cobra.ExactArgs(1),
@@ -514,6 +517,7 @@ An INDEX at or beyond the checkpoint's size is not in the log at this size (exit
 
 func newAuditCmd() *cobra.Command {
 	var c clientFlags
+	var af archiveFlags
 	var statePath string
 	var quiet bool
 	cmd := &cobra.Command{
@@ -525,9 +529,18 @@ disagreement with its index and path. With --state, the audit resumes from the l
 verified tree and checks the new one extends it, then saves the new state.
 
 "audit FAILED" (exit 1) means the log's data is wrong; an audit that could not run
-(unreachable log, TLS mismatch, a bad flag) exits 2 and says why.`,
+(unreachable log, TLS mismatch, a bad flag) exits 2 and says why.
+
+A log with a retention policy serves no records below its minimum index: the audit
+verifies the whole tree from the hash tiles, the records from the minimum index up,
+and with --archive (posix:DIR or s3://BUCKET/PREFIX, the policy's "then archive")
+the archived bundles against the log's tiles; it reports the pruned range. It fails
+if records are gone at or above the minimum index, or (with --state) if the minimum
+index moved backwards.`,
 		Example: `  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt
-  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json`,
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json
+  # Assumes a log whose retention policy archives to /srv/cairn-archive:
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --archive posix:/srv/cairn-archive`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -551,6 +564,9 @@ verified tree and checks the new one extends it, then saves the new state.
 			last := time.Now()
 			start := time.Now()
 			o := client.AuditOptions{}
+			if o.Archive, err = af.open(); err != nil {
+				return err
+			}
 			printed := false
 			if !quiet {
 				o.Progress = func(done, total uint64) {
@@ -576,13 +592,14 @@ verified tree and checks the new one extends it, then saves the new state.
 				}
 			}
 			rate := float64(res.Records) / res.Elapsed.Seconds()
-			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint)},
-				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s",
-					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, cpText(res.Checkpoint)))
+			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint), MinimumIndex: res.MinimumIndex, ArchivedBundles: res.ArchivedBundles},
+				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s%s",
+					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, prunedText(res), cpText(res.Checkpoint)))
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)
 	cmd.Flags().StringVar(&statePath, "state", "", "state file: resume from it and save the new verified state")
+	af.register(cmd.Flags())
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
 	documentEnv(cmd)
 	return cmd

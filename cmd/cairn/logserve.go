@@ -18,7 +18,7 @@ func newLogCmd() *cobra.Command {
 		Use:   "log",
 		Short: "Run the log",
 	}
-	cmd.AddCommand(newLogServeCmd())
+	cmd.AddCommand(newLogServeCmd(), newLogHoldCmd())
 	return cmd
 }
 
@@ -26,6 +26,7 @@ func newLogServeCmd() *cobra.Command {
 	var (
 		cfg                                cairnlog.Config
 		keyFile, policyFile, logFormat, lv string
+		retentionFile                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --origin ORIGIN --key FILE [flags]",
@@ -45,6 +46,12 @@ by this user only (chmod 600), or the log refuses to start. Everything the log
 creates is owner-only: it runs with umask 0077, and a posix: storage directory
 is created 0700 (with --read-access authenticated, one other users can enter is
 refused). --tls-client-ca needs --access, which names the certificate principals.
+
+With --retention the log expires records on the policy's schedule (C2SP tlog-tiles
+Pruning): it moves its minimum index (GET /minimum-index) forward at entry-bundle
+boundaries, answers 410 Gone for bundles below it while hash tiles and proofs stay
+served, and archives (then archive) and deletes them after the grace period. Legal
+holds (cairn log hold) keep records from it. See docs/retention.md.
 
 SIGHUP reloads --access; if the new file is broken the previous one stays in
 force and /readyz answers 503 until a reload succeeds. SIGINT/SIGTERM drain:
@@ -89,6 +96,14 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 			if policyFile != "" {
 				if cfg.WitnessPolicy, err = os.ReadFile(policyFile); err != nil {
 					return fmt.Errorf("--witness-policy: %w", err)
+				}
+			}
+			if retentionFile != "" {
+				if cfg.Retention, err = os.ReadFile(retentionFile); err != nil {
+					return fmt.Errorf("--retention: %w", err)
+				}
+				if len(cfg.Retention) == 0 {
+					return fmt.Errorf("--retention: %s is empty (a policy needs keep and then lines; without --retention nothing is pruned)", retentionFile)
 				}
 			}
 			// Owner-only files: Tessera's POSIX driver creates tiles and
@@ -145,6 +160,8 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle that signs client certificates (mTLS writers); needs --access")
 	f.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA bundle trusted for the log's outgoing connections (witnesses), besides the system roots")
 	f.BoolVar(&cfg.InsecurePlaintext, "insecure-plaintext", false, "serve without TLS (tokens and records in clear): for loopback tests only")
+	f.StringVar(&retentionFile, "retention", "", "retention policy file (docs/retention.md): keep DURATION, grace DURATION, then purge | then archive posix:DIR|s3://BUCKET/PREFIX. Without it nothing is ever pruned")
+	f.DurationVar(&cfg.RetentionInterval, "retention-interval", cairnlog.DefaultRetentionInterval, "how often the retention policy is evaluated")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
 	for flag, field := range map[string]string{
@@ -160,6 +177,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 		"access": "Config.AccessFile", "read-access": "Config.ReadAccess", "rate-limit": "Config.RateLimit", "rate-burst": "Config.RateBurst",
 		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
 		"insecure-plaintext": "Config.InsecurePlaintext",
+		"retention":          "Config.Retention", "retention-interval": "Config.RetentionInterval",
 	} {
 		annotateField(f, flag, field)
 	}

@@ -18,6 +18,7 @@ const (
 	exitOK           = 0
 	exitVerifyFailed = 1 // the log, a witness or a receipt failed verification
 	exitError        = 2 // usage, I/O or anything else that prevented checking
+	exitPruned       = 3 // the record asked for is below the log's minimum index (retention)
 )
 
 func newRootCmd() *cobra.Command {
@@ -47,6 +48,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, client.ErrVerification):
 		return exitVerifyFailed
+	case errors.Is(err, client.ErrPruned):
+		return exitPruned
 	}
 	return exitError
 }

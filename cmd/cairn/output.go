@@ -101,6 +101,11 @@ type auditJSON struct {
 	Seconds          float64        `json:"seconds"`
 	RecordsPerSecond float64        `json:"records_per_second"`
 	Checkpoint       checkpointJSON `json:"checkpoint"`
+	// MinimumIndex: records below it are pruned (their leaf hashes are
+	// verified in the tree); ArchivedBundles of their bundles were verified
+	// in --archive.
+	MinimumIndex    uint64 `json:"minimum_index"`
+	ArchivedBundles uint64 `json:"archived_bundles"`
 }
 
 // monitorJSON is one line of cairn monitor: exactly one of OK, Alarm, Error.
