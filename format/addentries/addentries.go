@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"strconv"
 	"strings"
 )
@@ -107,17 +108,19 @@ type Span struct {
 	SubtreeStart, Start, End uint64
 }
 
-// Spans returns the canonical sequence of packages for [start, end).
-func Spans(start, end uint64) []Span {
-	if start >= end {
-		return nil
+// Spans yields the canonical sequence of packages for [start, end), lazily:
+// the range comes from an untrusted header and may be huge.
+func Spans(start, end uint64) iter.Seq[Span] {
+	return func(yield func(Span) bool) {
+		if start >= end {
+			return
+		}
+		for s := start - start%PackageWidth; s < end; s += PackageWidth {
+			if !yield(Span{SubtreeStart: s, Start: max(start, s), End: min(end, s+PackageWidth)}) {
+				return
+			}
+		}
 	}
-	rs := start - start%PackageWidth
-	var out []Span
-	for s := rs; s < end; s += PackageWidth {
-		out = append(out, Span{SubtreeStart: s, Start: max(start, s), End: min(end, s+PackageWidth)})
-	}
-	return out
 }
 
 // Package is one parsed entry package.
