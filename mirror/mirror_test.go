@@ -23,6 +23,7 @@ import (
 	"github.com/cairnlog/cairn/format/addentries"
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/loglist"
+	"github.com/cairnlog/cairn/format/policy"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
@@ -567,5 +568,82 @@ func TestRestartMidUploadResumes(t *testing.T) {
 	checkServed(t, tm2, l, 3000)
 	if _, err := os.Stat(filepath.Join(tm.dir, OriginID(l.origin), "pending.json")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// serveMemLog serves a memLog over tlog-tiles HTTP (the log's own read path).
+func serveMemLog(t testing.TB, l *memLog) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := l.ReadCheckpoint(r.Context())
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("GET /tile/entries/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		i, p, err := layout.ParseTileIndexPartial(r.PathValue("path"))
+		if err != nil || (i*256+uint64(p) > l.size()) || (p == 0 && (i+1)*256 > l.size()) {
+			http.NotFound(w, r)
+			return
+		}
+		b, _ := l.ReadEntryBundle(r.Context(), i, p)
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("GET /tile/{level}/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		lv, i, p, err := layout.ParseTileLevelIndexPartial(r.PathValue("level"), r.PathValue("path"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		b, err := l.ReadTile(r.Context(), lv, i, p)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(b)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestClientsReadVerifyAndAuditFromAMirrorWhenTheLogIsGone(t *testing.T) {
+	ctx := context.Background()
+	l := newMemLog(t, "example.com/log")
+	l.add(t, 1500, "a")
+	logSrv := serveMemLog(t, l)
+	tm := newTestMirror(t, l)
+	if _, err := tm.pusher(t).Push(ctx, l, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse([]byte(fmt.Sprintf("log %s\nwitness m1 %s\nquorum none\n", l.vkey, tm.vkey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirrorURL := tm.srv.URL + "/" + OriginID(l.origin)
+	rl, err := client.NewLogFromURLs([]string{logSrv.URL, mirrorURL}, p, client.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks, err := rl.CheckSources(ctx)
+	if err != nil || len(checks) != 2 || checks[1].Err != "" {
+		t.Fatalf("the mirror's copy is not consistent with the log's: %+v %v", checks, err)
+	}
+	// Region A goes dark: the log's URL stops answering.
+	logSrv.Close()
+	v, err := rl.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.Cosigned["m1"]; !ok || v.Checkpoint.Size != 1500 {
+		t.Fatalf("checkpoint from the mirror: size %d, cosigned %v", v.Checkpoint.Size, v.Cosigned)
+	}
+	for _, i := range []uint64{0, 255, 256, 1499} {
+		e, err := rl.Entry(ctx, v, i)
+		if err != nil || !bytes.Equal(e, l.entries[i]) {
+			t.Fatalf("entry %d from the mirror: %q %v", i, e, err)
+		}
+	}
+	res, err := rl.Audit(ctx, nil, client.AuditOptions{})
+	if err != nil || res.Records != 1500 {
+		t.Fatalf("audit from the mirror: %+v %v", res, err)
 	}
 }
