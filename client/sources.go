@@ -159,4 +159,3 @@ func (l *Log) CheckSources(ctx context.Context) ([]SourceCheck, error) {
 	}
 	return out, nil
 }
-
