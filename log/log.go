@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +43,9 @@ type Log struct {
 	health         *health.Server
 
 	// stop cancels Tessera's background work; called last in Run.
-	stop     context.CancelFunc
+	stop context.CancelFunc
+	// mirrors owns the mirror pushers; drain waits for them after stop.
+	mirrors  sync.WaitGroup
 	draining atomic.Bool
 }
 
@@ -130,6 +133,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.watcher = newCheckpointWatcher(l)
 	go l.watcher.run(bg)
+	if err := l.startMirrors(bg, &l.mirrors, mirrorTLS(wc)); err != nil {
+		stop()
+		return nil, err
+	}
 	if len(cfg.WitnessPolicy) > 0 {
 		r, err := newWitnessRefresher(l, cfg.WitnessPolicy, wc)
 		if err != nil {
@@ -259,6 +266,7 @@ func (l *Log) drain() error {
 	l.logger.Info("shutting down: publishing a final checkpoint")
 	tErr := l.shutdown(ctx)
 	l.stop()
+	l.mirrors.Wait()
 	if tErr != nil {
 		return fmt.Errorf("draining Tessera: %w", tErr)
 	}
