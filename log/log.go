@@ -96,6 +96,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Mirrors named in the publishing policy cosign through a push.
+	mt, err := newMirrorTransport(wc.Transport, cfg.Mirrors, mirrorTLS(wc), verifier)
+	if err != nil {
+		return nil, err
+	}
+	wc.Transport = mt
 
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
@@ -117,6 +123,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if drv.reader != nil {
 		reader = drv.reader(reader)
 	}
+	published := reader
+	mt.reader.Store(&published)
 
 	l := &Log{
 		cfg:       cfg,
@@ -133,7 +141,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.watcher = newCheckpointWatcher(l)
 	go l.watcher.run(bg)
-	if err := l.startMirrors(bg, &l.mirrors, mirrorTLS(wc)); err != nil {
+	if err := l.startMirrors(bg, &l.mirrors, mirrorTLS(&http.Client{Transport: mt.base})); err != nil {
 		stop()
 		return nil, err
 	}

@@ -1,18 +1,25 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/format/addcheckpoint"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	"github.com/prometheus/client_golang/prometheus"
 	fnote "github.com/transparency-dev/formats/note"
+	"github.com/transparency-dev/tessera"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -178,4 +185,76 @@ func mirrorTLS(c *http.Client) *tls.Config {
 		return tr.TLSClientConfig.Clone()
 	}
 	return nil
+}
+
+// mirrorTransport lets a publishing policy (Config.WitnessPolicy) name a
+// mirror as one of its cosigners. Tessera asks every cosigner of the policy
+// for a cosignature with a tlog-witness add-checkpoint request; a mirror
+// cosigns only once it stores the entries, which add-checkpoint does not
+// carry. So a request to a URL of Config.Mirrors is answered here: the
+// checkpoint and its entries (integrated in storage before publishing) are
+// pushed to the mirror (add-checkpoint, add-entries) and the answer is the
+// mirror's cosignature, as a witness's would be. Publishing then waits for
+// the mirror as it waits for witnesses: a checkpoint is published only once
+// it is stored in the mirror's region.
+type mirrorTransport struct {
+	base     http.RoundTripper
+	mirrors  map[string]*client.Mirror // by URL, without a trailing slash
+	verifier note.Verifier
+	reader   atomic.Pointer[tessera.LogReader]
+}
+
+func newMirrorTransport(base http.RoundTripper, targets []MirrorTarget, tlsConfig *tls.Config, verifier note.Verifier) (*mirrorTransport, error) {
+	t := &mirrorTransport{base: base, mirrors: map[string]*client.Mirror{}, verifier: verifier}
+	for _, mt := range targets {
+		var vs []note.Verifier
+		if mt.VKey != "" {
+			v, err := fnote.NewVerifierForCosignatureV1(mt.VKey)
+			if err != nil {
+				return nil, fielderr.Errorf("Config.Mirrors", "mirror %s key: %v", mt.URL, err)
+			}
+			vs = append(vs, v)
+		}
+		m, err := client.NewMirror(mt.URL, vs, tlsConfig, mirrorPushTimeout)
+		if err != nil {
+			return nil, fielderr.New("Config.Mirrors", err)
+		}
+		t.mirrors[strings.TrimSuffix(mt.URL, "/")] = m
+	}
+	return t, nil
+}
+
+func (t *mirrorTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/add-checkpoint") {
+		return t.base.RoundTrip(r)
+	}
+	u := *r.URL
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "add-checkpoint"), "/")
+	m, ok := t.mirrors[strings.TrimSuffix(u.String(), "/")]
+	if !ok {
+		return t.base.RoundTrip(r)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	req, err := addcheckpoint.Parse(body)
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s: the publisher's request: %w", m.URL, err)
+	}
+	answer := func(code int, b []byte) *http.Response {
+		return &http.Response{StatusCode: code, Status: http.StatusText(code), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: io.NopCloser(bytes.NewReader(b)),
+			ContentLength: int64(len(b)), Request: r}
+	}
+	rd := t.reader.Load()
+	if rd == nil {
+		return answer(http.StatusServiceUnavailable, []byte("the log is starting\n")), nil
+	}
+	res, err := m.Push(r.Context(), *rd, t.verifier, req.Checkpoint)
+	if err != nil {
+		return answer(http.StatusServiceUnavailable, []byte(err.Error()+"\n")), nil
+	}
+	return answer(http.StatusOK, res.Cosignatures), nil
 }
