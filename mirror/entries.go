@@ -173,25 +173,21 @@ func (m *Mirror) commit(ctx context.Context, lm *logMirror, target pendingCheckp
 	defer lm.commitMu.Unlock()
 	lm.mu.Lock()
 	mirrorSize, pending, next := lm.mirrorSize, lm.pending.Size, lm.next
-	same := lm.mirrorNote != nil && mirrorSize == target.Size
 	lm.mu.Unlock()
 	info := &InfoError{Info: addentries.MirrorInfo{Size: pending, Next: next}}
 	if mirrorSize > target.Size {
 		info.Reason = fmt.Sprintf("the mirror checkpoint is already at %d, past upload_end %d", mirrorSize, target.Size)
 		return nil, info
 	}
-	if same {
-		return m.cosign(target.Text)
-	}
 	integrated, err := lm.writer.IntegratedSize(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the integrated size of %q: %w", lm.log.Origin, err)
 	}
 	switch {
-	case integrated > target.Size:
+	case integrated > target.Size && mirrorSize != target.Size:
 		info.Reason = fmt.Sprintf("entries up to %d are integrated, past upload_end %d", integrated, target.Size)
 		return nil, info
-	case integrated < target.Size:
+	case integrated < target.Size && mirrorSize != target.Size:
 		root, err := lm.writer.AwaitIntegration(ctx, target.Size)
 		if err != nil {
 			return nil, fmt.Errorf("integrating %q up to %d: %w", lm.log.Origin, target.Size, err)

@@ -220,11 +220,18 @@ func (lm *logMirror) openNote(msg []byte) (pendingCheckpoint, error) {
 	if c.Origin != lm.log.Origin {
 		return pendingCheckpoint{}, fmt.Errorf("%w: checkpoint origin %q is not %q", ErrMalformed, c.Origin, lm.log.Origin)
 	}
-	// Keep only the log's own signatures: nothing else is ours to repeat.
+	// Keep the log's signatures and the other signature lines as received
+	// (witness cosignatures: clients verify them against their policy), but
+	// never a line that claims to be by one of the mirror's own keys.
 	var kept bytes.Buffer
 	kept.WriteString(n.Text + "\n")
 	for _, s := range n.Sigs {
 		fmt.Fprintf(&kept, "— %s %s\n", s.Name, s.Base64)
+	}
+	for _, s := range n.UnverifiedSigs {
+		if !lm.ownKey(s) {
+			fmt.Fprintf(&kept, "— %s %s\n", s.Name, s.Base64)
+		}
 	}
 	return pendingCheckpoint{Size: c.Size, Root: c.Root, Text: n.Text, Note: kept.Bytes()}, nil
 }
@@ -267,7 +274,11 @@ func (m *Mirror) AddCheckpoint(ctx context.Context, r addcheckpoint.Request) err
 		if len(r.Proof) > 0 {
 			return fmt.Errorf("%w: a consistency proof between equal sizes must be empty", ErrInconsistent)
 		}
-		return nil
+		if len(c.Note) <= len(cur.Note) {
+			return nil
+		}
+		// The same checkpoint with more signature lines (the log's
+		// published one, witness cosignatures added): keep that one.
 	case r.Old > 0:
 		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, r.Old, c.Size, r.Proof, cur.Root[:], c.Root[:]); err != nil {
 			lm.keepEvidence(m, cur, r, "consistency proof does not verify: "+err.Error())

@@ -33,6 +33,7 @@ type tileWriter interface {
 // logMirror is the state of one mirrored log.
 type logMirror struct {
 	log    loglist.Log
+	own    []note.Verifier // the mirror's keys
 	id     string
 	dir    string // state: pending.json, evidence/
 	tiles  string // Tessera posix root: checkpoint, tile/, .state/
@@ -68,7 +69,7 @@ type pendingFile struct {
 func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
 	dir := m.logDir(l.Origin)
 	lm := &logMirror{
-		log: l, id: OriginID(l.Origin), dir: dir, tiles: filepath.Join(dir, "log"),
+		log: l, own: m.verifiers, id: OriginID(l.Origin), dir: dir, tiles: filepath.Join(dir, "log"),
 		recent: map[uint64]pendingCheckpoint{}, evidenceSeen: map[string]bool{},
 	}
 	if err := os.MkdirAll(lm.tiles, 0o700); err != nil {
@@ -255,4 +256,14 @@ func ReadEvidence(dir string) ([]Evidence, error) {
 		}
 	}
 	return out, nil
+}
+
+// ownKey reports whether a signature line names one of the mirror's keys.
+func (lm *logMirror) ownKey(s note.Signature) bool {
+	for _, v := range lm.own {
+		if s.Name == v.Name() && s.Hash == v.KeyHash() {
+			return true
+		}
+	}
+	return false
 }
