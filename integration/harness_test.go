@@ -202,6 +202,9 @@ type clusterOpts struct {
 	// loopback keeps every process on 127.0.0.1 (engines the log depends on
 	// listen there).
 	loopback bool
+	// beforeLogs, if set, runs once the keys, log list and policy exist and
+	// before the log starts; it returns extra log serve flags (mirrors).
+	beforeLogs func(c *cluster) []string
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
@@ -257,6 +260,12 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		c.logs = append(c.logs, &proc{name: fmt.Sprintf("log%d", i), nw: nw, region: 0, args: args})
 	}
 	c.log = c.logs[0]
+	if o.beforeLogs != nil {
+		extra := o.beforeLogs(c)
+		for _, l := range c.logs {
+			l.args = append(l.args, extra...)
+		}
+	}
 	t.Cleanup(func() {
 		for _, l := range c.logs {
 			l.kill9()

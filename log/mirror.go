@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -248,13 +249,35 @@ func (t *mirrorTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: io.NopCloser(bytes.NewReader(b)),
 			ContentLength: int64(len(b)), Request: r}
 	}
-	rd := t.reader.Load()
-	if rd == nil {
-		return answer(http.StatusServiceUnavailable, []byte("the log is starting\n")), nil
-	}
-	res, err := m.Push(r.Context(), *rd, t.verifier, req.Checkpoint)
+	res, err := m.Push(r.Context(), t, t.verifier, req.Checkpoint)
 	if err != nil {
 		return answer(http.StatusServiceUnavailable, []byte(err.Error()+"\n")), nil
 	}
 	return answer(http.StatusOK, res.Cosignatures), nil
+}
+
+// errStarting is a read before Tessera's appender returned its reader (the
+// first checkpoint, of size 0, is published before that and reads nothing).
+var errStarting = errors.New("the log is starting")
+
+// ReadCheckpoint, ReadTile and ReadEntryBundle read the log's storage.
+func (t *mirrorTransport) ReadCheckpoint(ctx context.Context) ([]byte, error) {
+	if rd := t.reader.Load(); rd != nil {
+		return (*rd).ReadCheckpoint(ctx)
+	}
+	return nil, errStarting
+}
+
+func (t *mirrorTransport) ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+	if rd := t.reader.Load(); rd != nil {
+		return (*rd).ReadTile(ctx, level, index, p)
+	}
+	return nil, errStarting
+}
+
+func (t *mirrorTransport) ReadEntryBundle(ctx context.Context, index uint64, p uint8) ([]byte, error) {
+	if rd := t.reader.Load(); rd != nil {
+		return (*rd).ReadEntryBundle(ctx, index, p)
+	}
+	return nil, errStarting
 }
