@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,10 @@ type TileSource interface {
 func (l *Log) ReadCheckpoint(ctx context.Context) ([]byte, error) {
 	return l.fetcher.ReadCheckpoint(ctx)
 }
+
+// ErrMirrorAhead is wrapped when the mirror already holds a newer checkpoint
+// than the one pushed: nothing to do for this one.
+var ErrMirrorAhead = errors.New("the mirror has a newer checkpoint")
 
 // MaxPackagesPerRequest is how many entry packages one add-entries request
 // carries (tlog-mirror: clients SHOULD send at most 32).
@@ -134,7 +139,7 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 			}
 			if code == http.StatusConflict && info.Size > c.Size {
 				// The mirror moved on to a newer checkpoint than ours.
-				return nil, fmt.Errorf("mirror %s: its pending checkpoint (%d) is newer than the log's %d", m.URL, info.Size, c.Size)
+				return nil, fmt.Errorf("mirror %s: %w: pending %d, pushed %d", m.URL, ErrMirrorAhead, info.Size, c.Size)
 			}
 			if code == http.StatusConflict && info.Size != c.Size {
 				// Our checkpoint is no longer pending there: send it again.
@@ -182,7 +187,7 @@ func (m *Mirror) addCheckpoint(ctx context.Context, reader tlog.HashReader, c ch
 				return fmt.Errorf("mirror %s: add-checkpoint 409 body %q: %v", m.URL, short(rb), err)
 			}
 			if size > c.Size {
-				return fmt.Errorf("mirror %s: its pending checkpoint (%d) is newer than the log's %d", m.URL, size, c.Size)
+				return fmt.Errorf("mirror %s: %w: pending %d, pushed %d", m.URL, ErrMirrorAhead, size, c.Size)
 			}
 			m.oldHint = size
 		default:

@@ -173,7 +173,7 @@ func TestRegionLossLosesNoRecordAcknowledgedUnderAMirrorQuorum(t *testing.T) {
 		}
 	}
 	for _, idx := range []uint64{acked[0], acked[len(acked)/2], maxIdx} {
-		out, stderr, code := run(t, nil, "get", "--log", urls, "--policy", mc.readPolicy, "--index", fmt.Sprint(idx))
+		out, stderr, code := run(t, nil, "get", "--log", urls, "--policy", mc.readPolicy, fmt.Sprint(idx))
 		if code != 0 || !strings.Contains(out, "load ") {
 			t.Fatalf("get %d from the mirrors: %d %s %s", idx, code, out, stderr)
 		}

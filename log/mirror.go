@@ -158,6 +158,11 @@ func (p *mirrorPusher) run(ctx context.Context) {
 			pctx, cancel := context.WithTimeout(ctx, mirrorPushTimeout)
 			res, err := p.m.Push(pctx, p.l.reader, p.l.verifier(), cp)
 			cancel()
+			if errors.Is(err, client.ErrMirrorAhead) {
+				// The publishing path (a policy naming the mirror) got
+				// there first: the mirror holds a newer checkpoint.
+				err, res = nil, &client.PushResult{Size: size}
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return
