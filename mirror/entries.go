@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 
 	"github.com/cairnlog/cairn/format/addentries"
 	"github.com/cairnlog/cairn/internal/atomicfile"
@@ -72,6 +73,7 @@ func (m *Mirror) AddEntries(ctx context.Context, body io.Reader) ([]byte, error)
 	}
 
 	stored := 0
+	w := &bundleWriter{m: m, lm: lm, sem: make(chan struct{}, maxWritesInFlight)}
 	for sp := range addentries.Spans(h.UploadStart, h.UploadEnd) {
 		p, err := addentries.ReadPackage(br, sp)
 		if err != nil {
@@ -81,16 +83,21 @@ func (m *Mirror) AddEntries(ctx context.Context, body io.Reader) ([]byte, error)
 				}
 				return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 			}
+			if werr := w.wait(); werr != nil {
+				return nil, werr
+			}
 			return nil, &InfoError{Accepted: true, Info: addentries.MirrorInfo{Size: h.UploadEnd, Next: lm.nextEntry()},
 				Reason: fmt.Sprintf("the body ended after %d packages: %v", stored, err)}
 		}
-		if err := m.storePackage(ctx, lm, target, p); err != nil {
+		if err := m.verifyPackage(ctx, lm, target, &p); err != nil {
+			_ = w.wait() // what was proven before stays stored
 			return nil, err
 		}
+		w.write(ctx, p)
 		stored++
-		if m.stallInPackage != nil {
-			m.stallInPackage(h.Origin, sp.End)
-		}
+	}
+	if err := w.wait(); err != nil {
+		return nil, err
 	}
 	return m.commit(ctx, lm, target)
 }
@@ -101,47 +108,93 @@ func (lm *logMirror) nextEntry() uint64 {
 	return lm.next
 }
 
-// storePackage authenticates one package against target and stores its
-// entry bundle durably, unless a concurrent upload already stored it.
-func (m *Mirror) storePackage(ctx context.Context, lm *logMirror, target pendingCheckpoint, p addentries.Package) error {
+// maxWritesInFlight bounds the entry bundles one request writes at once:
+// each write is a durable rename and directory sync, so writing several
+// bundles in parallel is what keeps ingest from being one fsync at a time.
+const maxWritesInFlight = 8
+
+// verifyPackage authenticates one package against target: its entries (with
+// the stored ones before it in its bundle) must be the subtree its proof
+// places in the checkpoint at upload_end. On success p.Entries holds the
+// whole bundle prefix [SubtreeStart, End).
+func (m *Mirror) verifyPackage(ctx context.Context, lm *logMirror, target pendingCheckpoint, p *addentries.Package) error {
 	k := p.SubtreeStart / layout.EntryBundleWidth
-	entries := p.Entries
 	if p.Start > p.SubtreeStart {
 		// The package starts mid-bundle: the entries before it are stored.
 		prefix, err := lm.storedPrefix(ctx, k, p.Start-p.SubtreeStart)
 		if err != nil {
 			return err
 		}
-		entries = append(prefix, entries...)
+		p.Entries = append(prefix, p.Entries...)
 	}
-	hashes := make([][]byte, len(entries))
-	for i, e := range entries {
+	hashes := make([][]byte, len(p.Entries))
+	for i, e := range p.Entries {
 		hashes[i] = rfc6962.DefaultHasher.HashLeaf(e)
 	}
 	if err := addentries.VerifySubtree(p.SubtreeStart, hashes, target.Size, p.Proof, target.Root[:]); err != nil {
 		return fmt.Errorf("%w: package [%d, %d): %v", ErrBadProof, p.Start, p.End, err)
 	}
+	return nil
+}
 
-	lm.bundleMu.Lock()
-	defer lm.bundleMu.Unlock()
-	before := lm.nextEntry()
-	if before >= p.End {
-		return nil // stored already (the copies are equal: both are proven)
+// bundleWriter stores a request's authenticated packages as entry bundles,
+// several at once, and advances the next entry only over the contiguous
+// run of packages that are durably written (tlog-mirror: the next entry is
+// the first missing one, even if later ones are stored).
+type bundleWriter struct {
+	m       *Mirror
+	lm      *logMirror
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	results []*writeResult
+}
+
+type writeResult struct {
+	start, end uint64
+	err        error
+}
+
+func (w *bundleWriter) write(ctx context.Context, p addentries.Package) {
+	r := &writeResult{start: p.Start, end: p.End}
+	w.results = append(w.results, r)
+	if w.lm.nextEntry() >= p.End {
+		return // stored already (the copies are equal: both are proven)
 	}
+	k := p.SubtreeStart / layout.EntryBundleWidth
 	var b bytes.Buffer
-	for _, e := range entries {
+	for _, e := range p.Entries {
 		_ = binary.Write(&b, binary.BigEndian, uint16(len(e)))
 		b.Write(e)
 	}
-	if err := lm.writer.SetEntryBundle(ctx, k, uint8((p.End-p.SubtreeStart)%layout.EntryBundleWidth), b.Bytes()); err != nil {
-		return fmt.Errorf("storing entry bundle %d of %q: %w", k, lm.log.Origin, err)
+	width := uint8((p.End - p.SubtreeStart) % layout.EntryBundleWidth)
+	w.sem <- struct{}{}
+	w.wg.Go(func() {
+		defer func() { <-w.sem }()
+		if err := w.lm.writer.SetEntryBundle(ctx, k, width, b.Bytes()); err != nil {
+			r.err = fmt.Errorf("storing entry bundle %d of %q: %w", k, w.lm.log.Origin, err)
+		}
+	})
+}
+
+// wait joins every write, then moves the next entry over the contiguous
+// run of stored packages; it returns the first write error.
+func (w *bundleWriter) wait() error {
+	w.wg.Wait()
+	w.lm.mu.Lock()
+	defer w.lm.mu.Unlock()
+	for _, r := range w.results {
+		if r.err != nil {
+			return r.err
+		}
+		if r.start > w.lm.next {
+			break // a gap (cannot happen: packages are contiguous)
+		}
+		if r.end > w.lm.next {
+			w.m.metrics.entries.WithLabelValues(w.lm.log.Origin).Add(float64(r.end - max(w.lm.next, r.start)))
+			w.lm.next = r.end
+		}
 	}
-	lm.mu.Lock()
-	if p.End > lm.next {
-		lm.next = p.End
-	}
-	lm.mu.Unlock()
-	m.metrics.entries.WithLabelValues(lm.log.Origin).Add(float64(p.End - max(before, p.Start)))
+	w.results = nil
 	return nil
 }
 

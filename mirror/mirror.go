@@ -124,10 +124,6 @@ type Mirror struct {
 	mu   sync.RWMutex
 	logs map[string]*logMirror // by origin; guarded by mu
 	byID map[string]*logMirror // by OriginID; guarded by mu
-
-	// stallInPackage, when set (tests only), runs after each package is
-	// stored, so a test can pause an upload mid-body or kill the process.
-	stallInPackage func(origin string, end uint64)
 }
 
 // New opens (or creates) the storage of every listed log and checks it:

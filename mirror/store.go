@@ -50,9 +50,6 @@ type logMirror struct {
 	mirrorSize uint64
 	mirrorNote []byte // the served checkpoint: log signature + mirror cosignatures
 
-	// bundleMu serialises writing entry bundles, so that two uploads of one
-	// bundle never interleave a read-modify-write.
-	bundleMu sync.Mutex
 	// commitMu serialises integration and the mirror checkpoint update.
 	commitMu sync.Mutex
 
