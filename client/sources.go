@@ -13,9 +13,9 @@ import (
 
 // NewLogFromURLs returns a reader for one log served at several URLs: the
 // log itself and its mirrors (a mirror's URL is its monitoring prefix plus
-// /<hex SHA-256 of the origin>). The checkpoint is the first one, in URL
-// order, that satisfies p; each tile and bundle is read from the first URL
-// that serves it. Which copy answered does not matter: everything is
+// /<hex SHA-256 of the origin>). The checkpoint is the largest one the URLs
+// serve that satisfies p; each tile and bundle is read from the first URL,
+// in order, that serves it. Which copy answered does not matter: everything is
 // verified against that checkpoint.
 func NewLogFromURLs(bases []string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	if len(bases) == 0 {
@@ -76,19 +76,28 @@ func (f *fallbackSource) ReadEntryBundle(ctx context.Context, index uint64, p ui
 	return f.each("entry bundle", func(l *Log) ([]byte, error) { return l.fetcher.ReadEntryBundle(ctx, index, p) })
 }
 
-// checkpoint returns the first checkpoint, in URL order, that satisfies p.
+// checkpoint returns the largest checkpoint that satisfies p, of those the
+// URLs serve (the first URL's on a tie): a mirror that lags, or the log
+// once its region is gone, does not hold readers back.
 func (f *fallbackSource) checkpoint(ctx context.Context, p *policy.Policy) (*policy.Verified, error) {
 	var errs []error
 	verification := false
+	var best *policy.Verified
 	for i, l := range f.logs {
 		v, err := l.Checkpoint(ctx)
 		if err == nil {
-			return v, nil
+			if best == nil || v.Checkpoint.Size > best.Checkpoint.Size {
+				best = v
+			}
+			continue
 		}
 		if errors.Is(err, ErrVerification) {
 			verification = true
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", f.urls[i], err))
+	}
+	if best != nil {
+		return best, nil
 	}
 	err := errors.Join(errs...)
 	if verification {
