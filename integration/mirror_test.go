@@ -198,6 +198,12 @@ func TestMirrorRefusesAForkedLogAndKeepsEvidence(t *testing.T) {
 		}
 	}
 	c.waitSize(t, 20, 120*time.Second)
+	// cairn mirror push of the honest log: the mirror is already there.
+	m := mc.mirrors[0]
+	if out, stderr, code := run(t, nil, "mirror", "push", "--log", "http://"+c.httpAddr, "--policy", c.policy,
+		"--mirror", "http://"+m.addr, "--mirror-key", m.vkey); code != 0 || !strings.Contains(out, "cosigns size") {
+		t.Fatalf("mirror push of the honest log: %d %s %s", code, out, stderr)
+	}
 	c.log.stop(t)
 
 	forkHTTP, forkGRPC := c.nw.addr(t, 4, 8080), c.nw.addr(t, 4, 9090)
@@ -216,7 +222,6 @@ func TestMirrorRefusesAForkedLogAndKeepsEvidence(t *testing.T) {
 	fc.waitSize(t, 30, 60*time.Second)
 	logOnly := c.dir + "/log-only.txt"
 	mustWrite(t, logOnly, []byte("log "+c.logVKey+"\nquorum none\n"))
-	m := mc.mirrors[0]
 	out, stderr, code := run(t, nil, "mirror", "push", "--log", "http://"+forkHTTP, "--policy", logOnly, "--mirror", "http://"+m.addr, "--mirror-key", m.vkey)
 	if code == 0 {
 		t.Fatalf("the mirror accepted the fork: %s", out)
