@@ -38,6 +38,9 @@ type Log struct {
 	// sources, when the log is read from several URLs (NewLogFromURLs),
 	// are tried in order; fetcher is then their fallback chain.
 	sources *fallbackSource
+	// hc and token read resources tlog-tiles does not define (minimum-index).
+	hc    *http.Client
+	token string
 }
 
 // HTTPOptions configure how a Log is reached.
@@ -78,7 +81,7 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	if o.Token != "" {
 		f.SetAuthorizationHeader("Bearer " + o.Token)
 	}
-	return &Log{URL: base, Policy: p, fetcher: f}, nil
+	return &Log{URL: base, Policy: p, fetcher: f, hc: &http.Client{Transport: tr, Timeout: o.Timeout}, token: o.Token}, nil
 }
 
 // Checkpoint fetches the latest checkpoint and verifies it against the policy.

@@ -105,6 +105,23 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 	}
 	res := &PushResult{}
 	start := min(m.nextHint, c.Size)
+	if mi, ok := src.(interface {
+		MinimumIndex(context.Context) (uint64, error)
+	}); ok && start < c.Size {
+		// tlog-tiles pruning: the log may no longer serve old bundles.
+		minIndex, err := mi.MinimumIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if minIndex > 0 && start < minIndex {
+			if start, err = m.probeNext(ctx, c); err != nil {
+				return nil, err
+			}
+			if start < minIndex {
+				return nil, fmt.Errorf("mirror %s needs entries from %d, but the log pruned everything below its minimum index %d: seed the mirror from another mirror (cairn mirror push --log OTHER_MIRROR_URL)", m.URL, start, minIndex)
+			}
+		}
+	}
 	var ticket []byte
 	for attempt := 0; ; attempt++ {
 		if attempt > 64 {
@@ -329,3 +346,67 @@ func (t *tileHashes) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 }
 
 var _ TileSource = (*Log)(nil)
+
+// probeNext asks the mirror for its next entry with an empty upload at the
+// checkpoint's size (409 or 200 both say where it is).
+func (m *Mirror) probeNext(ctx context.Context, c checkpoint.Checkpoint) (uint64, error) {
+	body := addentries.Header{Origin: c.Origin, UploadStart: c.Size, UploadEnd: c.Size}.Marshal()
+	code, rb, ctype, err := m.post(ctx, "/add-entries", body, false)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case code == http.StatusOK:
+		return c.Size, nil
+	case code == http.StatusConflict && ctype == addentries.MediaTypeMirrorInfo:
+		info, err := addentries.ParseMirrorInfo(rb)
+		if err != nil {
+			return 0, fmt.Errorf("mirror %s: %w", m.URL, err)
+		}
+		m.nextHint = info.Next
+		return info.Next, nil
+	default:
+		return 0, fmt.Errorf("mirror %s: add-entries answered %d: %s", m.URL, code, short(rb))
+	}
+}
+
+// MinimumIndex is the log's minimum index (tlog-tiles pruning), from
+// GET <log>/minimum-index; a log without retention answers 404: 0.
+func (l *Log) MinimumIndex(ctx context.Context) (uint64, error) {
+	if l.sources != nil {
+		var errs []error
+		for _, s := range l.sources.logs {
+			n, err := s.MinimumIndex(ctx)
+			if err == nil {
+				return n, nil
+			}
+			errs = append(errs, err)
+		}
+		return 0, errors.Join(errs...)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(l.URL, "/")+"/minimum-index", nil)
+	if err != nil {
+		return 0, err
+	}
+	if l.token != "" {
+		req.Header.Set("Authorization", "Bearer "+l.token)
+	}
+	resp, err := l.hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("fetching the minimum index of %s: %w", l.URL, asTLSError(err))
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	switch resp.StatusCode {
+	case http.StatusNotFound:
+		return 0, nil
+	case http.StatusOK:
+		n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return 0, verifyErr("%s/minimum-index is %q, not a decimal", l.URL, short(b))
+		}
+		return n, nil
+	default:
+		return 0, fmt.Errorf("fetching the minimum index of %s: %s", l.URL, resp.Status)
+	}
+}

@@ -575,7 +575,16 @@ func TestRestartMidUploadResumes(t *testing.T) {
 
 // serveMemLog serves a memLog over tlog-tiles HTTP (the log's own read path).
 func serveMemLog(t testing.TB, l *memLog) *httptest.Server {
+	return serveMemLogWithMinimum(t, l, 0)
+}
+
+// serveMemLogWithMinimum also answers GET /minimum-index when min > 0 (a log
+// with retention; one without answers 404).
+func serveMemLogWithMinimum(t testing.TB, l *memLog, min uint64) *httptest.Server {
 	mux := http.NewServeMux()
+	if min > 0 {
+		mux.HandleFunc("GET /minimum-index", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%d\n", min) })
+	}
 	mux.HandleFunc("GET /checkpoint", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := l.ReadCheckpoint(r.Context())
 		_, _ = w.Write(b)
@@ -647,5 +656,31 @@ func TestClientsReadVerifyAndAuditFromAMirrorWhenTheLogIsGone(t *testing.T) {
 	res, err := rl.Audit(ctx, nil, client.AuditOptions{})
 	if err != nil || res.Records != 1500 {
 		t.Fatalf("audit from the mirror: %+v %v", res, err)
+	}
+}
+
+// A mirror that would need entries the log pruned (below its minimum index)
+// is told so, instead of failing on a missing bundle.
+func TestPushBelowTheLogsMinimumIndexSaysSo(t *testing.T) {
+	l := newMemLog(t, "example.com/log")
+	l.add(t, 1000, "a")
+	srv := serveMemLogWithMinimum(t, l, 512)
+	p, err := policy.Parse([]byte("log " + l.vkey + "\nquorum none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := client.NewLog(srv.URL, p, client.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := newTestMirror(t, l)
+	_, err = tm.pusher(t).Push(context.Background(), rl, l.verifier, l.checkpointAt(t, 1000))
+	if err == nil || !strings.Contains(err.Error(), "minimum index 512") {
+		t.Fatalf("push below the minimum index: %v", err)
+	}
+	// Without retention (404) the same push goes through.
+	rl2, _ := client.NewLog(serveMemLog(t, l).URL, p, client.HTTPOptions{})
+	if _, err := tm.pusher(t).Push(context.Background(), rl2, l.verifier, l.checkpointAt(t, 1000)); err != nil {
+		t.Fatal(err)
 	}
 }
