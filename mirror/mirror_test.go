@@ -355,7 +355,8 @@ func TestAddEntriesStatusCodes(t *testing.T) {
 	tm := newTestMirror(t, l, other)
 	l.add(t, 600, "a")
 
-	code, h, b := tm.post(t, "/add-entries", entriesBody(t, newMemLog(t, "example.com/unknown"), 0, 0, 32))
+	var h http.Header
+	code, _, b := tm.post(t, "/add-entries", entriesBody(t, newMemLog(t, "example.com/unknown"), 0, 0, 32))
 	if code != 404 {
 		t.Fatalf("unknown origin: %d %s", code, b)
 	}
