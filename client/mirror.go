@@ -104,6 +104,13 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 		return nil, err
 	}
 	res := &PushResult{}
+	if m.nextHint == 0 && c.Size > 0 {
+		// A new pusher: learn where the mirror is rather than re-send
+		// what it may already hold.
+		if _, err := m.probeNext(ctx, c); err != nil {
+			return nil, err
+		}
+	}
 	start := min(m.nextHint, c.Size)
 	if mi, ok := src.(interface {
 		MinimumIndex(context.Context) (uint64, error)
@@ -357,6 +364,7 @@ func (m *Mirror) probeNext(ctx context.Context, c checkpoint.Checkpoint) (uint64
 	}
 	switch {
 	case code == http.StatusOK:
+		m.nextHint = c.Size
 		return c.Size, nil
 	case code == http.StatusConflict && ctype == addentries.MediaTypeMirrorInfo:
 		info, err := addentries.ParseMirrorInfo(rb)

@@ -51,9 +51,10 @@ mirrors and serves it over tlog-tiles.
 
 --logs is a witness-network log list (logs/v0), the same file a witness reads.
 --key may be repeated: every key cosigns each mirror checkpoint.`,
-		Example: `  cairn keygen --witness --name mirror-b.example.net --out data/mirror-b
-  printf 'logs/v0\nvkey %s\n' "$(cat data/log.vkey)" > data/logs.txt
-  cairn mirror serve --key data/mirror-b.key --logs data/logs.txt --storage posix:data/mirror-b --http 127.0.0.1:8281 --insecure-plaintext`,
+		Example: `  # A second mirror beside 'make run' (which runs mirror-sa on 8281), for its log:
+  cairn keygen --witness --name mirror-b.example.net --out data/mirror-b
+  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --storage posix:data/mirror-b \
+    --http 127.0.0.1:8282 --insecure-plaintext`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -131,8 +132,12 @@ repair one; a running Cairn log pushes on its own (log serve --mirror).
 
 The policy gives the log key; --mirror-key (a cosignature vkey) checks the
 mirror's answer. Prints the size each mirror now cosigns.`,
-		Example: `  cairn mirror push --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt \
-    --mirror http://127.0.0.1:8281 --mirror-key "$(cat data/mirror-b.vkey)"`,
+		Example: `  # Against 'make run': push its log to its mirror (already current: prints its size)
+  cairn mirror push --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt \
+    --mirror https://127.0.0.1:8281 --mirror-key "$(cat data/keys/mirror-sa.vkey)"
+  # Seed the second mirror of the serve example from the first
+  cairn mirror push --log https://127.0.0.1:8281/$(printf %s localhost/cairn-dev | sha256sum | cut -c1-64) \
+    --ca data/tls/ca.pem --policy data/policy.txt --mirror http://127.0.0.1:8282`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := c.loadPolicy()
