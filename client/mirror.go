@@ -130,21 +130,53 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 		}
 	}
 	var ticket []byte
-	for attempt := 0; ; attempt++ {
-		if attempt > 64 {
-			return nil, fmt.Errorf("mirror %s: no progress after %d add-entries requests", m.URL, attempt)
+	// While one request is in flight, the next body is built (proofs read
+	// from verified tiles) for the next entry a 202 will most likely name;
+	// spec is that build, and every return path waits for it.
+	type built struct {
+		body        []byte
+		start, sent uint64
+		ticket      []byte
+		err         error
+	}
+	build := func(from uint64, ticket []byte) chan built {
+		ch := make(chan built, 1)
+		go func() {
+			b, sent, err := m.entriesBody(ctx, src, reader, c, from, ticket)
+			ch <- built{b, from, sent, ticket, err}
+		}()
+		return ch
+	}
+	var spec chan built
+	defer func() {
+		if spec != nil {
+			<-spec
 		}
-		body, sent, err := m.entriesBody(ctx, src, reader, c, start, ticket)
+	}()
+	cur := <-build(start, ticket)
+	for stalls := 0; ; {
+		if stalls > 16 {
+			return nil, fmt.Errorf("mirror %s: no progress after %d add-entries requests", m.URL, stalls)
+		}
+		if cur.err != nil {
+			return nil, cur.err
+		}
+		expected := cur.start + cur.sent
+		if expected < c.Size {
+			spec = build(expected, cur.ticket)
+		}
+		code, rb, ctype, err := m.post(ctx, "/add-entries", cur.body, true)
 		if err != nil {
 			return nil, err
 		}
-		code, rb, ctype, err := m.post(ctx, "/add-entries", body, true)
-		if err != nil {
-			return nil, err
+		var speculated *built
+		if spec != nil {
+			b := <-spec
+			spec, speculated = nil, &b
 		}
 		switch code {
 		case http.StatusOK:
-			res.Size, res.Entries, res.Cosignatures = c.Size, res.Entries+sent, rb
+			res.Size, res.Entries, res.Cosignatures = c.Size, res.Entries+cur.sent, rb
 			m.nextHint = c.Size
 			if err := m.checkCosignatures(n.Text, rb); err != nil {
 				return nil, err
@@ -158,8 +190,11 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 			if err != nil {
 				return nil, fmt.Errorf("mirror %s: %w", m.URL, err)
 			}
-			if code == http.StatusAccepted {
-				res.Entries += info.Next - start
+			if code == http.StatusAccepted && info.Next > cur.start {
+				res.Entries += info.Next - cur.start
+				stalls = 0
+			} else {
+				stalls++
 			}
 			if code == http.StatusConflict && info.Size > c.Size {
 				// The mirror moved on to a newer checkpoint than ours.
@@ -173,6 +208,11 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 				}
 			}
 			start, ticket, m.nextHint = min(info.Next, c.Size), info.Ticket, info.Next
+			if speculated != nil && speculated.start == start && bytes.Equal(speculated.ticket, ticket) {
+				cur = *speculated
+			} else {
+				cur = <-build(start, ticket)
+			}
 		default:
 			return nil, fmt.Errorf("mirror %s: add-entries answered %d: %s", m.URL, code, short(rb))
 		}
