@@ -34,7 +34,10 @@ func b64(h []byte) string { return base64.StdEncoding.EncodeToString(h) }
 type Log struct {
 	URL     string
 	Policy  *policy.Policy
-	fetcher *tclient.HTTPFetcher
+	fetcher TileSource
+	// sources, when the log is read from several URLs (NewLogFromURLs),
+	// are tried in order; fetcher is then their fallback chain.
+	sources *fallbackSource
 	// hc, base and token reach the log's other HTTP endpoints
 	// (/minimum-index, /holds: client/retention.go).
 	hc    *http.Client
@@ -86,6 +89,9 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 
 // Checkpoint fetches the latest checkpoint and verifies it against the policy.
 func (l *Log) Checkpoint(ctx context.Context) (*policy.Verified, error) {
+	if l.sources != nil {
+		return l.sources.checkpoint(ctx, l.Policy)
+	}
 	raw, err := l.fetcher.ReadCheckpoint(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fetching checkpoint from %s: %w", l.URL, l.diagnose(ctx, err))

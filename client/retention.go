@@ -57,6 +57,18 @@ func (l *Log) do(ctx context.Context, method, path string, body any) (int, []byt
 // records below it are pruned. A log that does not serve the endpoint (404)
 // has never pruned: 0.
 func (l *Log) MinimumIndex(ctx context.Context) (uint64, error) {
+	if l.sources != nil {
+		// Read from several URLs: the first copy that answers.
+		var errs []error
+		for _, s := range l.sources.logs {
+			n, err := s.MinimumIndex(ctx)
+			if err == nil {
+				return n, nil
+			}
+			errs = append(errs, err)
+		}
+		return 0, errors.Join(errs...)
+	}
 	code, b, err := l.do(ctx, http.MethodGet, "minimum-index", nil)
 	if err != nil {
 		return 0, fmt.Errorf("fetching the minimum index: %w", err)

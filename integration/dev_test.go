@@ -87,9 +87,9 @@ func TestDevDemoServesAndStopsEverythingOnCtrlC(t *testing.T) {
 
 func runDevDemo(t *testing.T, ha bool) {
 	dir := t.TempDir()
-	base := freeRun(t, 9)
+	base := freeRun(t, 10)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
-	args := []string{"dev", "--data", dir, "--http", addr(0), "--grpc", addr(1), "--witness-port", fmt.Sprint(base + 2)}
+	args := []string{"dev", "--data", dir, "--http", addr(0), "--grpc", addr(1), "--witness-port", fmt.Sprint(base + 2), "--mirror-port", fmt.Sprint(base + 9)}
 	if ha {
 		args = append(args, "--ha", "--http2", addr(5), "--grpc2", addr(6), "--mysql-port", fmt.Sprint(base+7), "--s3-port", fmt.Sprint(base+8))
 	}
@@ -160,7 +160,7 @@ func runDevDemo(t *testing.T, ha bool) {
 		t.Fatalf("cairn dev exited with %v:\n%s", err, out)
 	}
 	// dev reports each child's exit: "NAME stopped (exit 0); its log is …".
-	children := []string{"witness-eu", "witness-us", "witness-ap"}
+	children := []string{"witness-eu", "witness-us", "witness-ap", "mirror-sa"}
 	if ha {
 		children = append(children, "log-a", "log-b")
 	} else {
@@ -182,7 +182,7 @@ func runDevDemo(t *testing.T, ha bool) {
 	if ha {
 		ports = 9
 	}
-	for i := range ports {
+	for _, i := range append(seq(ports), 9) {
 		if c, err := net.DialTimeout("tcp", addr(i), time.Second); err == nil {
 			c.Close()
 			t.Fatalf("%s still answers after cairn dev stopped:\n%s", addr(i), out)
@@ -240,4 +240,13 @@ func bucketCheckpoint(t *testing.T, dir string, port int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// seq returns 0, 1, …, n-1.
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }

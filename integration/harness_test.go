@@ -206,6 +206,9 @@ type clusterOpts struct {
 	// (c.dir/wN-pq.key) and makes the policy hybrid: witness wN counts only
 	// with both cosignatures (lines wN-ed and wN-pq, group wN all).
 	hybrid bool
+	// beforeLogs, if set, runs once the keys, log list and policy exist and
+	// before the log starts; it returns extra log serve flags (mirrors).
+	beforeLogs func(c *cluster) []string
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
@@ -273,6 +276,12 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		c.logs = append(c.logs, &proc{name: fmt.Sprintf("log%d", i), nw: nw, region: 0, args: args})
 	}
 	c.log = c.logs[0]
+	if o.beforeLogs != nil {
+		extra := o.beforeLogs(c)
+		for _, l := range c.logs {
+			l.args = append(l.args, extra...)
+		}
+	}
 	t.Cleanup(func() {
 		for _, l := range c.logs {
 			l.kill9()

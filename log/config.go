@@ -55,6 +55,9 @@ type Config struct {
 	WitnessPolicy []byte
 	// WitnessTimeout bounds how long publishing waits for the witness quorum.
 	WitnessTimeout time.Duration
+	// Mirrors are tlog-mirrors the log pushes each published checkpoint and
+	// its entries to (beside the append path: a slow mirror delays nothing).
+	Mirrors []MirrorTarget
 	// AccessFile is the access file (log/access) of tokens and certificate
 	// principals. Empty: authentication is off and every submitter is anonymous.
 	AccessFile string
@@ -221,6 +224,9 @@ func (c Config) Validate() error {
 		if _, err := witnessGroup(c.WitnessPolicy); err != nil {
 			return fielderr.New("Config.WitnessPolicy", err)
 		}
+	}
+	if err := c.validateMirrors(); err != nil {
+		return err
 	}
 	return c.validateAccess()
 }

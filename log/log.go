@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,9 @@ type Log struct {
 	health         *health.Server
 
 	// stop cancels Tessera's background work; called last in Run.
-	stop     context.CancelFunc
+	stop context.CancelFunc
+	// mirrors owns the mirror pushers; drain waits for them after stop.
+	mirrors  sync.WaitGroup
 	draining atomic.Bool
 }
 
@@ -100,6 +103,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Mirrors named in the publishing policy cosign through a push.
+	mt, err := newMirrorTransport(wc.Transport, cfg.Mirrors, mirrorTLS(wc), verifier)
+	if err != nil {
+		return nil, err
+	}
+	wc.Transport = mt
 
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
@@ -121,6 +130,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if drv.reader != nil {
 		reader = drv.reader(reader)
 	}
+	published := reader
+	mt.reader.Store(&published)
 
 	l := &Log{
 		cfg:       cfg,
@@ -143,6 +154,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	go l.watcher.run(bg)
 	l.retainerDone = make(chan struct{})
 	go l.retainer.run(bg, cfg.RetentionInterval, l.retainerDone)
+	if err := l.startMirrors(bg, &l.mirrors, mirrorTLS(&http.Client{Transport: mt.base})); err != nil {
+		stop()
+		return nil, err
+	}
 	if len(cfg.WitnessPolicy) > 0 {
 		r, err := newWitnessRefresher(l, cfg.WitnessPolicy, wc)
 		if err != nil {
@@ -273,6 +288,7 @@ func (l *Log) drain() error {
 	tErr := l.shutdown(ctx)
 	l.stop()
 	<-l.retainerDone
+	l.mirrors.Wait()
 	if tErr != nil {
 		return fmt.Errorf("draining Tessera: %w", tErr)
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlog/cairn/format/addcheckpoint"
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/cosignature"
 	"github.com/cairnlog/cairn/internal/fielderr"
@@ -28,7 +29,7 @@ import (
 
 // Outcomes of add-checkpoint; statusOf maps them to HTTP.
 var (
-	ErrMalformed     = errors.New("malformed request")
+	ErrMalformed     = addcheckpoint.ErrMalformed
 	ErrUnknownOrigin = errors.New("unknown origin")
 	ErrBadSignature  = errors.New("no valid signature from the log's key")
 	ErrOldTooLarge   = errors.New("old size is larger than the checkpoint size")

@@ -32,7 +32,7 @@ type clientFlags struct {
 
 func (c *clientFlags) register(f *pflag.FlagSet, log, grpc, pol bool) {
 	if log {
-		f.StringVar(&c.log, "log", "", "the log's HTTP base URL (tlog-tiles), e.g. https://log.example.com")
+		f.StringVar(&c.log, "log", "", "the log's HTTP base URL (tlog-tiles), e.g. https://log.example.com; several URLs (the log and its mirrors, each mirror URL ending in /<hex sha256(origin)>) are tried in order: URL[,URL…]")
 		annotateField(f, "log", "Log.URL")
 	}
 	if grpc {
@@ -109,7 +109,7 @@ func (c *clientFlags) openLog(p *policy.Policy) (*client.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.NewLog(c.log, p, client.HTTPOptions{TLS: t, Token: tok})
+	return client.NewLogFromURLs(strings.Split(c.log, ","), p, client.HTTPOptions{TLS: t, Token: tok})
 }
 
 // submitter connects to --grpc; receipts, if any, must satisfy p.
@@ -586,9 +586,22 @@ index moved backwards.`,
 			case err != nil:
 				return c.explain(fmt.Errorf("could not audit: %w", err))
 			}
+			// Several URLs (the log and its mirrors): every copy's checkpoint
+			// must be consistent with the audited tree.
+			checks, err := l.CheckSources(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("audit FAILED: %w", err)
+			}
 			if statePath != "" {
 				if err := res.State.Save(statePath); err != nil {
 					return err
+				}
+			}
+			for _, ch := range checks {
+				if ch.Err != "" {
+					fmt.Fprintf(errw, "note: %s: %s\n", ch.URL, ch.Err)
+				} else {
+					fmt.Fprintf(errw, "%s: checkpoint at size %d is consistent\n", ch.URL, ch.Size)
 				}
 			}
 			rate := float64(res.Records) / res.Elapsed.Seconds()

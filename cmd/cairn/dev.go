@@ -21,6 +21,7 @@ import (
 	"github.com/cairnlog/cairn/internal/supervisor"
 	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/cairnlog/cairn/log/access"
+	"github.com/cairnlog/cairn/mirror"
 	"github.com/spf13/cobra"
 )
 
@@ -30,11 +31,15 @@ const devOrigin = "localhost/cairn-dev"
 // devWitnesses names the demo's witnesses, one per pretend region.
 var devWitnesses = []string{"witness-eu", "witness-us", "witness-ap"}
 
+// devMirror names the demo's mirror, in a fourth pretend region.
+const devMirror = "mirror-sa"
+
 // devOptions are the flags of cairn dev.
 type devOptions struct {
 	dir                string
 	httpAddr, grpcAddr string
 	witnessPort        int
+	mirrorPort         int
 	// ha runs the log as two frontends on MariaDB + MinIO (mysql+s3).
 	ha                   bool
 	http2Addr, grpc2Addr string
@@ -53,6 +58,7 @@ keys and state directory under --data:
   witness-eu  cairn witness serve (HTTP port --witness-port)
   witness-us  cairn witness serve (HTTP port --witness-port+1)
   witness-ap  cairn witness serve (HTTP port --witness-port+2)
+  mirror-sa   cairn mirror serve  (HTTP port --mirror-port; the log pushes to it)
 
 With --ha the log runs on the mysql+s3 driver instead of POSIX files: a MariaDB
 server (port --mysql-port) and a MinIO server (port --s3-port), each with its own
@@ -88,6 +94,7 @@ Process logs go to data/logs/.`,
 	f.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "the log's HTTP address (with --ha: log-a's)")
 	f.StringVar(&o.grpcAddr, "grpc", "127.0.0.1:9090", "the log's gRPC address (with --ha: log-a's)")
 	f.IntVar(&o.witnessPort, "witness-port", 8181, "first of three consecutive loopback ports for the witnesses")
+	f.IntVar(&o.mirrorPort, "mirror-port", 8281, "loopback port of the mirror (another pretend region)")
 	f.BoolVar(&o.ha, "ha", false, "two log frontends on MariaDB + MinIO (mysql+s3) instead of one on POSIX files")
 	f.StringVar(&o.http2Addr, "http2", "127.0.0.1:8082", "with --ha: log-b's HTTP address")
 	f.StringVar(&o.grpc2Addr, "grpc2", "127.0.0.1:9092", "with --ha: log-b's gRPC address")
@@ -105,6 +112,7 @@ type devPlan struct {
 	ca         string
 	tokenPath  string
 	accessPath string
+	mirrorURL  string // the mirror's read URL for the log: prefix + /<hex sha256(origin)>
 	procs      []devProc
 }
 
@@ -228,7 +236,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		return nil, err
 	}
-	pki, err := ensurePKI(filepath.Join(dir, "tls"), append([]string{"log"}, devWitnesses...))
+	pki, err := ensurePKI(filepath.Join(dir, "tls"), append([]string{"log", devMirror}, devWitnesses...))
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +275,19 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 		return nil, err
 	}
 	plan.procs = witnessProcs
+	// One mirror, another pretend region: it stores a full copy of the log.
+	mirrorVKey, err := ensureKey(filepath.Join(keys, devMirror), "localhost/"+devMirror, true)
+	if err != nil {
+		return nil, err
+	}
+	mirrorAddr := fmt.Sprintf("127.0.0.1:%d", o.mirrorPort)
+	plan.mirrorURL = "https://" + mirrorAddr + "/" + mirror.OriginID(devOrigin)
+	plan.procs = append(plan.procs, devProc{
+		name: devMirror,
+		args: []string{"mirror", "serve", "--key", filepath.Join(keys, devMirror+".key"), "--logs", logList,
+			"--storage", "posix:" + filepath.Join(dir, devMirror), "--http", mirrorAddr, "--tls-cert", pki.cert[devMirror], "--tls-key", pki.key[devMirror]},
+		health: "https://" + mirrorAddr + "/healthz",
+	})
 	http, grpc := []string{o.httpAddr, o.http2Addr}, []string{o.grpcAddr, o.grpc2Addr}
 	for i, st := range storage {
 		name := "log"
@@ -276,7 +297,8 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 		args := []string{"log", "serve", "--origin", devOrigin, "--key", filepath.Join(keys, "log.key"),
 			"--http", http[i], "--grpc", grpc[i],
 			"--witness-policy", plan.policyPath, "--tls-cert", pki.cert["log"], "--tls-key", pki.key["log"],
-			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath}
+			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath,
+			"--mirror", "https://" + mirrorAddr, "--mirror-key", mirrorVKey}
 		plan.procs = append(plan.procs, devProc{name: name, args: append(args, st...), health: "https://" + http[i] + "/healthz"})
 	}
 	return plan, nil
@@ -401,7 +423,7 @@ func printDevHelp(out io.Writer, p *devPlan, o devOptions) {
 		grpcs = o.grpcAddr + "," + o.grpc2Addr
 	}
 	fmt.Fprintf(out, `
-Cairn is running: %[8]s and three witnesses (2-of-3 quorum), all over TLS.
+Cairn is running: %[8]s, three witnesses (2-of-3 quorum) and a mirror, all over TLS.
 Ctrl-C stops them.
 
   log origin   %[1]s
@@ -426,7 +448,13 @@ Audit the whole log, then watch it:
 
   ./bin/cairn audit --log https://%[6]s --ca %[4]s --policy %[3]s
   ./bin/cairn monitor --log https://%[6]s --ca %[4]s --policy %[3]s --state %[9]s
-`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"))
+
+The mirror (%[10]s) holds a full copy; read and audit from it, with the
+log as the first choice and the mirror as the fallback:
+
+  ./bin/cairn audit --log https://%[6]s,%[10]s --ca %[4]s --policy %[3]s
+  ./bin/cairn get --log %[10]s --ca %[4]s --token-file %[5]s --policy %[3]s 0
+`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"), p.mirrorURL)
 }
 
 // startDevEngines starts MariaDB and MinIO for --ha (state under

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/internal/keyfile"
 	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/spf13/cobra"
@@ -27,6 +29,7 @@ func newLogServeCmd() *cobra.Command {
 		cfg                                cairnlog.Config
 		keyFile, policyFile, logFormat, lv string
 		retentionFile                      string
+		mirrorURLs, mirrorKeys             []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --origin ORIGIN --key FILE [flags]",
@@ -106,6 +109,9 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 					return fmt.Errorf("--retention: %s is empty (a policy needs keep and then lines; without --retention nothing is pruned)", retentionFile)
 				}
 			}
+			if cfg.Mirrors, err = mirrorTargets(mirrorURLs, mirrorKeys, cfg.WitnessPolicy); err != nil {
+				return err
+			}
 			// Owner-only files: Tessera's POSIX driver creates tiles and
 			// bundles 0644 in 0755 directories and takes no mode option, so
 			// the umask, which is process-wide and therefore set here rather
@@ -181,8 +187,39 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	} {
 		annotateField(f, flag, field)
 	}
+	f.StringArrayVar(&mirrorURLs, "mirror", nil, "a tlog-mirror's submission URL to push each published checkpoint and its entries to; repeatable (docs/mirror.md)")
+	f.StringArrayVar(&mirrorKeys, "mirror-key", nil, "the cosignature vkey of the --mirror at the same position (default: the --witness-policy witness with that URL)")
+	annotateField(f, "mirror", "Config.Mirrors")
 	documentEnv(cmd)
 	return cmd
+}
+
+// mirrorTargets pairs --mirror URLs with their keys: --mirror-key by
+// position, else the witness-policy line with the same URL.
+func mirrorTargets(urls, keys []string, witnessPolicy []byte) ([]cairnlog.MirrorTarget, error) {
+	if len(keys) > len(urls) {
+		return nil, fmt.Errorf("--mirror-key given %d times, --mirror only %d", len(keys), len(urls))
+	}
+	var byURL map[string]string
+	if len(witnessPolicy) > 0 {
+		p, err := policy.Parse(witnessPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("--witness-policy: %w", err)
+		}
+		byURL = map[string]string{}
+		for _, w := range p.Witnesses {
+			byURL[strings.TrimSuffix(w.URL, "/")] = w.VKey
+		}
+	}
+	var out []cairnlog.MirrorTarget
+	for i, u := range urls {
+		t := cairnlog.MirrorTarget{URL: u, VKey: byURL[strings.TrimSuffix(u, "/")]}
+		if i < len(keys) {
+			t.VKey = keys[i]
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // newLogger builds the one slog.Logger a command passes down.

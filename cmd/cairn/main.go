@@ -35,6 +35,7 @@ everything they saw before; auditors verify with nothing but public keys.`,
 	}
 	root.AddCommand(newKeygenCmd(), newLogCmd(), newAccessCmd(), newDevCmd())
 	root.AddCommand(witnessCmds()...)
+	root.AddCommand(mirrorCmds()...)
 	root.AddCommand(auditorCmds()...)
 	return root
 }

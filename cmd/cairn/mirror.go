@@ -1,0 +1,246 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/internal/keyfile"
+	"github.com/cairnlog/cairn/mirror"
+	"github.com/spf13/cobra"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// mirrorCmds returns the mirror commands (cairn mirror ...).
+func mirrorCmds() []*cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mirror",
+		Short: "Run or feed a tlog-mirror that stores and cosigns copies of logs",
+	}
+	cmd.AddCommand(newMirrorServeCmd(), newMirrorPushCmd(), newMirrorEvidenceCmd())
+	return []*cobra.Command{cmd}
+}
+
+func newMirrorServeCmd() *cobra.Command {
+	var keyFiles []string
+	var logsFile, storage, addr, tlsCert, tlsKey, logFormat, level string
+	var plaintext bool
+	cmd := &cobra.Command{
+		Use:   "serve --key FILE --logs FILE --storage posix:DIR",
+		Short: "Serve the C2SP tlog-mirror API and the mirrored logs' tiles",
+		Long: `Serve a C2SP tlog-mirror: a cosigner that stores a full copy of each log it
+mirrors and serves it over tlog-tiles.
+
+  POST /add-checkpoint   tlog-witness semantics on the pending checkpoint
+                         (no cosignature; 409 text/x.tlog.size; forks refused
+                         with 422 and kept as evidence: cairn mirror evidence)
+  POST /add-entries      entry packages, each proven against the pending
+                         checkpoint; 200 with the mirror's cosignature once
+                         every entry up to it is stored; 202/409 with
+                         text/x.tlog.mirror-info to resume
+  GET  /<hex sha256(origin)>/checkpoint, /tile/...   the mirrored log
+
+--logs is a witness-network log list (logs/v0), the same file a witness reads.
+--key may be repeated: every key cosigns each mirror checkpoint.`,
+		Example: `  # A second mirror beside 'make run' (which runs mirror-sa on 8281), for its log:
+  cairn keygen --witness --name mirror-b.example.net --out data/mirror-b
+  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --storage posix:data/mirror-b \
+    --http 127.0.0.1:8282 --insecure-plaintext`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd); err != nil {
+				return err
+			}
+			logger, err := newLogger(cmd.ErrOrStderr(), logFormat, level)
+			if err != nil {
+				return err
+			}
+			if len(keyFiles) == 0 || logsFile == "" {
+				return errors.New("--key and --logs are required")
+			}
+			if !plaintext && (tlsCert == "" || tlsKey == "") {
+				return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
+			}
+			dir, ok := strings.CutPrefix(storage, "posix:")
+			if !ok || dir == "" {
+				return fmt.Errorf("--storage %q: want posix:DIR (mysql+s3 is not supported by the mirror yet)", storage)
+			}
+			var keys []string
+			for _, f := range keyFiles {
+				k, err := keyfile.Read(f)
+				if err != nil {
+					return fmt.Errorf("--key: %w", err)
+				}
+				keys = append(keys, string(k))
+			}
+			logs, err := readLogList(logsFile)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Dir: dir, Logger: logger})
+			if err != nil {
+				return flagError(cmd, err)
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("--http %s: %w", addr, err)
+			}
+			return serveHTTP(ctx, logger, ln, m.Handler(), tlsCert, tlsKey,
+				slog.String("mirror", m.Name()), slog.Int("logs", len(logs)))
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&keyFiles, "key", nil, "file holding a mirror cosigner private key (cairn keygen --witness); repeatable")
+	f.StringVar(&logsFile, "logs", "", "log list (witness-network logs/v0 format) of the logs to mirror")
+	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR")
+	f.StringVar(&addr, "http", "127.0.0.1:8281", "HTTP listen address")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	f.BoolVar(&plaintext, "insecure-plaintext", false, "serve plain HTTP (loopback tests and demos only)")
+	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
+	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	annotateField(f, "key", "Config.PrivateKeys")
+	annotateField(f, "logs", "Config.Logs")
+	annotateField(f, "storage", "Config.Dir")
+	documentEnv(cmd)
+	return cmd
+}
+
+func newMirrorPushCmd() *cobra.Command {
+	var c clientFlags
+	var mirrors []string
+	var mirrorKeys []string
+	cmd := &cobra.Command{
+		Use:   "push --log URL --mirror URL --policy FILE",
+		Short: "Copy a tlog-tiles log into a mirror, up to its latest checkpoint",
+		Long: `Read any tlog-tiles log (Cairn's, Tessera's, ...) and push it to one or more
+tlog-mirrors: add-checkpoint with a consistency proof, then add-entries from the
+mirror's next entry, resuming after 202/409. Every hash sent is first verified
+against the log's checkpoint (x/mod tlog). Use it to seed a new mirror or to
+repair one; a running Cairn log pushes on its own (log serve --mirror).
+
+The policy gives the log key; --mirror-key (a cosignature vkey) checks the
+mirror's answer. Prints the size each mirror now cosigns.`,
+		Example: `  # Against 'make run': push its log to its mirror (already current: prints its size)
+  cairn mirror push --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt \
+    --mirror https://127.0.0.1:8281 --mirror-key "$(cat data/keys/mirror-sa.vkey)"
+  # Seed the second mirror of the serve example from the first
+  cairn mirror push --log https://127.0.0.1:8281/$(printf %s localhost/cairn-dev | sha256sum | cut -c1-64) \
+    --ca data/tls/ca.pem --policy data/policy.txt --mirror http://127.0.0.1:8282`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := c.loadPolicy()
+			if err != nil {
+				return err
+			}
+			if len(mirrors) == 0 {
+				return errors.New("--mirror is required")
+			}
+			l, err := c.openLog(p)
+			if err != nil {
+				return err
+			}
+			var vs []note.Verifier
+			for _, k := range mirrorKeys {
+				v, err := fnote.NewVerifierForCosignatureV1(k)
+				if err != nil {
+					return fmt.Errorf("--mirror-key %q: %w", k, err)
+				}
+				vs = append(vs, v)
+			}
+			cp, err := l.ReadCheckpoint(cmd.Context())
+			if err != nil {
+				return c.explain(fmt.Errorf("fetching the checkpoint of %s: %w", c.log, err))
+			}
+			v, err := p.Verify(cp)
+			if err != nil {
+				return fmt.Errorf("the log's checkpoint: %w", err)
+			}
+			t, err := c.tlsConfig()
+			if err != nil {
+				return err
+			}
+			type result struct {
+				Mirror  string  `json:"mirror"`
+				Size    uint64  `json:"size"`
+				Entries uint64  `json:"entries_sent"`
+				Seconds float64 `json:"seconds"`
+			}
+			var out []result
+			var text strings.Builder
+			for _, u := range mirrors {
+				m, err := client.NewMirror(u, vs, t, 0)
+				if err != nil {
+					return flagError(cmd, err)
+				}
+				start := time.Now()
+				res, err := m.Push(cmd.Context(), l, v.Log.Verifier, cp)
+				if err != nil {
+					return err
+				}
+				r := result{Mirror: u, Size: res.Size, Entries: res.Entries, Seconds: time.Since(start).Seconds()}
+				out = append(out, r)
+				fmt.Fprintf(&text, "%s: cosigns size %d (%d entries sent in %.1fs)\n", u, r.Size, r.Entries, r.Seconds)
+			}
+			return c.emit(cmd.OutOrStdout(), out, text.String())
+		},
+	}
+	c.register(cmd.Flags(), true, false, true)
+	cmd.Flags().StringArrayVar(&mirrors, "mirror", nil, "a mirror's submission URL; repeatable")
+	cmd.Flags().StringArrayVar(&mirrorKeys, "mirror-key", nil, "a mirror's cosignature vkey, to check its answer; repeatable")
+	annotateField(cmd.Flags(), "mirror", "Mirror.URL")
+	return cmd
+}
+
+func newMirrorEvidenceCmd() *cobra.Command {
+	var storage, output string
+	cmd := &cobra.Command{
+		Use:     "evidence --storage posix:DIR",
+		Short:   "Print the inconsistent checkpoints this mirror refused",
+		Example: `  cairn mirror evidence --storage posix:data/mirror-b --output json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, ok := strings.CutPrefix(storage, "posix:")
+			if !ok {
+				return fmt.Errorf("--storage %q: want posix:DIR", storage)
+			}
+			evs, err := mirror.ReadEvidence(dir)
+			if err != nil {
+				return fmt.Errorf("--storage: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				if evs == nil {
+					evs = []mirror.Evidence{}
+				}
+				return json.NewEncoder(out).Encode(evs)
+			case "text":
+				if len(evs) == 0 {
+					fmt.Fprintln(out, "no evidence: every checkpoint this mirror was shown was consistent")
+				}
+				for _, e := range evs {
+					fmt.Fprintf(out, "%s  %s\n  reason: %s\n  old %d, %d proof hashes\n  pending:\n%s\n  submitted:\n%s\n",
+						e.Time.Format(time.RFC3339), e.Origin, e.Reason, e.Old, len(e.Proof), indent(e.Pending), indent(e.Submitted))
+				}
+				return nil
+			default:
+				return fmt.Errorf("--output %q: want text or json", output)
+			}
+		},
+	}
+	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage")
+	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	return cmd
+}

@@ -1,0 +1,266 @@
+package mirror
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cairnlog/cairn/format/addcheckpoint"
+	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/format/loglist"
+	"github.com/cairnlog/cairn/internal/atomicfile"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/storage/posix"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// tileWriter is what the mirror needs of Tessera's migration writer (the
+// storage lifecycle Tessera provides for copying a log): store entry
+// bundles, then integrate them into tiles up to a size.
+type tileWriter interface {
+	SetEntryBundle(ctx context.Context, index uint64, partial uint8, bundle []byte) error
+	AwaitIntegration(ctx context.Context, sourceSize uint64) ([]byte, error)
+	IntegratedSize(ctx context.Context) (uint64, error)
+}
+
+// logMirror is the state of one mirrored log.
+type logMirror struct {
+	log    loglist.Log
+	own    []note.Verifier // the mirror's keys
+	id     string
+	dir    string // state: pending.json, evidence/
+	tiles  string // Tessera posix root: checkpoint, tile/, .state/
+	writer tileWriter
+	reader tessera.LogReader
+
+	// mu guards pending, recent, next, mirrorSize and mirrorNote. It is
+	// never held while reading a request body or integrating.
+	mu         sync.Mutex
+	pending    pendingCheckpoint            // the latest pending checkpoint
+	recent     map[uint64]pendingCheckpoint // past pending checkpoints by size, for upload_end
+	order      []uint64                     // sizes in recent, oldest first
+	next       uint64                       // first entry not stored
+	mirrorSize uint64
+	mirrorNote []byte // the served checkpoint: log signature + mirror cosignatures
+
+	// commitMu serialises integration and the mirror checkpoint update.
+	commitMu sync.Mutex
+
+	evidenceMu   sync.Mutex
+	evidenceSeen map[string]bool
+}
+
+// pendingFile holds the recent pending checkpoints, newest last.
+type pendingFile struct {
+	Pending []string `json:"pending"`
+}
+
+// open loads a log's state, creating it on first use.
+func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
+	dir := m.logDir(l.Origin)
+	lm := &logMirror{
+		log: l, own: m.verifiers, id: OriginID(l.Origin), dir: dir, tiles: filepath.Join(dir, "log"),
+		recent: map[uint64]pendingCheckpoint{}, evidenceSeen: map[string]bool{},
+	}
+	if err := os.MkdirAll(lm.tiles, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", lm.tiles, err)
+	}
+	d, err := posix.New(ctx, posix.Config{Path: lm.tiles})
+	if err != nil {
+		return nil, fmt.Errorf("opening storage of %q: %w", l.Origin, err)
+	}
+	w, r, err := d.(*posix.Storage).MigrationWriter(ctx, tessera.NewMigrationOptions())
+	if err != nil {
+		return nil, fmt.Errorf("opening storage of %q: %w", l.Origin, err)
+	}
+	lm.writer, lm.reader = w, r
+
+	b, err := os.ReadFile(filepath.Join(dir, "pending.json"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("reading the pending checkpoints of %q: %w", l.Origin, err)
+	default:
+		var pf pendingFile
+		if err := json.Unmarshal(b, &pf); err != nil {
+			return nil, fmt.Errorf("%s: corrupt pending checkpoints: %w", dir, err)
+		}
+		for _, n := range pf.Pending {
+			c, err := lm.openNote([]byte(n))
+			if err != nil {
+				return nil, fmt.Errorf("%s: a stored pending checkpoint does not verify with the log key: %w", dir, err)
+			}
+			lm.remember(c)
+		}
+	}
+	cp, err := os.ReadFile(filepath.Join(lm.tiles, layout.CheckpointPath))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("reading the mirror checkpoint of %q: %w", l.Origin, err)
+	default:
+		v := append([]note.Verifier{l.Verifier}, m.verifiers...)
+		n, err := note.Open(cp, note.VerifierList(v...))
+		if err != nil {
+			return nil, fmt.Errorf("%s: the mirror checkpoint does not verify: %w", lm.tiles, err)
+		}
+		c, err := checkpoint.Parse([]byte(n.Text))
+		if err != nil {
+			return nil, fmt.Errorf("%s: the mirror checkpoint: %w", lm.tiles, err)
+		}
+		lm.mirrorSize, lm.mirrorNote = c.Size, cp
+		m.metrics.mirrorSize.WithLabelValues(l.Origin).Set(float64(c.Size))
+	}
+	// Entries up to the integrated size are stored; later bundles may be
+	// too, but a client re-sending them costs less than trusting a scan.
+	if lm.next, err = w.IntegratedSize(ctx); err != nil {
+		return nil, fmt.Errorf("reading the integrated size of %q: %w", l.Origin, err)
+	}
+	lm.next = max(lm.next, lm.mirrorSize)
+	m.metrics.pendingSize.WithLabelValues(l.Origin).Set(float64(lm.pending.Size))
+	return lm, nil
+}
+
+// remember makes c the pending checkpoint and keeps it as a valid upload_end.
+// Callers hold mu (or own lm exclusively).
+func (lm *logMirror) remember(c pendingCheckpoint) {
+	if _, ok := lm.recent[c.Size]; !ok {
+		lm.order = append(lm.order, c.Size)
+	}
+	lm.recent[c.Size] = c
+	for len(lm.order) > recentPending {
+		delete(lm.recent, lm.order[0])
+		lm.order = lm.order[1:]
+	}
+	lm.pending = c
+}
+
+// savePending stores c as the new pending checkpoint, durably, then makes it
+// current. Callers hold mu.
+func (lm *logMirror) savePending(c pendingCheckpoint) error {
+	var pf pendingFile
+	for _, s := range lm.order {
+		if s != c.Size {
+			pf.Pending = append(pf.Pending, string(lm.recent[s].Note))
+		}
+	}
+	pf.Pending = append(pf.Pending, string(c.Note))
+	if len(pf.Pending) > recentPending {
+		pf.Pending = pf.Pending[len(pf.Pending)-recentPending:]
+	}
+	b, err := json.Marshal(pf)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(lm.dir, "pending.json"), b, 0o600); err != nil {
+		return err
+	}
+	if _, ok := lm.recent[c.Size]; ok {
+		// Re-pending a known size (same root): move it to the newest place.
+		for i, s := range lm.order {
+			if s == c.Size {
+				lm.order = append(lm.order[:i], lm.order[i+1:]...)
+				break
+			}
+		}
+		delete(lm.recent, c.Size)
+	}
+	lm.remember(c)
+	return nil
+}
+
+// maxEvidenceSeen bounds the set of evidence already kept per log.
+const maxEvidenceSeen = 4096
+
+// keepEvidence stores a refused inconsistent checkpoint under evidence/,
+// once per (pending, submitted, reason kind).
+func (lm *logMirror) keepEvidence(m *Mirror, cur pendingCheckpoint, r addcheckpoint.Request, reason string) {
+	key := reasonKind(reason) + "\x00" + string(cur.Note) + "\x00" + string(r.Checkpoint)
+	lm.evidenceMu.Lock()
+	seen := lm.evidenceSeen[key]
+	if !seen {
+		if len(lm.evidenceSeen) >= maxEvidenceSeen {
+			clear(lm.evidenceSeen)
+		}
+		lm.evidenceSeen[key] = true
+	}
+	lm.evidenceMu.Unlock()
+	if seen {
+		return
+	}
+	now := m.now().UTC()
+	ev := Evidence{Time: now, Origin: lm.log.Origin, Reason: reason, Pending: string(cur.Note), Submitted: string(r.Checkpoint), Old: r.Old}
+	for _, h := range r.Proof {
+		ev.Proof = append(ev.Proof, base64.StdEncoding.EncodeToString(h))
+	}
+	b, err := json.MarshalIndent(ev, "", "  ")
+	if err == nil {
+		dir := filepath.Join(lm.dir, "evidence")
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			err = atomicfile.Write(filepath.Join(dir, fmt.Sprintf("%d.json", now.UnixNano())), b, 0o600)
+		}
+	}
+	if err != nil {
+		m.logger.Error("could not store evidence", slog.String("origin", cleanOrigin(lm.log.Origin)), slog.Any("error", err))
+		return
+	}
+	m.metrics.evidence.Inc()
+	m.logger.Warn("refused an inconsistent checkpoint; evidence kept", slog.String("origin", cleanOrigin(lm.log.Origin)), slog.String("reason", reason))
+}
+
+func reasonKind(reason string) string {
+	for i := range len(reason) {
+		if reason[i] == ':' {
+			return reason[:i]
+		}
+	}
+	return reason
+}
+
+// ReadEvidence returns the evidence kept in a mirror's storage directory,
+// for every log, oldest first per log.
+func ReadEvidence(dir string) ([]Evidence, error) {
+	logs, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Evidence
+	for _, l := range logs {
+		files, err := os.ReadDir(filepath.Join(dir, l.Name(), "evidence"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(dir, l.Name(), "evidence", f.Name()))
+			if err != nil {
+				return nil, err
+			}
+			var ev Evidence
+			if err := json.Unmarshal(b, &ev); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name(), err)
+			}
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// ownKey reports whether a signature line names one of the mirror's keys.
+func (lm *logMirror) ownKey(s note.Signature) bool {
+	for _, v := range lm.own {
+		if s.Name == v.Name() && s.Hash == v.KeyHash() {
+			return true
+		}
+	}
+	return false
+}
