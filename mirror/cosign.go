@@ -3,16 +3,16 @@ package mirror
 import (
 	"errors"
 	"fmt"
-	"strings"
 
-	fnote "github.com/transparency-dev/formats/note"
+	"github.com/cairnlog/cairn/format/cosignature"
 	"golang.org/x/mod/sumdb/note"
 )
 
 // newCosigners parses the mirror's private keys into cosigners and their
-// verifiers: tlog-cosignature cosignature/v1 (Ed25519, type 0x04). This is
-// the one place that knows the key types, so other cosignature types are a
-// change here only.
+// verifiers, through format/cosignature, the one place that knows the key
+// types (tlog-cosignature: Ed25519 cosignature/v1, type 0x04, and ML-DSA-44,
+// type 0x06), exactly as the witness does. Every key signs every checkpoint
+// the mirror cosigns, one line each.
 func newCosigners(keys []string) ([]note.Signer, []note.Verifier, error) {
 	if len(keys) == 0 {
 		return nil, nil, errors.New("a mirror private key is required")
@@ -21,9 +21,9 @@ func newCosigners(keys []string) ([]note.Signer, []note.Verifier, error) {
 	var verifiers []note.Verifier
 	seen := map[string]bool{}
 	for i, k := range keys {
-		s, err := fnote.NewSignerForCosignatureV1(strings.TrimSpace(k))
+		s, err := cosignature.ParseSigner(k)
 		if err != nil {
-			return nil, nil, fmt.Errorf("key %d is not a cosigner private key: %w", i+1, err)
+			return nil, nil, fmt.Errorf("key %d: %w", i+1, err)
 		}
 		id := fmt.Sprintf("%s+%08x", s.Name(), s.KeyHash())
 		if seen[id] {
