@@ -357,7 +357,10 @@ func TestAuthenticatedReadAccessKeepsConsistencyPublic(t *testing.T) {
 }
 
 func TestRateLimitEngagesAndReleases(t *testing.T) {
-	s := newSecureLog(t, func(c *Config) { c.RateLimit, c.RateBurst = 5, 5 })
+	// One record every 10 s beyond a burst of 5: the eight appends below,
+	// however slow a loaded machine makes them, spend the burst long before
+	// a token comes back.
+	s := newSecureLog(t, func(c *Config) { c.RateLimit, c.RateBurst = 0.1, 5 })
 	ctx := bearer(context.Background(), s.tokens["writer"])
 	limited := 0
 	for i := range 8 {
