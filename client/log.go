@@ -35,6 +35,9 @@ type Log struct {
 	URL     string
 	Policy  *policy.Policy
 	fetcher *tclient.HTTPFetcher
+	// httpc and token reach the log's own endpoints (GET /record/N).
+	httpc *http.Client
+	token string
 }
 
 // HTTPOptions configure how a Log is reached.
@@ -68,14 +71,15 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	tr.Proxy = nil
 	tr.TLSClientConfig = o.TLS
 	tr.MaxIdleConnsPerHost = 16
-	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tr, Timeout: o.Timeout})
+	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
+	f, err := tclient.NewHTTPFetcher(u, hc)
 	if err != nil {
 		return nil, err
 	}
 	if o.Token != "" {
 		f.SetAuthorizationHeader("Bearer " + o.Token)
 	}
-	return &Log{URL: base, Policy: p, fetcher: f}, nil
+	return &Log{URL: base, Policy: p, fetcher: f, httpc: hc, token: o.Token}, nil
 }
 
 // Checkpoint fetches the latest checkpoint and verifies it against the policy.

@@ -35,6 +35,13 @@ type Log struct {
 	metrics   *metrics
 	watcher   *checkpointWatcher
 	guard     *guard
+	// keys seals and opens records naming data subjects; nil without a KEK.
+	keys *subjectKeys
+	// subjectHold reports whether a subject (by keyed hash) is under a
+	// legal hold, which refuses its erasure; nil = no holds.
+	subjectHold func(subjectHash []byte) (held bool, reason string)
+	// eraseHook, if set, is called at the named steps of Erase (tests).
+	eraseHook func(step string)
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -102,6 +109,11 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop()
 		return nil, err
 	}
+	keys, err := openSubjectKeys(ctx, drv.keys, cfg.KEKFile)
+	if err != nil {
+		stop()
+		return nil, err
+	}
 	as := &retryAntispam{Antispam: drv.antispam, timeout: retryCatchUpTimeout}
 	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, drv.tessera, opts)
@@ -126,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		shutdown:  shutdown,
 		metrics:   m,
 		guard:     g,
+		keys:      keys,
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)

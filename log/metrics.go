@@ -22,6 +22,7 @@ type metrics struct {
 	authFailures         *prometheus.CounterVec
 	accessReloadFailures prometheus.Counter
 	accessReloadSuccess  prometheus.Gauge
+	erasures             prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -73,7 +74,12 @@ func newMetrics() *metrics {
 			Name: "cairn_access_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful access file load (0: no access file).",
 		}),
+		erasures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_subject_erasures_total",
+			Help: "Data subject keys destroyed by this frontend (cairn erase).",
+		}),
 	}
+	m.registry.MustRegister(m.erasures)
 	m.registry.MustRegister(m.requests, m.appends, m.rejected, m.appendErrors, m.appendLatency,
 		m.treeSize, m.integration, m.checkpointAt, m.authFailures, m.accessReloadFailures, m.accessReloadSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/spf13/cobra"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -16,7 +17,7 @@ import (
 
 func newKeygenCmd() *cobra.Command {
 	var name, out string
-	var witness bool
+	var witness, kek bool
 	cmd := &cobra.Command{
 		Use:   "keygen --name NAME --out PREFIX",
 		Short: "Generate an Ed25519 signing key pair (PREFIX.key and PREFIX.vkey)",
@@ -26,11 +27,20 @@ PREFIX.key holds the private key (PRIVATE+KEY+NAME+ID+..., mode 0600) and
 PREFIX.vkey the verifier key (NAME+ID+...). A log's key name must equal its
 origin. With --witness the key is a cosignature/v1 (0x04) witness key: the
 vkey is what log operators put in their witness policy. A missing directory
-of PREFIX is created (mode 0700). An existing file is never overwritten.`,
+of PREFIX is created (mode 0700). An existing file is never overwritten.
+
+With --kek it writes instead a new key-encryption key to the file --out
+(mode 0600), for 'cairn log serve --kek-file': it wraps the data keys of
+records naming data subjects (docs/erasure.md). Keep a copy apart from the
+log's storage; without it no sealed record can be read again.`,
 		Example: `  cairn keygen --name example.com/log --out data/log
-  cairn keygen --witness --name witness.example.net --out data/witness`,
+  cairn keygen --witness --name witness.example.net --out data/witness
+  cairn keygen --kek --out data/log.kek`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kek {
+				return writeKEK(cmd, out, name, witness)
+			}
 			if name == "" || out == "" {
 				return errors.New("--name and --out are required")
 			}
@@ -48,6 +58,7 @@ of PREFIX is created (mode 0700). An existing file is never overwritten.`,
 	cmd.Flags().StringVar(&name, "name", "", "key name; for a log, its origin (e.g. example.com/log)")
 	cmd.Flags().StringVar(&out, "out", "", "path prefix of the PREFIX.key and PREFIX.vkey files")
 	cmd.Flags().BoolVar(&witness, "witness", false, "make a witness cosignature (0x04) key")
+	cmd.Flags().BoolVar(&kek, "kek", false, "write a key-encryption key to the file --out instead (for log serve --kek-file)")
 	return cmd
 }
 
@@ -112,4 +123,27 @@ func writeNew(path, content string, mode os.FileMode) error {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// writeKEK writes a new key-encryption key to out (0600), never over an
+// existing file.
+func writeKEK(cmd *cobra.Command, out, name string, witness bool) error {
+	if out == "" {
+		return errors.New("--out is required: the file to write the key-encryption key to")
+	}
+	if name != "" || witness {
+		return errors.New("--kek takes only --out (a key-encryption key has no name)")
+	}
+	k, err := cairnlog.GenerateKEK()
+	if err != nil {
+		return fmt.Errorf("generating a key-encryption key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+		return fmt.Errorf("creating the directory of %s: %w", out, err)
+	}
+	if err := writeNew(out, k, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote key-encryption key %s\n", out)
+	return nil
 }

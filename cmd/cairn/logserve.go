@@ -144,6 +144,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; must be mode 0600")
 	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle that signs client certificates (mTLS writers); needs --access")
 	f.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA bundle trusted for the log's outgoing connections (witnesses), besides the system roots")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (cairn keygen --kek) wrapping the data keys of records naming data subjects; must be mode 0600. Without it such records are refused, and a log whose key store holds keys does not start")
 	f.BoolVar(&cfg.InsecurePlaintext, "insecure-plaintext", false, "serve without TLS (tokens and records in clear): for loopback tests only")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
@@ -159,7 +160,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 		"max-clock-skew": "Config.MaxClockSkew", "witness-policy": "Config.WitnessPolicy", "witness-timeout": "Config.WitnessTimeout",
 		"access": "Config.AccessFile", "read-access": "Config.ReadAccess", "rate-limit": "Config.RateLimit", "rate-burst": "Config.RateBurst",
 		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
-		"insecure-plaintext": "Config.InsecurePlaintext",
+		"insecure-plaintext": "Config.InsecurePlaintext", "kek-file": "Config.KEKFile",
 	} {
 		annotateField(f, flag, field)
 	}
