@@ -28,6 +28,10 @@ const (
 	envChildDefaults = "CAIRN_TEST_CHILD_DEFAULTS"
 	// envChildAWS (JSON of AWSConfig) puts the child on mysql+s3.
 	envChildAWS = "CAIRN_TEST_CHILD_AWS"
+	// envChildKEK is the child's Config.KEKFile.
+	envChildKEK = "CAIRN_TEST_CHILD_KEK"
+	// envChildEraseCrash makes the child kill -9 itself at this step of Erase.
+	envChildEraseCrash = "CAIRN_TEST_CHILD_ERASE_CRASH"
 )
 
 func TestMain(m *testing.M) {
@@ -52,10 +56,18 @@ func runChild(dir, skey string) int {
 			return 2
 		}
 	}
+	cfg.KEKFile = os.Getenv(envChildKEK)
 	l, err := New(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 2
+	}
+	if step := os.Getenv(envChildEraseCrash); step != "" {
+		l.eraseHook = func(s string) {
+			if s == step {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
 	}
 	fmt.Printf("LISTENING %s %s\n", l.HTTPAddr(), l.GRPCAddr())
 	if err := l.Run(ctx); err != nil {

@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cairnlog/cairn/internal/atomicfile"
+	"github.com/cairnlog/cairn/internal/fielderr"
 )
 
 // keyEntry is one entry of the subject key store: a data key wrapped by
@@ -261,3 +263,37 @@ func (s *sqlKeyStore) empty(ctx context.Context) (bool, error) {
 	}
 	return n == 0, nil
 }
+
+// openKeyStore opens the subject key store of the storage named by spec
+// (validated): files in a POSIX directory, a table on the mysql+s3 database.
+func openKeyStore(ctx context.Context, spec string, aws AWSConfig) (keyStore, error) {
+	kind, arg, _ := strings.Cut(spec, ":")
+	if kind == "posix" {
+		if err := os.MkdirAll(arg, 0o700); err != nil {
+			return nil, fielderr.Errorf("Config.Storage", "creating %s: %w", arg, err)
+		}
+		ks, err := newFileKeyStore(arg)
+		if err != nil {
+			return nil, fielderr.New("Config.Storage", err)
+		}
+		return ks, nil
+	}
+	dsn, err := readCommittedDSN(ctx, aws.MySQLDSN)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, fielderr.New("Config.AWS.MySQLDSN", err)
+	}
+	db.SetMaxIdleConns(keyStoreIdleConns)
+	ks, err := newSQLKeyStore(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, fielderr.New("Config.AWS.MySQLDSN", err)
+	}
+	return ks, nil
+}
+
+// keyStoreIdleConns is how many idle connections the key store keeps.
+const keyStoreIdleConns = 16

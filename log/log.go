@@ -103,13 +103,18 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc)
+	// The subject key store opens first: a lost or wrong KEK stops the
+	// start before any storage is opened.
+	ks, err := openKeyStore(ctx, cfg.Storage, cfg.AWS)
 	if err != nil {
-		stop()
 		return nil, err
 	}
-	keys, err := openSubjectKeys(ctx, drv.keys, cfg.KEKFile)
+	keys, err := openSubjectKeys(ctx, ks, cfg.KEKFile)
+	if err != nil {
+		return nil, err
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc)
 	if err != nil {
 		stop()
 		return nil, err

@@ -27,8 +27,6 @@ type driver struct {
 	antispam tessera.Antispam
 	// reader, if set, adapts Tessera's reader to the errors the read path expects.
 	reader func(tessera.LogReader) tessera.LogReader
-	// keys is the subject key store on the same storage.
-	keys keyStore
 }
 
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
@@ -79,11 +77,7 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
-	ks, err := newFileKeyStore(dir)
-	if err != nil {
-		return nil, fielderr.New("Config.Storage", err)
-	}
-	return &driver{name: "posix", tessera: d, antispam: as, keys: ks}, nil
+	return &driver{name: "posix", tessera: d, antispam: as}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:

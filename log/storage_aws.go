@@ -172,12 +172,8 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 	if err != nil {
 		return nil, err
 	}
-	ks, err := newSQLKeyStore(ctx, db)
-	if err != nil {
-		return nil, fielderr.New("Config.AWS.MySQLDSN", err)
-	}
 	s3c := s3.NewFromConfig(*sdk, s3opts)
-	return &driver{name: "mysql+s3", tessera: d, antispam: batched, keys: ks, reader: func(r tessera.LogReader) tessera.LogReader {
+	return &driver{name: "mysql+s3", tessera: d, antispam: batched, reader: func(r tessera.LogReader) tessera.LogReader {
 		return s3Reader{LogReader: r, s3: s3c, bucket: c.S3Bucket}
 	}}, nil
 }
