@@ -109,15 +109,20 @@ func (l *latencies) report(b *testing.B, n int, elapsed time.Duration) {
 }
 
 // benchLog starts a fresh child-process log for one benchmark iteration.
-func benchLog(b *testing.B) (*childLog, string) {
+func benchLog(b *testing.B, env ...string) (*childLog, string) {
 	skey, vkey := newKey(b, testOrigin)
-	return startChild(b, b.TempDir(), skey, envChildDefaults+"=1"), vkey
+	return startChild(b, b.TempDir(), skey, append(env, envChildDefaults+"=1")...), vkey
 }
 
 func runBench(b *testing.B, drive func(c *childLog, lat *latencies, n int) error) {
+	runBenchWith(b, nil, drive)
+}
+
+// runBenchWith is runBench on a child log with extra environment env.
+func runBenchWith(b *testing.B, env []string, drive func(c *childLog, lat *latencies, n int) error) {
 	for range b.N {
 		b.StopTimer()
-		c, vkey := benchLog(b)
+		c, vkey := benchLog(b, env...)
 		lat := newLatencies(benchRecords)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		followed := make(chan struct{})

@@ -52,8 +52,9 @@ type keyStore interface {
 // entry in dir (the storage directory's .state/subject-keys), mode 0600.
 type fileKeyStore struct {
 	dir string
-	// mu serialises create and erase within this process (the POSIX
-	// driver has one process per directory).
+	// mu serialises erasures within this process (the POSIX driver has one
+	// process per directory). Creations need no lock: an entry is linked
+	// into place, which fails if it exists, so the first creation wins.
 	mu sync.Mutex
 }
 
@@ -87,8 +88,6 @@ func (s *fileKeyStore) load(_ context.Context, name string) (keyEntry, bool, err
 }
 
 func (s *fileKeyStore) create(ctx context.Context, name string, e keyEntry) (keyEntry, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if old, ok, err := s.load(ctx, name); err != nil || ok {
 		return old, err
 	}
