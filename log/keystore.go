@@ -277,6 +277,17 @@ func openKeyStore(ctx context.Context, spec string, aws AWSConfig) (keyStore, er
 		}
 		return ks, nil
 	}
+	// Local mistakes (a missing or readable credential file) are reported
+	// before anything connects, as openAWS would.
+	if err := aws.validate(); err != nil {
+		return nil, err
+	}
+	if _, err := readCredential("Config.AWS.S3AccessKeyFile", aws.S3AccessKeyFile, false); err != nil {
+		return nil, err
+	}
+	if _, err := readCredential("Config.AWS.S3SecretKeyFile", aws.S3SecretKeyFile, true); err != nil {
+		return nil, err
+	}
 	dsn, err := readCommittedDSN(ctx, aws.MySQLDSN)
 	if err != nil {
 		return nil, err
