@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	aaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
@@ -347,12 +350,26 @@ func TestErasureIsRefusedUnderLegalHold(t *testing.T) {
 // not start without it, with another one, or with a readable or malformed
 // file; a log without a KEK refuses records naming subjects and writes nothing.
 func TestWrongOrMissingKEKFailsAtStart(t *testing.T) {
+	for _, driver := range []string{"posix", "mysql+s3"} {
+		t.Run(driver, func(t *testing.T) { testWrongOrMissingKEK(t, driver) })
+	}
+}
+
+func testWrongOrMissingKEK(t *testing.T, driver string) {
 	dir := t.TempDir()
 	kek := writeKEK(t, dir, "log.kek")
 	skey, vkey := newKey(t, testOrigin)
 	logDir := filepath.Join(dir, "log")
 	cfg := testConfig(logDir, skey)
-	c := startChild(t, logDir, skey, envChildKEK+"="+kek)
+	env := childDriverEnv(t, driver)
+	if len(env) > 0 {
+		cfg.Storage, cfg.CheckpointInterval = "mysql+s3", time.Second
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(env[0], envChildAWS+"=")), &cfg.AWS); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env = append(env, envChildKEK+"="+kek)
+	c := startChild(t, logDir, skey, env...)
 	r := appendSubject(t, c.api, `{"x":"sealed"}`, false, subjectAlice)
 	c.waitForSize(t, vkey, int64(r.Index+1))
 	c.stop(t)
@@ -381,12 +398,15 @@ func TestWrongOrMissingKEKFailsAtStart(t *testing.T) {
 	}
 
 	// The right KEK opens it again.
-	c = startChild(t, logDir, skey, envChildKEK+"="+kek)
+	c = startChild(t, logDir, skey, env...)
 	if d := getRecord(t, c.testLog, r.Index); d.State != record.StateDecrypted {
 		t.Fatalf("after restart: %+v", d)
 	}
 	c.stop(t)
 
+	if driver != "posix" {
+		return
+	}
 	// A fresh log without a KEK refuses subjects and sequences nothing.
 	plain := newTestLog(t)
 	_, err := plain.api.Append(context.Background(), &cairnv1.AppendRequest{Payload: []byte(marker(subjectAlice)), Subject: []string{subjectAlice}})
@@ -402,29 +422,67 @@ func TestWrongOrMissingKEKFailsAtStart(t *testing.T) {
 // A flipped byte in a sealed record's stored ciphertext is detected and
 // reported at its index; its neighbours still read.
 func TestTamperedCiphertextIsReportedAtItsIndex(t *testing.T) {
+	t.Run("posix", func(t *testing.T) {
+		testTamperedCiphertext(t, func(*Config) {}, func(tl *testLog, key string, mutate func([]byte)) {
+			p := filepath.Join(tl.dir, filepath.FromSlash(key))
+			b := readFile(t, p)
+			mutate(b)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("mysql+s3", func(t *testing.T) {
+		aws := testEngines(t)
+		testTamperedCiphertext(t, func(c *Config) { c.Storage, c.AWS, c.CheckpointInterval = "mysql+s3", aws, time.Second },
+			func(tl *testLog, key string, mutate func([]byte)) { rewriteObject(t, aws, key, mutate) })
+	})
+}
+
+// rewriteObject changes an object in the test bucket behind the log's back.
+func rewriteObject(t *testing.T, c AWSConfig, key string, mutate func([]byte)) {
+	t.Helper()
+	ak, _ := os.ReadFile(c.S3AccessKeyFile)
+	sk, _ := os.ReadFile(c.S3SecretKeyFile)
+	cl := s3.New(s3.Options{Region: c.S3Region, BaseEndpoint: aaws.String(c.S3Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(strings.TrimSpace(string(ak)), strings.TrimSpace(string(sk)), "")})
+	ctx := context.Background()
+	o, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: aaws.String(c.S3Bucket), Key: aaws.String(key)})
+	if err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	b, err := io.ReadAll(o.Body)
+	o.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate(b)
+	if _, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aaws.String(c.S3Bucket), Key: aaws.String(key), Body: bytes.NewReader(b)}); err != nil {
+		t.Fatalf("rewriting %s: %v", key, err)
+	}
+}
+
+func testTamperedCiphertext(t *testing.T, storage func(*Config), tamper func(tl *testLog, key string, mutate func([]byte))) {
 	kek := writeKEK(t, t.TempDir(), "log.kek")
-	tl := newTestLogWith(t, func(c *Config) { c.KEKFile = kek })
+	tl := newTestLogWith(t, func(c *Config) { storage(c); c.KEKFile = kek })
 	var last *cairnv1.AppendResponse
 	for i := range 3 {
 		last = appendSubject(t, tl.api, fmt.Sprintf(`{"i":%d}`, i), false, subjectCarol)
 	}
 	tl.waitForSize(t, tl.vkey, 3)
 	victim := last.Index - 1 // entry 1
-	bundle := filepath.Join(tl.dir, "tile", "entries", "000.p", "3")
-	b := readFile(t, bundle)
 	// Entry bundles are [u16 length ‖ leaf]…; flip the victim's last byte (in the GCM tag).
-	off := 0
-	for i := uint64(0); ; i++ {
-		n := int(b[off])<<8 | int(b[off+1])
-		if i == victim {
-			b[off+2+n-1] ^= 0x40
-			break
+	tamper(tl, "tile/entries/000.p/3", func(b []byte) {
+		off := 0
+		for i := uint64(0); ; i++ {
+			n := int(b[off])<<8 | int(b[off+1])
+			if i == victim {
+				b[off+2+n-1] ^= 0x40
+				return
+			}
+			off += 2 + n
 		}
-		off += 2 + n
-	}
-	if err := os.WriteFile(bundle, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	recs := decrypted(t, tl, 3)
 	if recs[victim].State != record.StateTampered || !strings.Contains(recs[victim].Detail, fmt.Sprintf("entry %d", victim)) {
 		t.Fatalf("tampered entry %d reads %+v", victim, recs[victim])
@@ -444,50 +502,68 @@ func TestTamperedCiphertextIsReportedAtItsIndex(t *testing.T) {
 // records read erased, and the retried (unacknowledged) erasure completes
 // with one erasure record.
 func TestErasureSurvivesKill9(t *testing.T) {
-	for _, step := range []string{"before-destroy", "after-destroy"} {
-		t.Run(step, func(t *testing.T) {
-			dir := t.TempDir()
-			kek := writeKEK(t, t.TempDir(), "log.kek")
-			skey, vkey := newKey(t, testOrigin)
-			c := startChild(t, dir, skey, envChildKEK+"="+kek, envChildEraseCrash+"="+step)
-			r := appendSubject(t, c.api, `{"victim":true}`, false, subjectAlice)
-			keep := appendSubject(t, c.api, `{"keep":true}`, false, subjectBob)
-			c.waitForSize(t, vkey, 2)
-			if _, err := c.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "crash test"}); err == nil {
-				t.Fatal("the erasure was acknowledged by a process killed during it")
-			}
-			if err := c.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-				t.Fatalf("child did not die by SIGKILL: %v", err)
-			}
-
-			c = startChild(t, dir, skey, envChildKEK+"="+kek)
-			c.waitForSize(t, vkey, 2)
-			state := decrypted(t, c.testLog, 2)[r.Index].State
-			want := map[string]string{"before-destroy": record.StateDecrypted, "after-destroy": record.StateErased}[step]
-			if state != want {
-				t.Fatalf("after kill -9 %s: alice's record is %s, want %s", step, state, want)
-			}
-			// The retry completes the erasure exactly once.
-			er, err := c.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "crash test"})
-			if err != nil {
-				t.Fatalf("retried erasure: %v", err)
-			}
-			if er.AlreadyErased != (step == "after-destroy") {
-				t.Fatalf("retry after %s: already_erased=%v", step, er.AlreadyErased)
-			}
-			er2, err := c.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "crash test"})
-			if err != nil || er2.Index != er.Index {
-				t.Fatalf("second retry: %v, index %d (first %d)", err, er2.GetIndex(), er.Index)
-			}
-			_, tree := c.waitForSize(t, vkey, int64(er.Index+1))
-			recs := decrypted(t, c.testLog, uint64(tree.N))
-			if recs[r.Index].State != record.StateErased || recs[keep.Index].State != record.StateDecrypted {
-				t.Fatalf("after the retried erasure: alice %s, bob %s", recs[r.Index].State, recs[keep.Index].State)
-			}
-			if tree.N != 3 {
-				t.Fatalf("tree has %d entries, want 2 records and 1 erasure record", tree.N)
-			}
-			c.stop(t)
-		})
+	for _, driver := range []string{"posix", "mysql+s3"} {
+		for _, step := range []string{"before-destroy", "after-destroy"} {
+			t.Run(driver+"/"+step, func(t *testing.T) { testErasureSurvivesKill9(t, driver, step) })
+		}
 	}
+}
+
+// childDriverEnv is the child environment for a log on driver: nothing for
+// posix, fresh engines for mysql+s3.
+func childDriverEnv(t *testing.T, driver string) []string {
+	if driver != "mysql+s3" {
+		return nil
+	}
+	j, err := json.Marshal(testEngines(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{envChildAWS + "=" + string(j)}
+}
+
+func testErasureSurvivesKill9(t *testing.T, driver, step string) {
+	dir := t.TempDir()
+	kek := writeKEK(t, t.TempDir(), "log.kek")
+	skey, vkey := newKey(t, testOrigin)
+	env := append(childDriverEnv(t, driver), envChildKEK+"="+kek)
+	c := startChild(t, dir, skey, append(env, envChildEraseCrash+"="+step)...)
+	r := appendSubject(t, c.api, `{"victim":true}`, false, subjectAlice)
+	keep := appendSubject(t, c.api, `{"keep":true}`, false, subjectBob)
+	c.waitForSize(t, vkey, 2)
+	if _, err := c.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "crash test"}); err == nil {
+		t.Fatal("the erasure was acknowledged by a process killed during it")
+	}
+	if err := c.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("child did not die by SIGKILL: %v", err)
+	}
+
+	c = startChild(t, dir, skey, env...)
+	c.waitForSize(t, vkey, 2)
+	state := decrypted(t, c.testLog, 2)[r.Index].State
+	want := map[string]string{"before-destroy": record.StateDecrypted, "after-destroy": record.StateErased}[step]
+	if state != want {
+		t.Fatalf("after kill -9 %s: alice's record is %s, want %s", step, state, want)
+	}
+	// The retry completes the erasure exactly once.
+	er, err := c.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "crash test"})
+	if err != nil {
+		t.Fatalf("retried erasure: %v", err)
+	}
+	if er.AlreadyErased != (step == "after-destroy") {
+		t.Fatalf("retry after %s: already_erased=%v", step, er.AlreadyErased)
+	}
+	er2, err := c.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "crash test"})
+	if err != nil || er2.Index != er.Index {
+		t.Fatalf("second retry: %v, index %d (first %d)", err, er2.GetIndex(), er.Index)
+	}
+	_, tree := c.waitForSize(t, vkey, int64(er.Index+1))
+	recs := decrypted(t, c.testLog, uint64(tree.N))
+	if recs[r.Index].State != record.StateErased || recs[keep.Index].State != record.StateDecrypted {
+		t.Fatalf("after the retried erasure: alice %s, bob %s", recs[r.Index].State, recs[keep.Index].State)
+	}
+	if tree.N != 3 {
+		t.Fatalf("tree has %d entries, want 2 records and 1 erasure record", tree.N)
+	}
+	c.stop(t)
 }
