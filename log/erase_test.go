@@ -567,3 +567,38 @@ func testErasureSurvivesKill9(t *testing.T, driver, step string) {
 	}
 	c.stop(t)
 }
+
+// With mysql+s3, an erasure on one frontend reaches every frontend: the
+// key store is one table, reads always consult it, so another frontend
+// shows the record erased at once, and refuses new records for the subject
+// once its one-second append cache has expired.
+func TestErasureOnOneFrontendReachesTheOthers(t *testing.T) {
+	env := childDriverEnv(t, "mysql+s3")
+	kek := writeKEK(t, t.TempDir(), "log.kek")
+	env = append(env, envChildKEK+"="+kek)
+	skey, vkey := newKey(t, testOrigin)
+	a := startChild(t, t.TempDir(), skey, env...)
+	b := startChild(t, t.TempDir(), skey, env...)
+	r := appendSubject(t, a.api, `{"on":"a"}`, false, subjectAlice)
+	a.waitForSize(t, vkey, int64(r.Index+1))
+	if got := decrypted(t, a.testLog, r.Index+1)[r.Index]; got.State != record.StateDecrypted {
+		t.Fatalf("before erasure, frontend a reads %+v", got)
+	}
+	if _, err := b.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectAlice, Reason: "via b"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := decrypted(t, a.testLog, r.Index+1)[r.Index]; got.State != record.StateErased {
+		t.Fatalf("right after the erasure on b, frontend a reads %+v", got)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := a.api.Append(context.Background(), &cairnv1.AppendRequest{Payload: []byte("late"), Subject: []string{subjectAlice}})
+		if status.Code(err) == codes.FailedPrecondition {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("frontend a still accepts records for the erased subject: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
