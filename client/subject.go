@@ -77,16 +77,28 @@ func CheckDecoded(leaf []byte, d *record.Decoded) error {
 		if r.Submitter != s.Submitter || r.Timestamp != s.Timestamp {
 			return verifyErr("entry %d: the decrypted record's submitter or timestamp differ from the sealed leaf's", d.Index)
 		}
-		if len(d.SubjectHashes) != len(s.Subjects) {
-			return verifyErr("entry %d: the decrypted record names %d subjects, the leaf %d", d.Index, len(d.SubjectHashes), len(s.Subjects))
+		return sameSubjects(s, d)
+	case record.StateErased:
+		s, err := record.DecodeSealed(leaf)
+		if err != nil {
+			return verifyErr("entry %d: the log calls a leaf erased that is not a sealed record: %v", d.Index, err)
 		}
-		for i, h := range s.Subjects {
-			if d.SubjectHashes[i] != fmt.Sprintf("%x", h[:]) {
-				return verifyErr("entry %d: subject hash %d differs from the leaf's", d.Index, i)
-			}
-		}
+		return sameSubjects(s, d)
 	case record.StateTampered:
 		return verifyErr("entry %d: %s", d.Index, d.Detail)
+	}
+	return nil
+}
+
+// sameSubjects checks that the log's answer names the sealed leaf's subjects.
+func sameSubjects(s record.Sealed, d *record.Decoded) error {
+	if len(d.SubjectHashes) != len(s.Subjects) {
+		return verifyErr("entry %d: the log's answer names %d subjects, the leaf %d", d.Index, len(d.SubjectHashes), len(s.Subjects))
+	}
+	for i, h := range s.Subjects {
+		if d.SubjectHashes[i] != fmt.Sprintf("%x", h[:]) {
+			return verifyErr("entry %d: subject hash %d differs from the leaf's", d.Index, i)
+		}
 	}
 	return nil
 }
