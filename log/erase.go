@@ -57,6 +57,9 @@ type Erasure struct {
 // erasure record (its leaf is built from the tombstone, so a retry that
 // already appended it gets the same index). It is refused under a legal hold.
 func (l *Log) Erase(ctx context.Context, subject, reason, who string) (Erasure, error) {
+	if l.draining.Load() {
+		return Erasure{}, ErrShuttingDown
+	}
 	if l.keys == nil {
 		return Erasure{}, fmt.Errorf("%w: this log has no key-encryption key (--kek-file) and holds no subject keys", ErrFailedPrecondition)
 	}
@@ -66,11 +69,8 @@ func (l *Log) Erase(ctx context.Context, subject, reason, who string) (Erasure, 
 	if reason == "" {
 		return Erasure{}, fmt.Errorf("%w: a reason is required (it is recorded in the log)", ErrInvalidRequest)
 	}
-	if len(reason) > MaxErasureReasonBytes {
-		return Erasure{}, fmt.Errorf("%w: the reason is %d bytes, at most %d", ErrInvalidRequest, len(reason), MaxErasureReasonBytes)
-	}
-	if err := (record.Record{Submitter: who, IdempotencyKey: reason}).Validate(); err != nil {
-		return Erasure{}, fmt.Errorf("%w: reason: %v", ErrInvalidRequest, err)
+	if err := record.ValidateText("reason", reason, MaxErasureReasonBytes); err != nil {
+		return Erasure{}, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 	}
 	h := l.keys.hash(subject)
 	if l.subjectHold != nil {

@@ -46,6 +46,8 @@ type keyStore interface {
 	erase(ctx context.Context, name string, tomb keyEntry) (keyEntry, bool, error)
 	// empty reports whether the store holds no entry at all.
 	empty(ctx context.Context) (bool, error)
+	// close releases the store's connections.
+	close() error
 }
 
 // fileKeyStore is the key store of the POSIX driver: one JSON file per
@@ -160,6 +162,8 @@ func (s *fileKeyStore) erase(ctx context.Context, name string, tomb keyEntry) (k
 	return tomb, true, nil
 }
 
+func (s *fileKeyStore) close() error { return nil }
+
 func (s *fileKeyStore) empty(context.Context) (bool, error) {
 	es, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -254,6 +258,8 @@ func (s *sqlKeyStore) erase(ctx context.Context, name string, tomb keyEntry) (ke
 	}
 	return tomb, true, nil
 }
+
+func (s *sqlKeyStore) close() error { return s.db.Close() }
 
 func (s *sqlKeyStore) empty(ctx context.Context) (bool, error) {
 	var n int

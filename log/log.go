@@ -40,6 +40,8 @@ type Log struct {
 	// subjectHold reports whether a subject (by keyed hash) is under a
 	// legal hold, which refuses its erasure; nil = no holds.
 	subjectHold func(subjectHash []byte) (held bool, reason string)
+	// keyStore is the subject key store, closed last by drain.
+	keyStore keyStore
 	// eraseHook, if set, is called at the named steps of Erase (tests).
 	eraseHook func(step string)
 
@@ -111,6 +113,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	keys, err := openSubjectKeys(ctx, ks, cfg.KEKFile)
 	if err != nil {
+		ks.close()
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -144,6 +147,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		metrics:   m,
 		guard:     g,
 		keys:      keys,
+		keyStore:  ks,
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)
@@ -277,6 +281,9 @@ func (l *Log) drain() error {
 	l.logger.Info("shutting down: publishing a final checkpoint")
 	tErr := l.shutdown(ctx)
 	l.stop()
+	if err := l.keyStore.close(); err != nil {
+		l.logger.Warn("closing the subject key store", slog.Any("error", err))
+	}
 	if tErr != nil {
 		return fmt.Errorf("draining Tessera: %w", tErr)
 	}

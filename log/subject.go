@@ -273,6 +273,18 @@ func (l *Log) seal(ctx context.Context, r record.Record, subjects []string) ([]b
 // It reads keys from the store, never from the append cache, so a record
 // erased on any frontend reads as erased here at once.
 func (l *Log) decode(ctx context.Context, index uint64, leaf []byte) (record.Decoded, error) {
+	return l.decodeWith(ctx, index, leaf, map[record.SubjectHash]storedKey{})
+}
+
+// storedKey is a subject's key-store entry as one read call saw it.
+type storedKey struct {
+	entry keyEntry
+	found bool
+}
+
+// decodeWith is decode with memo, the key-store entries already read in
+// this call (a GetEntries answer reads each subject's entry once).
+func (l *Log) decodeWith(ctx context.Context, index uint64, leaf []byte, memo map[record.SubjectHash]storedKey) (record.Decoded, error) {
 	d := record.Decoded{Index: index}
 	switch record.LeafVersion(leaf) {
 	case record.Version:
@@ -302,10 +314,17 @@ func (l *Log) decode(ctx context.Context, index uint64, leaf []byte) (record.Dec
 	keys := make([][]byte, len(s.Subjects))
 	for i, h := range s.Subjects {
 		name := subjectName(h)
-		e, ok, err := l.keys.store.load(ctx, name)
-		if err != nil {
-			return d, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		sk, seen := memo[h]
+		if !seen {
+			e, ok, err := l.keys.store.load(ctx, name)
+			if err != nil {
+				return d, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			sk = storedKey{e, ok}
+			memo[h] = sk
 		}
+		e, ok := sk.entry, sk.found
+		var err error
 		switch {
 		case !ok:
 			d.State, d.Detail = record.StateNoKey, fmt.Sprintf("the key store holds no key for subject %x", h[:8])
@@ -341,8 +360,9 @@ func (l *Log) decode(ctx context.Context, index uint64, leaf []byte) (record.Dec
 // decodeAll decodes leaves read from index start on (GetEntries with decrypt).
 func (l *Log) decodeAll(ctx context.Context, start uint64, leaves [][]byte) ([]*cairnv1.Record, error) {
 	out := make([]*cairnv1.Record, len(leaves))
+	memo := map[record.SubjectHash]storedKey{}
 	for i, leaf := range leaves {
-		d, err := l.decode(ctx, start+uint64(i), leaf)
+		d, err := l.decodeWith(ctx, start+uint64(i), leaf, memo)
 		if err != nil {
 			return nil, err
 		}

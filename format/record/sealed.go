@@ -83,6 +83,12 @@ func ValidateSubject(subject string) error {
 	return checkText("subject", subject, MaxSubjectBytes)
 }
 
+// ValidateText reports why s cannot be a text field called field of at
+// most max bytes (UTF-8 without C0/C1 or bidirectional controls), or nil.
+// The log applies it to text it records besides envelope fields (the
+// reason of an erasure).
+func ValidateText(field, s string, max int) error { return checkText(field, s, max) }
+
 // Sealed is a version-2 envelope as stored: the clear header and the
 // encrypted body. Open it with the subjects' data keys.
 type Sealed struct {
