@@ -232,3 +232,20 @@ func leafHash(leaf []byte) []byte {
 	h := sha256.Sum256(append([]byte{0}, leaf...))
 	return h[:]
 }
+
+// BenchmarkSeal is the CPU cost of sealing one 250-byte record.
+func BenchmarkSeal(b *testing.B) {
+	r := sealExample
+	r.Payload = bytes.Repeat([]byte("x"), 250)
+	h := []SubjectHash{HashSubject(exampleHashKey, "customer-4711")}
+	keys := [][]byte{exampleDataKey}
+	for b.Loop() {
+		s, err := Seal(r, h, keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
