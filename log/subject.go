@@ -327,7 +327,7 @@ func (l *Log) decodeWith(ctx context.Context, index uint64, leaf []byte, memo ma
 		var err error
 		switch {
 		case !ok:
-			d.State, d.Detail = record.StateNoKey, fmt.Sprintf("the key store holds no key for subject %x", h[:8])
+			d.State, d.Detail = record.StateNoKey, fmt.Sprintf("entry %d: the key store never held a key for subject %x (an altered leaf, or a key store older than the record)", index, h[:8])
 			return d, nil
 		case e.erased():
 			if d.State != record.StateErased || e.ErasedAt < d.ErasedAtUnixMillis {
