@@ -35,6 +35,9 @@ type Record struct {
 	IdempotencyKey string
 	// Timestamp defaults to now.
 	Timestamp time.Time
+	// Subjects name the data subjects the record is about; the log then
+	// seals it under their keys (docs/erasure.md).
+	Subjects []string
 }
 
 // Submitted is an acknowledged record.
@@ -253,6 +256,7 @@ func request(r Record) (*cairnv1.AppendRequest, error) {
 		ContentType:         r.ContentType,
 		IdempotencyKey:      r.IdempotencyKey,
 		TimestampUnixMillis: uint64(r.Timestamp.UnixMilli()),
+		Subject:             r.Subjects,
 	}, nil
 }
 

@@ -24,6 +24,9 @@ type Submission struct {
 	// Timestamp is the submitter's clock in Unix milliseconds; 0 = not
 	// supplied (the log stamps its receive time when it also picks the key).
 	Timestamp uint64
+	// Subjects name the data subjects the record is about; with any, the
+	// record is sealed (envelope version 2) under their data keys.
+	Subjects []string
 }
 
 // Appended is the outcome of a durable append.
@@ -44,7 +47,7 @@ const autoKeyPrefix = "cairn-auto-"
 // submitter gave a timestamp, stamps its own receive time. A submission with
 // a key but no timestamp keeps timestamp 0 ("not supplied"): its retries must
 // produce the same leaf, and a receive time would differ on every try.
-func (l *Log) envelope(s Submission, submitter string, now time.Time) ([]byte, error) {
+func (l *Log) envelope(ctx context.Context, s Submission, submitter string, now time.Time) ([]byte, error) {
 	if len(s.Payload) == 0 {
 		return nil, fmt.Errorf("%w: the payload is empty", ErrInvalidRecord)
 	}
@@ -81,6 +84,9 @@ func (l *Log) envelope(s Submission, submitter string, now time.Time) ([]byte, e
 		IdempotencyKey: s.IdempotencyKey,
 		ContentType:    s.ContentType,
 		Payload:        s.Payload,
+	}
+	if len(s.Subjects) > 0 {
+		return l.seal(ctx, r, s.Subjects)
 	}
 	leaf, err := r.Encode()
 	if err != nil {
@@ -156,7 +162,7 @@ func (l *Log) add(ctx context.Context, s Submission, submitter string) (leaf []b
 	if l.draining.Load() {
 		return nil, func() (Appended, error) { return Appended{}, ErrShuttingDown }
 	}
-	leaf, err := l.envelope(s, submitter, time.Now())
+	leaf, err := l.envelope(ctx, s, submitter, time.Now())
 	if err != nil {
 		l.metrics.rejected.Inc()
 		return nil, func() (Appended, error) { return Appended{}, err }

@@ -316,3 +316,25 @@ func (f *failureLog) log(attrs ...slog.Attr) {
 	}
 	f.logger.LogAttrs(context.Background(), slog.LevelWarn, "authentication failed", attrs...)
 }
+
+// admin authenticates a caller (p, err from fromGRPC or fromHTTP) and
+// checks the admin role; it returns the principal's name.
+func (g *guard) admin(p principal, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	if err := g.authorize(p, access.RoleAdmin); err != nil {
+		return "", err
+	}
+	return p.name, nil
+}
+
+// canDecrypt reports whether the caller may read decrypted records: the
+// read role, even where entry bundles are public (they carry only the
+// ciphertext of sealed records).
+func (g *guard) canDecrypt(p principal, err error) error {
+	if err != nil {
+		return err
+	}
+	return g.authorize(p, access.RoleRead)
+}

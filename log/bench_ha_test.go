@@ -68,8 +68,10 @@ func BenchmarkMySQLS3HTTPAdd(b *testing.B) {
 // testEngines starts a MariaDB and a MinIO for one test or iteration
 // (skipping when they are not installed and CAIRN_REQUIRE_HA is unset:
 // scripts/ha-deps.sh installs them).
-func testEngines(t testing.TB) AWSConfig {
-	dir := t.TempDir()
+func testEngines(t testing.TB) AWSConfig { return testEnginesIn(t, t.TempDir()) }
+
+// testEnginesIn is testEngines with the engines' data under dir.
+func testEnginesIn(t testing.TB, dir string) AWSConfig {
 	port := func() int {
 		_, p, _ := net.SplitHostPort(freeTCPAddr(t))
 		n, _ := strconv.Atoi(p)

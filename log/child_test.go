@@ -33,6 +33,10 @@ const (
 	// evaluates it at once and kills itself with SIGKILL at that point.
 	envChildRetention     = "CAIRN_TEST_CHILD_RETENTION"
 	envChildRetentionKill = "CAIRN_TEST_CHILD_RETENTION_KILL"
+	// envChildKEK is the child's Config.KEKFile.
+	envChildKEK = "CAIRN_TEST_CHILD_KEK"
+	// envChildEraseCrash makes the child kill -9 itself at this step of Erase.
+	envChildEraseCrash = "CAIRN_TEST_CHILD_ERASE_CRASH"
 )
 
 func TestMain(m *testing.M) {
@@ -58,6 +62,7 @@ func runChild(dir, skey string) int {
 		}
 	}
 	cfg.Retention = []byte(os.Getenv(envChildRetention))
+	cfg.KEKFile = os.Getenv(envChildKEK)
 	l, err := New(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -77,6 +82,13 @@ func runChild(dir, skey string) int {
 		// Evaluate until killed (deletion waits for the antispam follower),
 		// or, with "finish", keep evaluating while serving.
 		go every(ctx, 100*time.Millisecond, func() { _ = l.EvaluateRetention(ctx) })
+	}
+	if step := os.Getenv(envChildEraseCrash); step != "" {
+		l.eraseHook = func(s string) {
+			if s == step {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
 	}
 	fmt.Printf("LISTENING %s %s\n", l.HTTPAddr(), l.GRPCAddr())
 	if err := l.Run(ctx); err != nil {

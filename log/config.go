@@ -74,6 +74,11 @@ type Config struct {
 	TLSClientCA string
 	// TLSCA adds trust roots for the log's own outgoing connections (witnesses).
 	TLSCA string
+	// KEKFile is the key-encryption key file (cairn keygen --kek) that wraps
+	// the data keys of records naming data subjects (docs/erasure.md).
+	// Empty: records naming subjects are refused; a log whose key store
+	// holds keys refuses to start without it.
+	KEKFile string
 	// InsecurePlaintext serves without TLS. It must be asked for explicitly.
 	InsecurePlaintext bool
 	// Retention is a retention policy (format/retention: keep, grace,

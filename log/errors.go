@@ -35,6 +35,10 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrShuttingDown: the log is draining and accepts no more records.
 	ErrShuttingDown = errors.New("log is shutting down")
+	// ErrFailedPrecondition: the request is well-formed but the log's state
+	// refuses it: an erased subject, a subject under a legal hold, a log
+	// without a key-encryption key (gRPC FailedPrecondition, HTTP 409).
+	ErrFailedPrecondition = errors.New("failed precondition")
 )
 
 // grpcCode maps a log error to its gRPC status code.
@@ -48,6 +52,8 @@ func grpcCode(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		return codes.NotFound
+	case errors.Is(err, ErrFailedPrecondition):
+		return codes.FailedPrecondition
 	case errors.Is(err, ErrUnauthenticated):
 		return codes.Unauthenticated
 	case errors.Is(err, ErrPermissionDenied):
@@ -110,6 +116,8 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case codes.NotFound:
 		return http.StatusNotFound
+	case codes.FailedPrecondition:
+		return http.StatusConflict
 	case codes.Unauthenticated:
 		return http.StatusUnauthorized
 	case codes.PermissionDenied:

@@ -85,6 +85,7 @@ func submissionOf(r *cairnv1.AppendRequest) Submission {
 		ContentType:    r.GetContentType(),
 		IdempotencyKey: r.GetIdempotencyKey(),
 		Timestamp:      r.GetTimestampUnixMillis(),
+		Subjects:       r.GetSubject(),
 	}
 }
 
@@ -251,11 +252,26 @@ func (s *grpcServer) GetEntries(ctx context.Context, r *cairnv1.GetEntriesReques
 	if err := s.reader(ctx); err != nil {
 		return nil, grpcStatus(err)
 	}
-	entries, truncated, err := s.l.entries(ctx, r.GetStart(), r.GetCount())
+	if r.GetDecrypt() {
+		if err := s.l.guard.canDecrypt(s.l.guard.fromGRPC(ctx)); err != nil {
+			return nil, grpcStatus(err)
+		}
+	}
+	budget := MaxEntriesResponseBytes - entriesResponseOverhead
+	if r.GetDecrypt() {
+		budget = decryptedEntriesBudget
+	}
+	entries, truncated, err := s.l.entriesWithin(ctx, r.GetStart(), r.GetCount(), budget)
 	if err != nil {
 		return nil, grpcStatus(err)
 	}
-	return &cairnv1.GetEntriesResponse{Entries: entries, Truncated: truncated}, nil
+	resp := &cairnv1.GetEntriesResponse{Entries: entries, Truncated: truncated}
+	if r.GetDecrypt() {
+		if resp.Records, err = s.l.decodeAll(ctx, r.GetStart(), entries); err != nil {
+			return nil, grpcStatus(err)
+		}
+	}
+	return resp, nil
 }
 
 func (s *grpcServer) GetInclusionProof(ctx context.Context, r *cairnv1.GetInclusionProofRequest) (*cairnv1.GetInclusionProofResponse, error) {
@@ -283,4 +299,25 @@ func (s *grpcServer) GetReceipt(ctx context.Context, r *cairnv1.GetReceiptReques
 		return nil, grpcStatus(err)
 	}
 	return &cairnv1.GetReceiptResponse{Receipt: rc, Leaf: leaf}, nil
+}
+
+// decryptedEntriesBudget is the leaves' share of a GetEntries answer with
+// decrypt: every entry comes twice (leaf and record, the record no larger
+// than the leaf) with at most recordOverhead bytes of fields besides.
+const (
+	recordOverhead         = 512
+	decryptedEntriesBudget = (MaxEntriesResponseBytes - entriesResponseOverhead - MaxEntriesPerCall*recordOverhead) / 2
+)
+
+func (s *grpcServer) Erase(ctx context.Context, r *cairnv1.EraseRequest) (*cairnv1.EraseResponse, error) {
+	who, err := s.l.guard.admin(s.l.guard.fromGRPC(ctx))
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	e, err := s.l.Erase(ctx, r.GetSubject(), r.GetReason(), who)
+	if err != nil {
+		return nil, grpcStatus(err)
+	}
+	return &cairnv1.EraseResponse{SubjectHash: e.SubjectHash[:], Index: e.Index, AlreadyErased: e.AlreadyErased,
+		ErasedAtUnixMillis: e.ErasedAt.UnixMilli(), Leaf: e.Leaf}, nil
 }

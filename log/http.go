@@ -30,12 +30,16 @@ const (
 const (
 	headerIdempotencyKey = "Idempotency-Key"
 	headerTimestamp      = "Cairn-Timestamp" // Unix milliseconds
+	// headerSubject names a data subject; repeat the header for several.
+	headerSubject = "Cairn-Subject"
 )
 
 // httpHandler serves the tlog-tiles read path, POST /add, health and metrics.
 func (l *Log) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add", l.handleAdd)
+	mux.HandleFunc("POST /erase", l.handleErase)
+	mux.HandleFunc("GET /record/{index}", l.handleRecord)
 	mux.HandleFunc("GET /checkpoint", l.handleCheckpoint)
 	mux.HandleFunc("GET /tile/entries/{path...}", l.handleEntryBundle)
 	mux.HandleFunc("GET /tile/{level}/{path...}", l.handleTile)
@@ -102,6 +106,7 @@ func (l *Log) submissionFromHTTP(w http.ResponseWriter, r *http.Request) (Submis
 		s.ContentType = ct
 	}
 	s.IdempotencyKey = r.Header.Get(headerIdempotencyKey)
+	s.Subjects = r.Header.Values(headerSubject)
 	if ts := r.Header.Get(headerTimestamp); ts != "" {
 		v, err := parseTimestamp(ts)
 		if err != nil {

@@ -39,6 +39,15 @@ type Log struct {
 	retainer  *retainer
 	// retainerDone is closed when the retainer's goroutine has returned.
 	retainerDone chan struct{}
+	// keys seals and opens records naming data subjects; nil without a KEK.
+	keys *subjectKeys
+	// subjectHold reports whether a subject (by keyed hash) is under a
+	// legal hold, which refuses its erasure; nil = no holds.
+	subjectHold func(subjectHash []byte) (held bool, reason string)
+	// keyStore is the subject key store, closed last by drain.
+	keyStore keyStore
+	// eraseHook, if set, is called at the named steps of Erase (tests).
+	eraseHook func(step string)
 
 	httpLn, grpcLn net.Listener
 	httpSrv        *http.Server
@@ -112,6 +121,17 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 
 	// Tessera's background work (integration, publishing, antispam) outlives
 	// the caller's context so that Run can drain it in order.
+	// The subject key store opens first: a lost or wrong KEK stops the
+	// start before any storage is opened.
+	ks, err := openKeyStore(ctx, cfg.Storage, cfg.AWS)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := openSubjectKeys(ctx, ks, cfg.KEKFile)
+	if err != nil {
+		ks.close()
+		return nil, err
+	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc)
 	if err != nil {
@@ -144,6 +164,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		shutdown:  shutdown,
 		metrics:   m,
 		guard:     g,
+		keys:      keys,
+		keyStore:  ks,
 		stop:      stop,
 	}
 	l.watcher = newCheckpointWatcher(l)
@@ -289,6 +311,9 @@ func (l *Log) drain() error {
 	l.stop()
 	<-l.retainerDone
 	l.mirrors.Wait()
+	if err := l.keyStore.close(); err != nil {
+		l.logger.Warn("closing the subject key store", slog.Any("error", err))
+	}
 	if tErr != nil {
 		return fmt.Errorf("draining Tessera: %w", tErr)
 	}

@@ -29,6 +29,7 @@ type metrics struct {
 	deletedBundles     prometheus.Counter
 	retentionFailures  prometheus.Counter
 	retentionEvaluated prometheus.Gauge
+	erasures           prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -104,8 +105,12 @@ func newMetrics() *metrics {
 			Name: "cairn_log_retention_last_evaluation_timestamp_seconds",
 			Help: "Unix time of the last retention policy evaluation.",
 		}),
+		erasures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_log_subject_erasures_total",
+			Help: "Data subject keys destroyed by this frontend (cairn erase).",
+		}),
 	}
-	m.registry.MustRegister(m.minIndex, m.holds, m.archivedBundles, m.deletedBundles, m.retentionFailures, m.retentionEvaluated)
+	m.registry.MustRegister(m.minIndex, m.holds, m.archivedBundles, m.deletedBundles, m.retentionFailures, m.retentionEvaluated, m.erasures)
 	m.registry.MustRegister(m.requests, m.appends, m.rejected, m.appendErrors, m.appendLatency,
 		m.treeSize, m.integration, m.checkpointAt, m.authFailures, m.accessReloadFailures, m.accessReloadSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

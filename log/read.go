@@ -110,6 +110,11 @@ func (l *Log) readBundle(ctx context.Context, index uint64, p uint8) ([]byte, er
 // prefix of at least one leaf with truncated set when MaxEntriesPerCall or
 // MaxEntriesResponseBytes is reached first.
 func (l *Log) entries(ctx context.Context, start, count uint64) (leaves [][]byte, truncated bool, err error) {
+	return l.entriesWithin(ctx, start, count, MaxEntriesResponseBytes-entriesResponseOverhead)
+}
+
+// entriesWithin is entries with a byte budget for the leaves' encoding.
+func (l *Log) entriesWithin(ctx context.Context, start, count uint64, budget int) (leaves [][]byte, truncated bool, err error) {
 	if count == 0 {
 		return nil, false, fmt.Errorf("%w: count must be at least 1", ErrInvalidRequest)
 	}
@@ -127,7 +132,6 @@ func (l *Log) entries(ctx context.Context, start, count uint64) (leaves [][]byte
 	if count > MaxEntriesPerCall {
 		count, truncated = MaxEntriesPerCall, true
 	}
-	budget := MaxEntriesResponseBytes - entriesResponseOverhead
 	for ri := range layout.Range(start, count, size) {
 		b, err := l.readBundle(ctx, ri.Index, ri.Partial)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -219,17 +220,22 @@ func newCheckpointCmd() *cobra.Command {
 func newSubmitCmd() *cobra.Command {
 	var c clientFlags
 	var contentType, receiptOut, recordOut, key string
+	var subjects []string
 	cmd := &cobra.Command{
 		Use:   "submit --grpc ADDR[,ADDR…] FILE|-",
 		Short: "Append a record (a file or stdin) and print its index",
 		Long: `Append one record over gRPC. Several endpoints fail over in order; a retry
 reuses the record's timestamp and idempotency key, so it never becomes two records.
 With --receipt it waits until a checkpoint that satisfies --policy covers the
-record, verifies the receipt, and writes it (a C2SP tlog-proof).`,
+record, verifies the receipt, and writes it (a C2SP tlog-proof).
+With --subject the log seals the record (envelope version 2): the leaf holds
+its ciphertext and the subject's keyed hash, never the identifier.`,
 		Example: `  echo '{"event":"login"}' | cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token -
   echo '{"event":"login"}' > event.json
   cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token --content-type application/json \
       --policy data/policy.txt --receipt r.tlog-proof --record-out r.leaf event.json
+  # a record about a data subject, sealed so that it can be erased (cairn erase):
+  cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token --subject customer-4711 event.json
   # two frontends (cairn dev --ha: log-a and log-b) fail over in order:
   cairn submit --grpc 127.0.0.1:9090,127.0.0.1:9091 --ca data-ha/tls/ca.pem --token-file data-ha/demo.token event.json`,
 		Args: cobra.ExactArgs(1),
@@ -259,7 +265,7 @@ record, verifies the receipt, and writes it (a C2SP tlog-proof).`,
 			}
 			defer s.Close()
 			// With a policy, Submit verifies the receipt (exit 1 if it does not).
-			res, err := s.Submit(cmd.Context(), client.Record{Payload: payload, ContentType: contentType, IdempotencyKey: key}, receiptOut != "")
+			res, err := s.Submit(cmd.Context(), client.Record{Payload: payload, ContentType: contentType, IdempotencyKey: key, Subjects: subjects}, receiptOut != "")
 			if err != nil {
 				return c.explain(err)
 			}
@@ -282,6 +288,7 @@ record, verifies the receipt, and writes it (a C2SP tlog-proof).`,
 	cmd.Flags().StringVar(&contentType, "content-type", "", "the record's media type, e.g. application/json")
 	cmd.Flags().StringVar(&key, "idempotency-key", "", "reuse a key to make a resubmission resolve to the first index (default: random)")
 	cmd.Flags().StringVar(&receiptOut, "receipt", "", "wait for a checkpoint satisfying --policy and write the receipt (.tlog-proof) here")
+	cmd.Flags().StringArrayVar(&subjects, "subject", nil, "a data subject the record is about (repeat for several); the log seals the record under the subject's key so that 'cairn erase' can erase it")
 	cmd.Flags().StringVar(&recordOut, "record-out", "", "write the exact leaf bytes (for cairn verify receipt --record) here")
 	documentEnv(cmd)
 	return cmd
@@ -469,6 +476,11 @@ func newGetCmd() *cobra.Command {
 --policy), and print it decoded: submitter, time, content type, payload. --raw
 prints the exact leaf bytes instead (what 'cairn verify receipt --record' takes).
 
+A sealed record (one naming data subjects) is stored encrypted: get asks the
+log to decrypt it (GET /record/N), which needs --token-file with the read
+role, and checks the answer against the proved leaf. An erased record prints
+"erased on DATE"; one whose ciphertext was altered fails (exit 1).
+
 Text output writes every non-printable character of a record as an escape (\r,
 \x1b, \u202e, \n), so a record cannot drive the terminal; --output json is exact.
 An INDEX at or beyond the checkpoint's size is not in the log at this size (exit 2).
@@ -505,6 +517,9 @@ verifies its receipt offline, and 'cairn audit --archive' checks the archived co
 			if raw {
 				_, err := cmd.OutOrStdout().Write(leaf)
 				return err
+			}
+			if record.LeafVersion(leaf) == record.SealedVersion {
+				return c.emitSealed(cmd, l, index, leaf)
 			}
 			return c.emit(cmd.OutOrStdout(), getJSON{Index: index, recordJSON: recordOf(leaf)}, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf))
 		},

@@ -249,6 +249,15 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	if err := ensureDemoToken(plan.accessPath, plan.tokenPath); err != nil {
 		return nil, err
 	}
+	// Records naming data subjects are sealed under keys this KEK wraps;
+	// the admin token may erase them (cairn erase).
+	kek := filepath.Join(keys, "log.kek")
+	if err := ensureKEK(kek); err != nil {
+		return nil, err
+	}
+	if err := ensureAdminToken(plan.accessPath, filepath.Join(dir, "admin.token")); err != nil {
+		return nil, err
+	}
 	logList := filepath.Join(dir, "witness-logs.txt")
 	if err := writeIfMissing(logList, fmt.Sprintf("logs/v0\nvkey %s\norigin %s\nqpd 86400\ncontact cairn dev demo\n", logVKey, devOrigin)); err != nil {
 		return nil, err
@@ -297,7 +306,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 		args := []string{"log", "serve", "--origin", devOrigin, "--key", filepath.Join(keys, "log.key"),
 			"--http", http[i], "--grpc", grpc[i],
 			"--witness-policy", plan.policyPath, "--tls-cert", pki.cert["log"], "--tls-key", pki.key["log"],
-			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath,
+			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath, "--kek-file", kek,
 			"--mirror", "https://" + mirrorAddr, "--mirror-key", mirrorVKey}
 		plan.procs = append(plan.procs, devProc{name: name, args: append(args, st...), health: "https://" + http[i] + "/healthz"})
 	}
@@ -354,6 +363,39 @@ func ensureDemoToken(accessPath, tokenPath string) error {
 	}
 	_ = f.Revoke("demo-writer")
 	tok, err := f.AddToken("demo-writer", []access.Role{access.RoleAppend, access.RoleRead})
+	if err != nil {
+		return err
+	}
+	if err := f.Save(accessPath); err != nil {
+		return err
+	}
+	return writeNew(tokenPath, tok+"\n", 0o600)
+}
+
+// ensureKEK writes a key-encryption key to path, once.
+func ensureKEK(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	k, err := cairnlog.GenerateKEK()
+	if err != nil {
+		return err
+	}
+	return writeNew(path, k, 0o600)
+}
+
+// ensureAdminToken adds a demo administrator (admin, read) to the access
+// file and saves its token, once.
+func ensureAdminToken(accessPath, tokenPath string) error {
+	if _, err := os.Stat(tokenPath); err == nil {
+		return nil
+	}
+	f, err := access.LoadOrEmpty(accessPath)
+	if err != nil {
+		return err
+	}
+	_ = f.Revoke("demo-admin")
+	tok, err := f.AddToken("demo-admin", []access.Role{access.RoleAdmin, access.RoleRead})
 	if err != nil {
 		return err
 	}
@@ -431,6 +473,7 @@ Ctrl-C stops them.
   policy       %[3]s
   CA           %[4]s
   demo token   %[5]s   (principal demo-writer: append, read)
+  admin token  %[10]s   (principal demo-admin: admin, read)
   tiles        https://%[6]s/checkpoint
   gRPC         %[7]s
 
@@ -444,17 +487,24 @@ Or with curl (the body is the payload, the answer its index):
   curl -s --cacert %[4]s -H "Authorization: Bearer $(cat %[5]s)" -H 'Content-Type: text/plain' --data-binary 'hello' https://%[6]s/add
   curl -s --cacert %[4]s https://%[6]s/checkpoint
 
+A record about a data subject is sealed (only ciphertext in the tiles); the
+read role reads it, and erasing the subject destroys its key for ever:
+
+  echo '{"event":"signup","email":"alice@example.com"}' | ./bin/cairn submit --grpc %[7]s --ca %[4]s --token-file %[5]s --subject customer-4711 -
+  ./bin/cairn get --log https://%[6]s --ca %[4]s --policy %[3]s --token-file %[5]s INDEX
+  ./bin/cairn erase --grpc %[7]s --ca %[4]s --token-file %[10]s --subject customer-4711 --reason "GDPR art. 17 request"
+
 Audit the whole log, then watch it:
 
   ./bin/cairn audit --log https://%[6]s --ca %[4]s --policy %[3]s
   ./bin/cairn monitor --log https://%[6]s --ca %[4]s --policy %[3]s --state %[9]s
 
-The mirror (%[10]s) holds a full copy; read and audit from it, with the
+The mirror (%[11]s) holds a full copy; read and audit from it, with the
 log as the first choice and the mirror as the fallback:
 
-  ./bin/cairn audit --log https://%[6]s,%[10]s --ca %[4]s --policy %[3]s
-  ./bin/cairn get --log %[10]s --ca %[4]s --token-file %[5]s --policy %[3]s 0
-`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"), p.mirrorURL)
+  ./bin/cairn audit --log https://%[6]s,%[11]s --ca %[4]s --policy %[3]s
+  ./bin/cairn get --log %[11]s --ca %[4]s --token-file %[5]s --policy %[3]s 0
+`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"), filepath.Join(o.dir, "admin.token"), p.mirrorURL)
 }
 
 // startDevEngines starts MariaDB and MinIO for --ha (state under

@@ -9,13 +9,14 @@ import (
 	"strings"
 
 	"github.com/cairnlog/cairn/format/cosignature"
+	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 )
 
 func newKeygenCmd() *cobra.Command {
 	var name, out, alg string
-	var witness bool
+	var witness, kek bool
 	cmd := &cobra.Command{
 		Use:   "keygen --name NAME --out PREFIX",
 		Short: "Generate a signing key pair (PREFIX.key and PREFIX.vkey)",
@@ -32,12 +33,21 @@ of PREFIX is created (mode 0700). An existing file is never overwritten.
 private key is the 32-byte seed, the vkey carries the 1312-byte public key,
 as omniwitness and transparency-dev/formats write them). A witness may hold
 one key of each (cairn witness serve --key A --key B). Log keys are always
-Ed25519: tlog-tiles requires an Ed25519 log signature.`,
+Ed25519: tlog-tiles requires an Ed25519 log signature.
+
+With --kek it writes instead a new key-encryption key to the file --out
+(mode 0600), for 'cairn log serve --kek-file': it wraps the data keys of
+records naming data subjects (docs/erasure.md). Keep a copy apart from the
+log's storage; without it no sealed record can be read again.`,
 		Example: `  cairn keygen --name example.com/log --out data/log
   cairn keygen --witness --name witness.example.net --out data/witness
-  cairn keygen --witness --alg ml-dsa-44 --name witness.example.net --out data/witness-pq`,
+  cairn keygen --witness --alg ml-dsa-44 --name witness.example.net --out data/witness-pq
+  cairn keygen --kek --out data/log.kek`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kek {
+				return writeKEK(cmd, out, name, witness)
+			}
 			if name == "" || out == "" {
 				return errors.New("--name and --out are required")
 			}
@@ -66,6 +76,7 @@ Ed25519: tlog-tiles requires an Ed25519 log signature.`,
 	cmd.Flags().StringVar(&out, "out", "", "path prefix of the PREFIX.key and PREFIX.vkey files")
 	cmd.Flags().BoolVar(&witness, "witness", false, "make a witness cosigner key (0x04, or 0x06 with --alg ml-dsa-44)")
 	cmd.Flags().StringVar(&alg, "alg", "ed25519", "witness key algorithm: ed25519 or ml-dsa-44")
+	cmd.Flags().BoolVar(&kek, "kek", false, "write a key-encryption key to the file --out instead (for log serve --kek-file)")
 	return cmd
 }
 
@@ -130,4 +141,27 @@ func writeNew(path, content string, mode os.FileMode) error {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// writeKEK writes a new key-encryption key to out (0600), never over an
+// existing file.
+func writeKEK(cmd *cobra.Command, out, name string, witness bool) error {
+	if out == "" {
+		return errors.New("--out is required: the file to write the key-encryption key to")
+	}
+	if name != "" || witness {
+		return errors.New("--kek takes only --out (a key-encryption key has no name)")
+	}
+	k, err := cairnlog.GenerateKEK()
+	if err != nil {
+		return fmt.Errorf("generating a key-encryption key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+		return fmt.Errorf("creating the directory of %s: %w", out, err)
+	}
+	if err := writeNew(out, k, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wrote key-encryption key %s\n", out)
+	return nil
 }

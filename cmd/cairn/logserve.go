@@ -165,6 +165,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert; must be mode 0600")
 	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM CA bundle that signs client certificates (mTLS writers); needs --access")
 	f.StringVar(&cfg.TLSCA, "tls-ca", "", "PEM CA bundle trusted for the log's outgoing connections (witnesses), besides the system roots")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (cairn keygen --kek) wrapping the data keys of records naming data subjects; must be mode 0600. Without it such records are refused, and a log whose key store holds keys does not start")
 	f.BoolVar(&cfg.InsecurePlaintext, "insecure-plaintext", false, "serve without TLS (tokens and records in clear): for loopback tests only")
 	f.StringVar(&retentionFile, "retention", "", "retention policy file (docs/retention.md): keep DURATION, grace DURATION, then purge | then archive posix:DIR|s3://BUCKET/PREFIX. Without it nothing is ever pruned")
 	f.DurationVar(&cfg.RetentionInterval, "retention-interval", cairnlog.DefaultRetentionInterval, "how often the retention policy is evaluated")
@@ -182,8 +183,8 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 		"max-clock-skew": "Config.MaxClockSkew", "witness-policy": "Config.WitnessPolicy", "witness-timeout": "Config.WitnessTimeout",
 		"access": "Config.AccessFile", "read-access": "Config.ReadAccess", "rate-limit": "Config.RateLimit", "rate-burst": "Config.RateBurst",
 		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
-		"insecure-plaintext": "Config.InsecurePlaintext",
-		"retention":          "Config.Retention", "retention-interval": "Config.RetentionInterval",
+		"insecure-plaintext": "Config.InsecurePlaintext", "kek-file": "Config.KEKFile",
+		"retention": "Config.Retention", "retention-interval": "Config.RetentionInterval",
 	} {
 		annotateField(f, flag, field)
 	}

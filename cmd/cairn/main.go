@@ -33,7 +33,7 @@ everything they saw before; auditors verify with nothing but public keys.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newKeygenCmd(), newLogCmd(), newAccessCmd(), newDevCmd())
+	root.AddCommand(newKeygenCmd(), newLogCmd(), newAccessCmd(), newDevCmd(), newEraseCmd())
 	root.AddCommand(witnessCmds()...)
 	root.AddCommand(mirrorCmds()...)
 	root.AddCommand(auditorCmds()...)

@@ -190,6 +190,9 @@ func recordOf(leaf []byte) recordJSON {
 // it is not one (a leaf from another log). Every field goes through
 // safeText: a record is untrusted input and must not drive the terminal.
 func describeRecord(leaf []byte) string {
+	if s, err := record.DecodeSealed(leaf); err == nil {
+		return describeSealed(s)
+	}
 	r, err := record.Decode(leaf)
 	if err != nil {
 		return fmt.Sprintf("leaf          %d bytes, not a Cairn record envelope (%s)\nleaf (base64) %s\n", len(leaf), safeText(err.Error()), b64(leaf))
@@ -236,4 +239,19 @@ func safeText(s string) string {
 func escapeRune(r rune) string {
 	q := strconv.QuoteRune(r)
 	return q[1 : len(q)-1]
+}
+
+// describeSealed prints the clear header of a sealed record (envelope
+// version 2); its body is ciphertext only the log can open.
+func describeSealed(s record.Sealed) string {
+	ts := "not supplied"
+	if s.Timestamp != 0 {
+		ts = time.UnixMilli(int64(s.Timestamp)).UTC().Format(time.RFC3339Nano)
+	}
+	hs := make([]string, len(s.Subjects))
+	for i, h := range s.Subjects {
+		hs[i] = fmt.Sprintf("%x", h[:])
+	}
+	return fmt.Sprintf("submitter     %s\ntime          %s\nsealed        %d bytes of ciphertext for subjects %s (read it with cairn get --token-file)\n",
+		safeText(s.Submitter), ts, len(s.Body), strings.Join(hs, ", "))
 }

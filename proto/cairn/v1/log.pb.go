@@ -41,7 +41,12 @@ type AppendRequest struct {
 	// wait_for_receipt makes Append wait for a published checkpoint and return a receipt.
 	WaitForReceipt bool `protobuf:"varint,5,opt,name=wait_for_receipt,json=waitForReceipt,proto3" json:"wait_for_receipt,omitempty"`
 	// id is echoed in the response (AppendStream correlation); free for Append.
-	Id            uint64 `protobuf:"varint,6,opt,name=id,proto3" json:"id,omitempty"`
+	Id uint64 `protobuf:"varint,6,opt,name=id,proto3" json:"id,omitempty"`
+	// subject names the data subjects the record is about (1..8 identifiers,
+	// UTF-8, at most 255 bytes each). With any, the log seals the record
+	// (envelope version 2, docs/record-format.md): its body is encrypted under
+	// the subjects' data keys and only their keyed hashes are stored.
+	Subject       []string `protobuf:"bytes,7,rep,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +121,13 @@ func (x *AppendRequest) GetId() uint64 {
 		return x.Id
 	}
 	return 0
+}
+
+func (x *AppendRequest) GetSubject() []string {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
 }
 
 type AppendResponse struct {
@@ -302,7 +314,10 @@ type GetEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Start uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
 	// count is capped by the server (at most 1024 per call).
-	Count         uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// decrypt asks for records besides entries: every entry decoded, sealed
+	// records (envelope version 2) decrypted. It needs the read role.
+	Decrypt       bool `protobuf:"varint,3,opt,name=decrypt,proto3" json:"decrypt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +366,13 @@ func (x *GetEntriesRequest) GetCount() uint64 {
 	return 0
 }
 
+func (x *GetEntriesRequest) GetDecrypt() bool {
+	if x != nil {
+		return x.Decrypt
+	}
+	return false
+}
+
 type GetEntriesResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Entries [][]byte               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
@@ -358,7 +380,9 @@ type GetEntriesResponse struct {
 	// entries, or 4 MiB for the whole response so that it fits gRPC's default
 	// receive limit) before count entries or the end of the published tree;
 	// ask again from start + len(entries).
-	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Truncated bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// records, with decrypt, holds one Record per entry, in the same order.
+	Records       []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +431,235 @@ func (x *GetEntriesResponse) GetTruncated() bool {
 	return false
 }
 
+func (x *GetEntriesResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// Record is one entry as a reader with the read role sees it.
+type Record struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state is "plain" (a version-1 envelope), "decrypted" (a sealed record,
+	// opened), "erased" (a subject's key was destroyed), "no-key" (the log
+	// holds no key for a subject) or "tampered" (the ciphertext does not
+	// authenticate). Only "plain" and "decrypted" carry a record.
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// record is the version-1 envelope of the readable record (for "plain",
+	// the leaf itself).
+	Record []byte `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	// subject_hashes are the keyed subject hashes of a sealed record.
+	SubjectHashes [][]byte `protobuf:"bytes,3,rep,name=subject_hashes,json=subjectHashes,proto3" json:"subject_hashes,omitempty"`
+	// erased_at_unix_millis is when the record became unreadable ("erased").
+	ErasedAtUnixMillis int64 `protobuf:"varint,4,opt,name=erased_at_unix_millis,json=erasedAtUnixMillis,proto3" json:"erased_at_unix_millis,omitempty"`
+	// detail explains a state other than "plain" and "decrypted".
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Record) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Record) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *Record) GetSubjectHashes() [][]byte {
+	if x != nil {
+		return x.SubjectHashes
+	}
+	return nil
+}
+
+func (x *Record) GetErasedAtUnixMillis() int64 {
+	if x != nil {
+		return x.ErasedAtUnixMillis
+	}
+	return 0
+}
+
+func (x *Record) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type EraseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subject is the data subject's identifier, as given when appending.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// reason is recorded in the erasure record, in clear: no personal data.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseRequest) Reset() {
+	*x = EraseRequest{}
+	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseRequest) ProtoMessage() {}
+
+func (x *EraseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseRequest.ProtoReflect.Descriptor instead.
+func (*EraseRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EraseRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *EraseRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type EraseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// subject_hash is the keyed hash the log stores for the subject.
+	SubjectHash []byte `protobuf:"bytes,1,opt,name=subject_hash,json=subjectHash,proto3" json:"subject_hash,omitempty"`
+	// index is the erasure record's index.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// already_erased is true when the subject had been erased before; the
+	// answer is then that first erasure.
+	AlreadyErased bool `protobuf:"varint,3,opt,name=already_erased,json=alreadyErased,proto3" json:"already_erased,omitempty"`
+	// erased_at_unix_millis is when the key was destroyed.
+	ErasedAtUnixMillis int64 `protobuf:"varint,4,opt,name=erased_at_unix_millis,json=erasedAtUnixMillis,proto3" json:"erased_at_unix_millis,omitempty"`
+	// leaf is the erasure record's leaf bytes.
+	Leaf          []byte `protobuf:"bytes,5,opt,name=leaf,proto3" json:"leaf,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseResponse) Reset() {
+	*x = EraseResponse{}
+	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseResponse) ProtoMessage() {}
+
+func (x *EraseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseResponse.ProtoReflect.Descriptor instead.
+func (*EraseResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EraseResponse) GetSubjectHash() []byte {
+	if x != nil {
+		return x.SubjectHash
+	}
+	return nil
+}
+
+func (x *EraseResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetAlreadyErased() bool {
+	if x != nil {
+		return x.AlreadyErased
+	}
+	return false
+}
+
+func (x *EraseResponse) GetErasedAtUnixMillis() int64 {
+	if x != nil {
+		return x.ErasedAtUnixMillis
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetLeaf() []byte {
+	if x != nil {
+		return x.Leaf
+	}
+	return nil
+}
+
 type GetInclusionProofRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -418,7 +671,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	mi := &file_cairn_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +683,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	mi := &file_cairn_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +696,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetInclusionProofRequest) GetIndex() uint64 {
@@ -471,7 +724,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	mi := &file_cairn_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +736,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	mi := &file_cairn_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +749,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetInclusionProofResponse) GetIndex() uint64 {
@@ -531,7 +784,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	mi := &file_cairn_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +796,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	mi := &file_cairn_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +809,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConsistencyProofRequest) GetFromSize() uint64 {
@@ -584,7 +837,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[9]
+	mi := &file_cairn_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +849,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[9]
+	mi := &file_cairn_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +862,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetConsistencyProofResponse) GetFromSize() uint64 {
@@ -642,7 +895,7 @@ type GetReceiptRequest struct {
 
 func (x *GetReceiptRequest) Reset() {
 	*x = GetReceiptRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[10]
+	mi := &file_cairn_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +907,7 @@ func (x *GetReceiptRequest) String() string {
 func (*GetReceiptRequest) ProtoMessage() {}
 
 func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[10]
+	mi := &file_cairn_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +920,7 @@ func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetReceiptRequest) GetIndex() uint64 {
@@ -689,7 +942,7 @@ type GetReceiptResponse struct {
 
 func (x *GetReceiptResponse) Reset() {
 	*x = GetReceiptResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[11]
+	mi := &file_cairn_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +954,7 @@ func (x *GetReceiptResponse) String() string {
 func (*GetReceiptResponse) ProtoMessage() {}
 
 func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[11]
+	mi := &file_cairn_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +967,7 @@ func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetReceiptResponse) GetReceipt() []byte {
@@ -735,14 +988,15 @@ var File_cairn_v1_log_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x12cairn/v1/log.proto\x12\bcairn.v1\"\xe3\x01\n" +
+	"\x12cairn/v1/log.proto\x12\bcairn.v1\"\xfd\x01\n" +
 	"\rAppendRequest\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12'\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x122\n" +
 	"\x15timestamp_unix_millis\x18\x04 \x01(\x04R\x13timestampUnixMillis\x12(\n" +
 	"\x10wait_for_receipt\x18\x05 \x01(\bR\x0ewaitForReceipt\x12\x0e\n" +
-	"\x02id\x18\x06 \x01(\x04R\x02id\"\xc6\x01\n" +
+	"\x02id\x18\x06 \x01(\x04R\x02id\x12\x18\n" +
+	"\asubject\x18\a \x03(\tR\asubject\"\xc6\x01\n" +
 	"\x0eAppendResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1c\n" +
@@ -756,13 +1010,30 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\fR\n" +
-	"checkpoint\"?\n" +
+	"checkpoint\"Y\n" +
 	"\x11GetEntriesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"L\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x12\x18\n" +
+	"\adecrypt\x18\x03 \x01(\bR\adecrypt\"x\n" +
 	"\x12GetEntriesResponse\x12\x18\n" +
 	"\aentries\x18\x01 \x03(\fR\aentries\x12\x1c\n" +
-	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"M\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\x12*\n" +
+	"\arecords\x18\x03 \x03(\v2\x10.cairn.v1.RecordR\arecords\"\xa8\x01\n" +
+	"\x06Record\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x16\n" +
+	"\x06record\x18\x02 \x01(\fR\x06record\x12%\n" +
+	"\x0esubject_hashes\x18\x03 \x03(\fR\rsubjectHashes\x121\n" +
+	"\x15erased_at_unix_millis\x18\x04 \x01(\x03R\x12erasedAtUnixMillis\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"@\n" +
+	"\fEraseRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb6\x01\n" +
+	"\rEraseResponse\x12!\n" +
+	"\fsubject_hash\x18\x01 \x01(\fR\vsubjectHash\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12%\n" +
+	"\x0ealready_erased\x18\x03 \x01(\bR\ralreadyErased\x121\n" +
+	"\x15erased_at_unix_millis\x18\x04 \x01(\x03R\x12erasedAtUnixMillis\x12\x12\n" +
+	"\x04leaf\x18\x05 \x01(\fR\x04leaf\"M\n" +
 	"\x18GetInclusionProofRequest\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
 	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\"d\n" +
@@ -781,7 +1052,7 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"B\n" +
 	"\x12GetReceiptResponse\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x12\n" +
-	"\x04leaf\x18\x02 \x01(\fR\x04leaf2\xaf\x04\n" +
+	"\x04leaf\x18\x02 \x01(\fR\x04leaf2\xe9\x04\n" +
 	"\x03Log\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12E\n" +
 	"\fAppendStream\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse(\x010\x01\x12P\n" +
@@ -791,7 +1062,8 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x11GetInclusionProof\x12\".cairn.v1.GetInclusionProofRequest\x1a#.cairn.v1.GetInclusionProofResponse\x12b\n" +
 	"\x13GetConsistencyProof\x12$.cairn.v1.GetConsistencyProofRequest\x1a%.cairn.v1.GetConsistencyProofResponse\x12G\n" +
 	"\n" +
-	"GetReceipt\x12\x1b.cairn.v1.GetReceiptRequest\x1a\x1c.cairn.v1.GetReceiptResponseB2Z0github.com/cairnlog/cairn/proto/cairn/v1;cairnv1b\x06proto3"
+	"GetReceipt\x12\x1b.cairn.v1.GetReceiptRequest\x1a\x1c.cairn.v1.GetReceiptResponse\x128\n" +
+	"\x05Erase\x12\x16.cairn.v1.EraseRequest\x1a\x17.cairn.v1.EraseResponseB2Z0github.com/cairnlog/cairn/proto/cairn/v1;cairnv1b\x06proto3"
 
 var (
 	file_cairn_v1_log_proto_rawDescOnce sync.Once
@@ -805,7 +1077,7 @@ func file_cairn_v1_log_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_log_proto_rawDescData
 }
 
-var file_cairn_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_cairn_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_cairn_v1_log_proto_goTypes = []any{
 	(*AppendRequest)(nil),               // 0: cairn.v1.AppendRequest
 	(*AppendResponse)(nil),              // 1: cairn.v1.AppendResponse
@@ -813,33 +1085,39 @@ var file_cairn_v1_log_proto_goTypes = []any{
 	(*GetCheckpointResponse)(nil),       // 3: cairn.v1.GetCheckpointResponse
 	(*GetEntriesRequest)(nil),           // 4: cairn.v1.GetEntriesRequest
 	(*GetEntriesResponse)(nil),          // 5: cairn.v1.GetEntriesResponse
-	(*GetInclusionProofRequest)(nil),    // 6: cairn.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 7: cairn.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 8: cairn.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 9: cairn.v1.GetConsistencyProofResponse
-	(*GetReceiptRequest)(nil),           // 10: cairn.v1.GetReceiptRequest
-	(*GetReceiptResponse)(nil),          // 11: cairn.v1.GetReceiptResponse
+	(*Record)(nil),                      // 6: cairn.v1.Record
+	(*EraseRequest)(nil),                // 7: cairn.v1.EraseRequest
+	(*EraseResponse)(nil),               // 8: cairn.v1.EraseResponse
+	(*GetInclusionProofRequest)(nil),    // 9: cairn.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 10: cairn.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 11: cairn.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 12: cairn.v1.GetConsistencyProofResponse
+	(*GetReceiptRequest)(nil),           // 13: cairn.v1.GetReceiptRequest
+	(*GetReceiptResponse)(nil),          // 14: cairn.v1.GetReceiptResponse
 }
 var file_cairn_v1_log_proto_depIdxs = []int32{
-	0,  // 0: cairn.v1.Log.Append:input_type -> cairn.v1.AppendRequest
-	0,  // 1: cairn.v1.Log.AppendStream:input_type -> cairn.v1.AppendRequest
-	2,  // 2: cairn.v1.Log.GetCheckpoint:input_type -> cairn.v1.GetCheckpointRequest
-	4,  // 3: cairn.v1.Log.GetEntries:input_type -> cairn.v1.GetEntriesRequest
-	6,  // 4: cairn.v1.Log.GetInclusionProof:input_type -> cairn.v1.GetInclusionProofRequest
-	8,  // 5: cairn.v1.Log.GetConsistencyProof:input_type -> cairn.v1.GetConsistencyProofRequest
-	10, // 6: cairn.v1.Log.GetReceipt:input_type -> cairn.v1.GetReceiptRequest
-	1,  // 7: cairn.v1.Log.Append:output_type -> cairn.v1.AppendResponse
-	1,  // 8: cairn.v1.Log.AppendStream:output_type -> cairn.v1.AppendResponse
-	3,  // 9: cairn.v1.Log.GetCheckpoint:output_type -> cairn.v1.GetCheckpointResponse
-	5,  // 10: cairn.v1.Log.GetEntries:output_type -> cairn.v1.GetEntriesResponse
-	7,  // 11: cairn.v1.Log.GetInclusionProof:output_type -> cairn.v1.GetInclusionProofResponse
-	9,  // 12: cairn.v1.Log.GetConsistencyProof:output_type -> cairn.v1.GetConsistencyProofResponse
-	11, // 13: cairn.v1.Log.GetReceipt:output_type -> cairn.v1.GetReceiptResponse
-	7,  // [7:14] is the sub-list for method output_type
-	0,  // [0:7] is the sub-list for method input_type
-	0,  // [0:0] is the sub-list for extension type_name
-	0,  // [0:0] is the sub-list for extension extendee
-	0,  // [0:0] is the sub-list for field type_name
+	6,  // 0: cairn.v1.GetEntriesResponse.records:type_name -> cairn.v1.Record
+	0,  // 1: cairn.v1.Log.Append:input_type -> cairn.v1.AppendRequest
+	0,  // 2: cairn.v1.Log.AppendStream:input_type -> cairn.v1.AppendRequest
+	2,  // 3: cairn.v1.Log.GetCheckpoint:input_type -> cairn.v1.GetCheckpointRequest
+	4,  // 4: cairn.v1.Log.GetEntries:input_type -> cairn.v1.GetEntriesRequest
+	9,  // 5: cairn.v1.Log.GetInclusionProof:input_type -> cairn.v1.GetInclusionProofRequest
+	11, // 6: cairn.v1.Log.GetConsistencyProof:input_type -> cairn.v1.GetConsistencyProofRequest
+	13, // 7: cairn.v1.Log.GetReceipt:input_type -> cairn.v1.GetReceiptRequest
+	7,  // 8: cairn.v1.Log.Erase:input_type -> cairn.v1.EraseRequest
+	1,  // 9: cairn.v1.Log.Append:output_type -> cairn.v1.AppendResponse
+	1,  // 10: cairn.v1.Log.AppendStream:output_type -> cairn.v1.AppendResponse
+	3,  // 11: cairn.v1.Log.GetCheckpoint:output_type -> cairn.v1.GetCheckpointResponse
+	5,  // 12: cairn.v1.Log.GetEntries:output_type -> cairn.v1.GetEntriesResponse
+	10, // 13: cairn.v1.Log.GetInclusionProof:output_type -> cairn.v1.GetInclusionProofResponse
+	12, // 14: cairn.v1.Log.GetConsistencyProof:output_type -> cairn.v1.GetConsistencyProofResponse
+	14, // 15: cairn.v1.Log.GetReceipt:output_type -> cairn.v1.GetReceiptResponse
+	8,  // 16: cairn.v1.Log.Erase:output_type -> cairn.v1.EraseResponse
+	9,  // [9:17] is the sub-list for method output_type
+	1,  // [1:9] is the sub-list for method input_type
+	1,  // [1:1] is the sub-list for extension type_name
+	1,  // [1:1] is the sub-list for extension extendee
+	0,  // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_log_proto_init() }
@@ -853,7 +1131,7 @@ func file_cairn_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_log_proto_rawDesc), len(file_cairn_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Log_GetInclusionProof_FullMethodName   = "/cairn.v1.Log/GetInclusionProof"
 	Log_GetConsistencyProof_FullMethodName = "/cairn.v1.Log/GetConsistencyProof"
 	Log_GetReceipt_FullMethodName          = "/cairn.v1.Log/GetReceipt"
+	Log_Erase_FullMethodName               = "/cairn.v1.Log/Erase"
 )
 
 // LogClient is the client API for Log service.
@@ -58,6 +59,11 @@ type LogClient interface {
 	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
 	// GetReceipt returns a tlog-proof for index against the latest published checkpoint.
 	GetReceipt(ctx context.Context, in *GetReceiptRequest, opts ...grpc.CallOption) (*GetReceiptResponse, error)
+	// Erase destroys a data subject's key in every copy of the key store the
+	// log controls and appends an erasure record (docs/erasure.md). It needs
+	// the admin role; it is idempotent (erasing an erased subject answers the
+	// first erasure again) and refused (FailedPrecondition) under a legal hold.
+	Erase(ctx context.Context, in *EraseRequest, opts ...grpc.CallOption) (*EraseResponse, error)
 }
 
 type logClient struct {
@@ -141,6 +147,16 @@ func (c *logClient) GetReceipt(ctx context.Context, in *GetReceiptRequest, opts 
 	return out, nil
 }
 
+func (c *logClient) Erase(ctx context.Context, in *EraseRequest, opts ...grpc.CallOption) (*EraseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseResponse)
+	err := c.cc.Invoke(ctx, Log_Erase_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -168,6 +184,11 @@ type LogServer interface {
 	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
 	// GetReceipt returns a tlog-proof for index against the latest published checkpoint.
 	GetReceipt(context.Context, *GetReceiptRequest) (*GetReceiptResponse, error)
+	// Erase destroys a data subject's key in every copy of the key store the
+	// log controls and appends an erasure record (docs/erasure.md). It needs
+	// the admin role; it is idempotent (erasing an erased subject answers the
+	// first erasure again) and refused (FailedPrecondition) under a legal hold.
+	Erase(context.Context, *EraseRequest) (*EraseResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -198,6 +219,9 @@ func (UnimplementedLogServer) GetConsistencyProof(context.Context, *GetConsisten
 }
 func (UnimplementedLogServer) GetReceipt(context.Context, *GetReceiptRequest) (*GetReceiptResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetReceipt not implemented")
+}
+func (UnimplementedLogServer) Erase(context.Context, *EraseRequest) (*EraseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Erase not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -335,6 +359,24 @@ func _Log_GetReceipt_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_Erase_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).Erase(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_Erase_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).Erase(ctx, req.(*EraseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -365,6 +407,10 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReceipt",
 			Handler:    _Log_GetReceipt_Handler,
+		},
+		{
+			MethodName: "Erase",
+			Handler:    _Log_Erase_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
