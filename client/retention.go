@@ -127,13 +127,15 @@ func safeLine(s string) string {
 
 // Hold is a legal hold as the log reports it (log.Hold's JSON).
 type Hold struct {
-	ID        string    `json:"id"`
-	From      uint64    `json:"from,omitempty"`
-	To        uint64    `json:"to,omitempty"`
-	Principal string    `json:"principal,omitempty"`
-	Reason    string    `json:"reason"`
-	By        string    `json:"by"`
-	Created   time.Time `json:"created"`
+	ID        string `json:"id"`
+	From      uint64 `json:"from,omitempty"`
+	To        uint64 `json:"to,omitempty"`
+	Principal string `json:"principal,omitempty"`
+	// SubjectHash is the keyed hash (hex) of a held data subject.
+	SubjectHash string    `json:"subject_hash,omitempty"`
+	Reason      string    `json:"reason"`
+	By          string    `json:"by"`
+	Created     time.Time `json:"created"`
 }
 
 // Holds lists the log's legal holds and its minimum index (admin role).
@@ -151,6 +153,15 @@ func (l *Log) Holds(ctx context.Context) (uint64, []Hold, error) {
 func (l *Log) AddHold(ctx context.Context, from, to uint64, principal, reason string) (Hold, error) {
 	var h Hold
 	err := l.admin(ctx, http.MethodPost, "holds", map[string]any{"from": from, "to": to, "principal": principal, "reason": reason}, &h)
+	return h, err
+}
+
+// AddSubjectHold places a hold on every record naming data subject (the log
+// stores only its keyed hash), which also refuses the subject's erasure
+// (admin role).
+func (l *Log) AddSubjectHold(ctx context.Context, subject, reason string) (Hold, error) {
+	var h Hold
+	err := l.admin(ctx, http.MethodPost, "holds", map[string]any{"subject": subject, "reason": reason}, &h)
 	return h, err
 }
 

@@ -74,7 +74,7 @@ func (l *Log) Erase(ctx context.Context, subject, reason, who string) (Erasure, 
 	}
 	h := l.keys.hash(subject)
 	if l.subjectHold != nil {
-		if held, why := l.subjectHold(h[:]); held {
+		if held, why := l.subjectHold(ctx, h[:]); held {
 			return Erasure{}, fmt.Errorf("%w: subject %x is under a legal hold (%s); release the hold before erasing", ErrFailedPrecondition, h[:8], why)
 		}
 	}

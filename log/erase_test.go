@@ -22,6 +22,7 @@ import (
 	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
+	"github.com/transparency-dev/tessera/api"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -321,7 +322,9 @@ func TestErasureIsRefusedUnderLegalHold(t *testing.T) {
 	tl := newTestLogWith(t, func(c *Config) { c.KEKFile = kek })
 	r := appendSubject(t, tl.api, `{"x":1}`, false, subjectBob)
 	held := tl.keys.hash(subjectBob)
-	tl.Log.subjectHold = func(h []byte) (bool, string) { return bytes.Equal(h, held[:]), "litigation hold LH-7" }
+	tl.Log.subjectHold = func(_ context.Context, h []byte) (bool, string) {
+		return bytes.Equal(h, held[:]), "litigation hold LH-7"
+	}
 	_, err := tl.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectBob, Reason: "request"})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "legal hold") || !strings.Contains(err.Error(), "LH-7") {
 		t.Fatalf("erasure under a hold: %v", err)
@@ -669,4 +672,86 @@ func TestSealedRecordsNeedTheReadRoleAndErasureTheAdminRole(t *testing.T) {
 	if e, _ := record.Decode(er.Leaf); e.Submitter != "operator" {
 		t.Fatalf("the erasure record names %q, not the admin who asked", e.Submitter)
 	}
+}
+
+// TestSubjectHoldRefusesErasureUntilReleased: a legal hold placed on a data
+// subject through the admin API (the log stores only the keyed hash) refuses
+// the subject's erasure and keeps its records from pruning; once released,
+// the erasure goes through. Holds on other subjects change nothing.
+func TestSubjectHoldRefusesErasureUntilReleased(t *testing.T) {
+	kek := writeKEK(t, t.TempDir(), "log.kek")
+	tl := newTestLogWith(t, func(c *Config) { c.KEKFile = kek })
+	r := appendSubject(t, tl.api, `{"x":1}`, false, subjectBob)
+	appendSubject(t, tl.api, `{"x":2}`, false, subjectCarol)
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(tl.base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post("/holds", `{"subject":"`+subjectBob+`","reason":"regulator inquiry 88"}`)
+	if code != http.StatusOK {
+		t.Fatalf("POST /holds {subject}: %d %s", code, body)
+	}
+	var h Hold
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatal(err)
+	}
+	if want := tl.keys.hash(subjectBob); h.SubjectHash != hex.EncodeToString(want[:]) || strings.Contains(body, subjectBob) {
+		t.Fatalf("hold %s: want the keyed hash of the subject and never the identifier", body)
+	}
+	if held, _ := tl.bundleHeldForTest(t, subjectBob); !held {
+		t.Error("a subject hold does not keep the subject's records from pruning")
+	}
+	_, err := tl.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectBob, Reason: "request"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "regulator inquiry 88") {
+		t.Fatalf("erasure of a held subject: %v", err)
+	}
+	if _, err := tl.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectCarol, Reason: "request"}); err != nil {
+		t.Fatalf("erasure of another subject: %v", err)
+	}
+	if code, body := post("/holds/"+h.ID+"/release", `{"reason":"inquiry closed"}`); code != http.StatusOK {
+		t.Fatalf("release: %d %s", code, body)
+	}
+	if _, err := tl.api.Erase(context.Background(), &cairnv1.EraseRequest{Subject: subjectBob, Reason: "request"}); err != nil {
+		t.Fatalf("erasure after the release: %v", err)
+	}
+	tl.waitForSize(t, tl.vkey, int64(r.Index+1))
+	if d := getRecord(t, tl, r.Index); d.State == record.StateDecrypted {
+		t.Fatalf("the released subject's record still reads: %+v", d)
+	}
+	if code, _ := post("/holds", `{"subject":"a\u202eb","reason":"r"}`); code != http.StatusBadRequest {
+		t.Errorf("a subject hold with a bidi control: %d, want 400", code)
+	}
+}
+
+// bundleHeldForTest reports whether the log's holds keep the first two
+// records' partial bundle from pruning (one of them names subject).
+func (tl *testLog) bundleHeldForTest(t *testing.T, subject string) (bool, error) {
+	t.Helper()
+	tl.waitForSize(t, tl.vkey, 2)
+	holds, err := tl.Holds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb api.EntryBundle
+	if err := eb.UnmarshalText(tl.get(t, "/tile/entries/000.p/2")); err != nil {
+		t.Fatal(err)
+	}
+	principals, subjects := map[string]bool{}, map[string]bool{}
+	for _, h := range holds {
+		if h.SubjectHash != "" {
+			subjects[h.SubjectHash] = true
+		}
+	}
+	for _, leaf := range eb.Entries {
+		if held, err := leafHeld(leaf, principals, subjects); err != nil || held {
+			return true, err
+		}
+	}
+	return false, nil
 }

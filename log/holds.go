@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/transparency-dev/tessera/api/layout"
 )
@@ -28,6 +29,10 @@ type Hold struct {
 	To   uint64 `json:"to,omitempty"`
 	// Principal holds every record this submitter appended.
 	Principal string `json:"principal,omitempty"`
+	// SubjectHash (hex) holds every record naming this data subject, by
+	// the keyed hash sealed records carry (the identifier itself is never
+	// stored); it also refuses the subject's erasure.
+	SubjectHash string `json:"subject_hash,omitempty"`
 	// Reason says why (a case number, a regulator's request).
 	Reason string `json:"reason"`
 	// By is the admin principal who placed it; Created when (log clock).
@@ -56,15 +61,19 @@ func (h Hold) validate(minIndex uint64) error {
 		return fmt.Errorf("%w: a hold needs a reason", ErrInvalidRequest)
 	case len(h.Reason) > maxReasonBytes:
 		return fmt.Errorf("%w: the reason is over %d bytes", ErrInvalidRequest, maxReasonBytes)
-	case h.Principal != "" && (h.From != 0 || h.To != 0):
-		return fmt.Errorf("%w: a hold is on an index range or on a principal, not both", ErrInvalidRequest)
-	case h.Principal == "" && h.To <= h.From:
-		return fmt.Errorf("%w: index range [%d, %d) is empty (want from < to, or a principal)", ErrInvalidRequest, h.From, h.To)
-	case h.Principal == "" && h.From < minIndex:
+	case (h.Principal != "" || h.SubjectHash != "") && (h.From != 0 || h.To != 0), h.Principal != "" && h.SubjectHash != "":
+		return fmt.Errorf("%w: a hold is on an index range, a principal or a subject, one of them", ErrInvalidRequest)
+	case h.byRange() && h.To <= h.From:
+		return fmt.Errorf("%w: index range [%d, %d) is empty (want from < to, a principal or a subject)", ErrInvalidRequest, h.From, h.To)
+	case h.byRange() && h.From < minIndex:
 		return fmt.Errorf("%w: records from %d are already below the minimum index %d and cannot be held", ErrPruned, h.From, minIndex)
 	}
 	return nil
 }
+
+// byRange reports whether h holds an index range (not a principal or a
+// subject).
+func (h Hold) byRange() bool { return h.Principal == "" && h.SubjectHash == "" }
 
 // AddHold places a hold, first logging it (by is the admin principal).
 func (l *Log) AddHold(ctx context.Context, h Hold, by string) (Hold, error) {
@@ -84,7 +93,7 @@ func (l *Log) AddHold(ctx context.Context, h Hold, by string) (Hold, error) {
 		return Hold{}, err
 	}
 	err := r.store.update(ctx, func(s *retentionState) error {
-		if h.Principal == "" && h.From < s.MinIndex {
+		if h.byRange() && h.From < s.MinIndex {
 			return fmt.Errorf("%w: records from %d are already below the minimum index %d and cannot be held", ErrPruned, h.From, s.MinIndex)
 		}
 		s.Holds = append(s.Holds, h)
@@ -145,7 +154,7 @@ func (r *retainer) covers(ctx context.Context, index uint64, submitter string) (
 		return false, err
 	}
 	for _, h := range st.Holds {
-		if (h.Principal == "" && h.From <= index && index < h.To) || (h.Principal != "" && h.Principal == submitter) {
+		if (h.byRange() && h.From <= index && index < h.To) || (h.Principal != "" && h.Principal == submitter) {
 			return true, nil
 		}
 	}
@@ -161,6 +170,23 @@ func (r *retainer) heldPrincipal(ctx context.Context, name string) (bool, error)
 	return slices.ContainsFunc(st.Holds, func(h Hold) bool { return h.Principal == name }), nil
 }
 
+// heldSubject reports whether a hold names the data subject with keyed hash
+// hash, and its reason. A hold store that cannot be read holds everything:
+// erasure is final, so it waits for an answer.
+func (l *Log) heldSubject(ctx context.Context, hash []byte) (bool, string) {
+	holds, err := l.Holds(ctx)
+	if err != nil {
+		return true, fmt.Sprintf("the legal holds cannot be read: %v", err)
+	}
+	want := hex.EncodeToString(hash)
+	for _, h := range holds {
+		if h.SubjectHash == want {
+			return true, fmt.Sprintf("hold %s: %s", h.ID, h.Reason)
+		}
+	}
+	return false, ""
+}
+
 func classifyStoreError(err error) error {
 	if errors.Is(err, ErrPruned) || errors.Is(err, ErrInvalidRequest) {
 		return err
@@ -169,7 +195,7 @@ func classifyStoreError(err error) error {
 }
 
 // Hold requests over HTTP (admin role): GET /holds lists them, POST /holds
-// places one ({"from","to"} or {"principal"}, and "reason"), POST
+// places one ({"from","to"}, {"principal"} or {"subject"}, and "reason"), POST
 // /holds/{id}/release releases one ({"reason"}). Each answers JSON.
 const maxHoldRequestBytes = 8 << 10
 
@@ -178,7 +204,10 @@ type holdRequest struct {
 	From      uint64 `json:"from"`
 	To        uint64 `json:"to"`
 	Principal string `json:"principal"`
-	Reason    string `json:"reason"`
+	// Subject is a data subject's identifier; the log stores only its keyed
+	// hash.
+	Subject string `json:"subject"`
+	Reason  string `json:"reason"`
 }
 
 func (l *Log) adminPrincipal(r *http.Request) (string, error) {
@@ -230,7 +259,20 @@ func (l *Log) handleAddHold(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	h, err := l.AddHold(r.Context(), Hold{From: req.From, To: req.To, Principal: req.Principal, Reason: req.Reason}, by)
+	hold := Hold{From: req.From, To: req.To, Principal: req.Principal, Reason: req.Reason}
+	if req.Subject != "" {
+		if l.keys == nil {
+			writeHTTPError(w, fmt.Errorf("%w: this log has no key-encryption key (--kek-file), so it holds no records about data subjects", ErrFailedPrecondition))
+			return
+		}
+		if err := record.ValidateSubject(req.Subject); err != nil {
+			writeHTTPError(w, fmt.Errorf("%w: %v", ErrInvalidRequest, err))
+			return
+		}
+		sh := l.keys.hash(req.Subject)
+		hold.SubjectHash = hex.EncodeToString(sh[:])
+	}
+	h, err := l.AddHold(r.Context(), hold, by)
 	if err != nil {
 		writeHTTPError(w, err)
 		return

@@ -40,7 +40,7 @@ func TestHoldsNeedTheAdminRoleAndBadRequestsChangeNothing(t *testing.T) {
 	}{
 		{0, 10, "", "", "needs a reason"},
 		{10, 10, "", "case", "is empty"},
-		{0, 10, "bob", "case", "not both"},
+		{0, 10, "bob", "case", "one of them"},
 		{0, 0, "", strings.Repeat("x", maxReasonBytes+1), "over 1024 bytes"},
 	} {
 		if _, err := op.AddHold(ctx, tc.from, tc.to, tc.principal, tc.why); err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), tc.want) {

@@ -43,7 +43,7 @@ type Log struct {
 	keys *subjectKeys
 	// subjectHold reports whether a subject (by keyed hash) is under a
 	// legal hold, which refuses its erasure; nil = no holds.
-	subjectHold func(subjectHash []byte) (held bool, reason string)
+	subjectHold func(ctx context.Context, subjectHash []byte) (held bool, reason string)
 	// keyStore is the subject key store, closed last by drain.
 	keyStore keyStore
 	// eraseHook, if set, is called at the named steps of Erase (tests).
@@ -173,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop()
 		return nil, err
 	}
+	l.subjectHold = l.heldSubject
 	go l.watcher.run(bg)
 	l.retainerDone = make(chan struct{})
 	go l.retainer.run(bg, cfg.RetentionInterval, l.retainerDone)

@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -362,36 +363,65 @@ func (r *retainer) move(ctx context.Context, st retentionState, to uint64, now t
 	return nil
 }
 
-// bundleHeld reports whether a hold covers any record of full bundle k.
+// bundleHeld reports whether a hold covers any record of full bundle k: a
+// range over it, or a record whose submitter or data subject (sealed
+// records carry the keyed subject hashes in clear) is held.
 func (r *retainer) bundleHeld(ctx context.Context, holds []Hold, k uint64) (bool, error) {
 	lo, hi := k*layout.EntryBundleWidth, (k+1)*layout.EntryBundleWidth
-	principals := map[string]bool{}
+	principals, subjects := map[string]bool{}, map[string]bool{}
 	for _, h := range holds {
-		if h.Principal != "" {
+		switch {
+		case h.Principal != "":
 			principals[h.Principal] = true
-		} else if h.From < hi && lo < h.To {
+		case h.SubjectHash != "":
+			subjects[h.SubjectHash] = true
+		case h.From < hi && lo < h.To:
 			return true, nil
 		}
 	}
-	if len(principals) == 0 {
+	if len(principals) == 0 && len(subjects) == 0 {
 		return false, nil
 	}
 	b, err := r.l.reader.ReadEntryBundle(ctx, k, 0)
 	if err != nil {
-		return false, fmt.Errorf("reading entry bundle %d to check principal holds: %w", k, err)
+		return false, fmt.Errorf("reading entry bundle %d to check principal and subject holds: %w", k, err)
 	}
 	eb := api.EntryBundle{}
 	if err := eb.UnmarshalText(b); err != nil {
 		return false, fmt.Errorf("parsing entry bundle %d: %w", k, err)
 	}
 	for _, e := range eb.Entries {
-		rec, err := record.Decode(e)
-		if err != nil || principals[rec.Submitter] {
+		if held, err := leafHeld(e, principals, subjects); err != nil || held {
 			// A leaf that is not a record cannot be attributed: keep it.
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// leafHeld reports whether a held principal submitted leaf or a held subject
+// (hex keyed hash) is named by it.
+func leafHeld(leaf []byte, principals, subjects map[string]bool) (bool, error) {
+	if record.LeafVersion(leaf) == record.SealedVersion {
+		s, err := record.DecodeSealed(leaf)
+		if err != nil {
+			return false, err
+		}
+		if principals[s.Submitter] {
+			return true, nil
+		}
+		for _, h := range s.Subjects {
+			if subjects[hex.EncodeToString(h[:])] {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	rec, err := record.Decode(leaf)
+	if err != nil {
+		return false, err
+	}
+	return principals[rec.Submitter], nil
 }
 
 // sweep archives (when the policy says so) and deletes the bundles below the

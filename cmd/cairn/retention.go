@@ -72,7 +72,8 @@ func newLogHoldCmd() *cobra.Command {
 		Use:   "hold",
 		Short: "Place, release and list legal holds (admin role)",
 		Long: `A legal hold keeps records from being pruned by the log's retention policy: an
-index range [--from, --to), or every record of a --principal. Placing and releasing
+index range [--from, --to), every record of a --principal, or every record naming
+a data --subject (which also refuses the subject's erasure). Placing and releasing
 a hold is itself appended to the log as an audit record (docs/retention.md).
 Releasing a hold prunes nothing at once; the next policy evaluation does.
 These commands need the admin role when the log has an access file.`,
@@ -84,17 +85,17 @@ These commands need the admin role when the log has an access file.`,
 func newHoldAddCmd() *cobra.Command {
 	var c clientFlags
 	var from, to uint64
-	var principal, reason string
+	var principal, subject, reason string
 	cmd := &cobra.Command{
-		Use:   "add --log URL (--from N --to M | --principal NAME) --reason TEXT",
-		Short: "Hold an index range or a principal's records against pruning",
-		Example: `  # After 'make run', with an admin token (its demo token has no admin role):
-  #   cairn access add --file data/access.txt --role admin ops > data/ops.token
-  #   kill -HUP $(pgrep -f 'cairn log serve')
-  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token \
+		Use:   "add --log URL (--from N --to M | --principal NAME | --subject ID) --reason TEXT",
+		Short: "Hold an index range, a principal's or a data subject's records against pruning",
+		Example: `  # After 'make run', with its admin token (data/admin.token):
+  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/admin.token \
     --from 0 --to 100 --reason "case 2026-17"
-  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token \
-    --principal demo-writer --reason "litigation hold"`,
+  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/admin.token \
+    --principal demo-writer --reason "litigation hold"
+  cairn log hold add --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/admin.token \
+    --subject customer-4711 --reason "regulator inquiry 88"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -103,14 +104,25 @@ func newHoldAddCmd() *cobra.Command {
 			if reason == "" {
 				return errors.New("--reason is required")
 			}
-			if (principal == "") == (to == 0) {
-				return errors.New("give either --from/--to (an index range) or --principal")
+			kinds := 0
+			for _, given := range []bool{to != 0 || from != 0, principal != "", subject != ""} {
+				if given {
+					kinds++
+				}
+			}
+			if kinds != 1 {
+				return errors.New("give exactly one of --from/--to (an index range), --principal or --subject")
 			}
 			l, err := c.openLog(nil)
 			if err != nil {
 				return err
 			}
-			h, err := l.AddHold(cmd.Context(), from, to, principal, reason)
+			var h client.Hold
+			if subject != "" {
+				h, err = l.AddSubjectHold(cmd.Context(), subject, reason)
+			} else {
+				h, err = l.AddHold(cmd.Context(), from, to, principal, reason)
+			}
 			if err != nil {
 				return c.explain(err)
 			}
@@ -121,6 +133,7 @@ func newHoldAddCmd() *cobra.Command {
 	cmd.Flags().Uint64Var(&from, "from", 0, "first held index")
 	cmd.Flags().Uint64Var(&to, "to", 0, "end of the held range (exclusive)")
 	cmd.Flags().StringVar(&principal, "principal", "", "hold every record this principal submitted")
+	cmd.Flags().StringVar(&subject, "subject", "", "hold every record naming this data subject (needs the log's --kek-file); refuses its erasure")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (logged with the hold)")
 	documentEnv(cmd)
 	return cmd
@@ -133,7 +146,7 @@ func newHoldReleaseCmd() *cobra.Command {
 		Use:   "release --log URL --reason TEXT ID",
 		Short: "Release a hold (nothing is pruned until the next evaluation)",
 		Example: `  # With make run's admin token (see 'cairn log hold add --help'); ID from 'cairn log hold list':
-  cairn log hold release --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token \
+  cairn log hold release --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/admin.token \
     --reason "case closed" ID`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -166,7 +179,7 @@ func newHoldListCmd() *cobra.Command {
 		Use:   "list --log URL",
 		Short: "List the holds in force and the minimum index",
 		Example: `  # With make run's admin token (see 'cairn log hold add --help'):
-  cairn log hold list --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/ops.token`,
+  cairn log hold list --log https://127.0.0.1:8080 --ca data/tls/ca.pem --token-file data/admin.token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -197,8 +210,11 @@ func newHoldListCmd() *cobra.Command {
 
 func holdText(h client.Hold) string {
 	what := fmt.Sprintf("records %d-%d", h.From, h.To-1)
-	if h.Principal != "" {
+	switch {
+	case h.Principal != "":
 		what = "principal " + h.Principal
+	case h.SubjectHash != "":
+		what = "data subject " + h.SubjectHash
 	}
 	return fmt.Sprintf("hold %s: %s, by %s at %s: %s\n", h.ID, what, h.By, h.Created.Format("2006-01-02T15:04:05Z07:00"), h.Reason)
 }
