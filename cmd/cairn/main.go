@@ -33,6 +33,7 @@ everything they saw before; auditors verify with nothing but public keys.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newKeygenCmd(), newLogCmd(), newAccessCmd(), newDevCmd())
+	root.AddCommand(newMigrateCmd())
 	root.AddCommand(witnessCmds()...)
 	root.AddCommand(auditorCmds()...)
 	return root

@@ -1,0 +1,258 @@
+// Package migrate imports existing transparency logs into Cairn's storage
+// with every leaf and every hash unchanged. Trillian v1 is the first source:
+// its leaves are read with Trillian's own API (GetLatestSignedLogRoot,
+// GetLeavesByRange), written through Tessera's migration lifecycle, and the
+// root Tessera computes must equal Trillian's (docs/migrate-trillian.md).
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/internal/fielderr"
+	cairnlog "github.com/cairnlog/cairn/log"
+	"github.com/google/trillian"
+	"github.com/google/trillian/types"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api/layout"
+	"golang.org/x/mod/sumdb/tlog"
+	"google.golang.org/grpc"
+)
+
+// Config is one Trillian migration.
+type Config struct {
+	// Trillian is a connection to the Trillian log server's gRPC API.
+	Trillian grpc.ClientConnInterface
+	// TreeID is the Trillian tree to copy.
+	TreeID int64
+	// Target is the Cairn storage the leaves are copied into.
+	Target cairnlog.MigrationConfig
+	// Workers is how many entry bundles (256 leaves each) are read from
+	// Trillian and written to the target at once (0: DefaultWorkers).
+	Workers uint
+	// Logger receives progress. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultWorkers is the default Config.Workers.
+const DefaultWorkers = 16
+
+// MaxLeafBytes is the largest leaf a tlog-tiles entry bundle can hold (a
+// two-byte length prefix). A Trillian leaf above it cannot be migrated.
+const MaxLeafBytes = 1<<16 - 1
+
+// Result is what a migration pass reached.
+type Result struct {
+	// Size and Root are Trillian's log root the target now equals.
+	Size uint64
+	Root []byte
+	// Elapsed is the pass's duration.
+	Elapsed time.Duration
+}
+
+// ErrDiverged reports that the migrated tree's root is not Trillian's. It
+// wraps client.ErrVerification: the source's data is wrong (a leaf's value
+// no longer matches the tree Trillian committed to), not the copy.
+var ErrDiverged = fmt.Errorf("%w: the migrated tree diverges from Trillian's", client.ErrVerification)
+
+// Trillian copies every leaf of Trillian's latest log root that the target
+// lacks, and returns once the target's root at that size equals Trillian's.
+// Run it again to catch up with a log that keeps growing; a pass that was
+// killed resumes where the target's integrated tree ends. A leaf whose value
+// does not hash to the leaf hash Trillian holds, or a root that differs, is
+// an error wrapping ErrDiverged naming the first index that differs; the
+// target is then not fit to serve.
+func Trillian(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Trillian == nil {
+		return nil, fielderr.Errorf("Config.Trillian", "no connection to a Trillian log server")
+	}
+	if cfg.TreeID == 0 {
+		return nil, fielderr.Errorf("Config.TreeID", "required (the Trillian tree ID, as createtree printed it)")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Target.Logger = cfg.Logger
+	tl := trillian.NewTrillianLogClient(cfg.Trillian)
+	root, err := latestRoot(ctx, tl, cfg.TreeID)
+	if err != nil {
+		return nil, err
+	}
+	target, err := cairnlog.OpenMigrationTarget(ctx, cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	cfg.Logger.Info("migrating Trillian tree", slog.Int64("tree_id", cfg.TreeID), slog.Uint64("size", root.TreeSize), slog.String("root", fmt.Sprintf("%x", root.RootHash)))
+
+	// A leaf that fails its hash check stops the pass at once; Tessera's
+	// copier would otherwise retry it with backoff.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fetch := func(ctx context.Context, idx uint64, p uint8) ([]byte, error) {
+		b, err := bundle(ctx, tl, cfg.TreeID, idx, p)
+		if errors.Is(err, ErrDiverged) || errors.Is(err, errTooLarge) {
+			cancel(err)
+		}
+		return b, err
+	}
+	err = target.Migrate(ctx, cfg.Workers, root.TreeSize, root.RootHash, fetch)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return nil, cause
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// Every leaf hashed as Trillian says, yet the roots differ: find
+		// the first leaf where the trees part.
+		if i, ferr := firstDivergence(ctx, tl, cfg.TreeID, target, root); ferr == nil {
+			return nil, fmt.Errorf("%w: at leaf index %d (Trillian root %x at size %d): %v", ErrDiverged, i, root.RootHash, root.TreeSize, err)
+		} else {
+			return nil, fmt.Errorf("%w (Trillian root %x at size %d; locating the first differing leaf failed: %v): %v", ErrDiverged, root.RootHash, root.TreeSize, ferr, err)
+		}
+	}
+	res := &Result{Size: root.TreeSize, Root: root.RootHash, Elapsed: time.Since(start)}
+	cfg.Logger.Info("migrated: the target's root equals Trillian's", slog.Uint64("size", res.Size), slog.String("root", fmt.Sprintf("%x", res.Root)), slog.Duration("elapsed", res.Elapsed))
+	return res, nil
+}
+
+// latestRoot is Trillian's latest log root for tree.
+func latestRoot(ctx context.Context, tl trillian.TrillianLogClient, tree int64) (*types.LogRootV1, error) {
+	resp, err := tl.GetLatestSignedLogRoot(ctx, &trillian.GetLatestSignedLogRootRequest{LogId: tree})
+	if err != nil {
+		return nil, fmt.Errorf("GetLatestSignedLogRoot(tree %d): %w", tree, err)
+	}
+	var r types.LogRootV1
+	if err := r.UnmarshalBinary(resp.GetSignedLogRoot().GetLogRoot()); err != nil {
+		return nil, fmt.Errorf("tree %d: parsing Trillian's log root: %w", tree, err)
+	}
+	return &r, nil
+}
+
+// errTooLarge reports a leaf that no entry bundle can hold.
+var errTooLarge = errors.New("leaf too large for a tlog-tiles entry bundle")
+
+// bundle reads entry bundle idx (p leaves if partial, else 256) from
+// Trillian and serialises it in tlog-tiles form (two-byte big-endian length,
+// then the leaf value). Each leaf value must hash to the Merkle leaf hash
+// Trillian stored for it: the copy is of what Trillian committed to.
+func bundle(ctx context.Context, tl trillian.TrillianLogClient, tree int64, idx uint64, p uint8) ([]byte, error) {
+	n := uint64(layout.EntryBundleWidth)
+	if p > 0 {
+		n = uint64(p)
+	}
+	first := idx * layout.EntryBundleWidth
+	var out []byte
+	for got := uint64(0); got < n; {
+		resp, err := tl.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: tree, StartIndex: int64(first + got), Count: int64(n - got)})
+		if err != nil {
+			return nil, fmt.Errorf("GetLeavesByRange(tree %d, %d+%d): %w", tree, first+got, n-got, err)
+		}
+		if len(resp.Leaves) == 0 {
+			return nil, fmt.Errorf("GetLeavesByRange(tree %d, %d+%d): no leaves", tree, first+got, n-got)
+		}
+		for _, l := range resp.Leaves {
+			i := first + got
+			if got == n {
+				break
+			}
+			if l.LeafIndex != int64(i) {
+				return nil, fmt.Errorf("GetLeavesByRange(tree %d): leaf index %d where %d was due", tree, l.LeafIndex, i)
+			}
+			if h := rfc6962.DefaultHasher.HashLeaf(l.LeafValue); !bytes.Equal(h, l.MerkleLeafHash) {
+				return nil, fmt.Errorf("%w: at leaf index %d: its value hashes to %x, but Trillian's tree holds leaf hash %x", ErrDiverged, i, h, l.MerkleLeafHash)
+			}
+			if len(l.LeafValue) > MaxLeafBytes {
+				return nil, fmt.Errorf("leaf index %d: %d bytes: %w (at most %d)", i, len(l.LeafValue), errTooLarge, MaxLeafBytes)
+			}
+			out = binary.BigEndian.AppendUint16(out, uint16(len(l.LeafValue)))
+			out = append(out, l.LeafValue...)
+			got++
+		}
+	}
+	return out, nil
+}
+
+// firstDivergence finds the smallest index i such that the target's tree of
+// size i+1 is not a prefix of Trillian's tree at root: a binary search over
+// sizes, each step checking Trillian's consistency proof from the target's
+// root at that size (read from the target's tiles) to Trillian's root.
+func firstDivergence(ctx context.Context, tl trillian.TrillianLogClient, tree int64, target *cairnlog.MigrationTarget, root *types.LogRootV1) (uint64, error) {
+	hr := tileHashReader(ctx, target, root.TreeSize)
+	prefixMatches := func(size uint64) (bool, error) {
+		if size == 0 {
+			return true, nil
+		}
+		mine, err := tlog.TreeHash(int64(size), hr)
+		if err != nil {
+			return false, fmt.Errorf("computing the target's root at %d: %w", size, err)
+		}
+		if size == root.TreeSize {
+			return bytes.Equal(mine[:], root.RootHash), nil
+		}
+		resp, err := tl.GetConsistencyProof(ctx, &trillian.GetConsistencyProofRequest{LogId: tree, FirstTreeSize: int64(size), SecondTreeSize: int64(root.TreeSize)})
+		if err != nil {
+			return false, fmt.Errorf("GetConsistencyProof(%d, %d): %w", size, root.TreeSize, err)
+		}
+		err = proof.VerifyConsistency(rfc6962.DefaultHasher, size, root.TreeSize, resp.GetProof().GetHashes(), mine[:], root.RootHash)
+		return err == nil, nil
+	}
+	// Invariant: prefix lo matches, prefix hi does not.
+	lo, hi := uint64(0), root.TreeSize
+	if ok, err := prefixMatches(hi); err != nil || ok {
+		return 0, fmt.Errorf("the target's root at %d equals Trillian's (err %v)", hi, err)
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		ok, err := prefixMatches(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi - 1, nil
+}
+
+// tileHashReader reads the target's stored hashes from its tiles (tree of
+// size treeSize), for tlog.TreeHash. The hashes are not checked here: the
+// roots they make are compared with Trillian's.
+func tileHashReader(ctx context.Context, target *cairnlog.MigrationTarget, treeSize uint64) tlog.HashReaderFunc {
+	return func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		for k, x := range indexes {
+			t := tlog.TileForIndex(8, x)
+			// The tile as stored: full, or the partial of this tree size.
+			width := treeSize >> (8 * uint(t.L))
+			p := uint8(0)
+			if uint64(t.N) == width/layout.TileWidth {
+				p = uint8(width % layout.TileWidth)
+			}
+			data, err := target.ReadTile(ctx, uint64(t.L), uint64(t.N), p)
+			if err != nil {
+				return nil, err
+			}
+			t.W = len(data) / tlog.HashSize
+			h, err := tlog.HashFromTile(t, data, x)
+			if err != nil {
+				return nil, fmt.Errorf("tile %d/%d: %w", t.L, t.N, err)
+			}
+			out[k] = h
+		}
+		return out, nil
+	}
+}
