@@ -202,6 +202,9 @@ type clusterOpts struct {
 	// loopback keeps every process on 127.0.0.1 (engines the log depends on
 	// listen there).
 	loopback bool
+	// prepare, if set, runs once the log's key exists (c.dir/log.key) and
+	// before any process starts: to fill the log's storage beforehand.
+	prepare func(t *testing.T, c *cluster)
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
@@ -270,6 +273,9 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 			}
 		}
 	})
+	if o.prepare != nil {
+		o.prepare(t, c)
+	}
 	for _, w := range c.witnesses {
 		w.start(t)
 		w.waitServing(t, "http://"+witnessAddr(w)+"/healthz")

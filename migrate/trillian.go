@@ -57,10 +57,10 @@ type Result struct {
 	Elapsed time.Duration
 }
 
-// ErrDiverged reports that the migrated tree's root is not Trillian's. It
-// wraps client.ErrVerification: the source's data is wrong (a leaf's value
-// no longer matches the tree Trillian committed to), not the copy.
-var ErrDiverged = fmt.Errorf("%w: the migrated tree diverges from Trillian's", client.ErrVerification)
+// ErrDiverged reports that the migrated tree's root is not Trillian's. It is
+// a client.ErrVerification (the CLI exits 1): the source's data is wrong (a
+// leaf's value no longer matches the tree Trillian committed to), not the copy.
+var ErrDiverged error = &client.VerificationError{Reason: "the migrated tree diverges from Trillian's"}
 
 // Trillian copies every leaf of Trillian's latest log root that the target
 // lacks, and returns once the target's root at that size equals Trillian's.

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/keyfile"
@@ -116,11 +117,7 @@ Nothing may serve from --storage while a migration runs.`,
 			if err != nil {
 				return flagError(cmd, err)
 			}
-			rate := float64(0)
-			if res.Elapsed > 0 {
-				rate = float64(res.Size) / res.Elapsed.Seconds()
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "migrated tree %d: size %d, root %x equals Trillian's (%s, %.0f leaves/s over the whole tree)\n", cfg.TreeID, res.Size, res.Root, res.Elapsed.Round(1e6), rate)
+			fmt.Fprintf(cmd.OutOrStdout(), "migrated tree %d: size %d, root %x equals Trillian's (this pass took %s)\n", cfg.TreeID, res.Size, res.Root, res.Elapsed.Round(time.Millisecond))
 			return nil
 		},
 	}
