@@ -132,7 +132,7 @@ var handedOut struct {
 }
 
 // freeAddr returns a loopback address free now and never returned before.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	handedOut.Lock()
 	defer handedOut.Unlock()
@@ -154,7 +154,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // run runs a cairn command and returns stdout, stderr and the exit code.
-func run(t *testing.T, stdin []byte, args ...string) (string, string, int) {
+func run(t testing.TB, stdin []byte, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(cairnBin, args...)
 	var out, errb bytes.Buffer
@@ -326,7 +326,7 @@ const pollInterval = 20 * time.Millisecond
 // eventually polls cond until it returns nil, and fails the test with cond's
 // last error if that has not happened within the given time. It is the
 // tests' one way to wait for something.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
+func eventually(t testing.TB, within time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(pollInterval)

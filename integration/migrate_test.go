@@ -61,7 +61,7 @@ type trillianLog struct {
 // startTrillian loads Trillian's schema (storage/mysql/schema/storage.sql of
 // the pinned module) into a database of its own on e's MariaDB, starts the
 // log server and the signer, and creates a tree of treeType with createtree.
-func startTrillian(t *testing.T, e *engines, treeType string) *trillianLog {
+func startTrillian(t testing.TB, e *engines, treeType string) *trillianLog {
 	t.Helper()
 	for _, b := range []string{"trillian_log_server", "trillian_log_signer", "createtree"} {
 		if _, err := os.Stat(trillianBin(b)); err != nil {
@@ -155,7 +155,7 @@ func legacyLeaves(from, n int) (values, identities [][]byte) {
 
 // queue queues leaves through Trillian's QueueLeaf, eight at a time, and
 // waits until the signer integrated them all (the tree reaches want).
-func (tr *trillianLog) queue(t *testing.T, values, identities [][]byte, want uint64) *types.LogRootV1 {
+func (tr *trillianLog) queue(t testing.TB, values, identities [][]byte, want uint64) *types.LogRootV1 {
 	t.Helper()
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -182,7 +182,7 @@ func (tr *trillianLog) queue(t *testing.T, values, identities [][]byte, want uin
 }
 
 // waitSize waits until Trillian's latest root has size want.
-func (tr *trillianLog) waitSize(t *testing.T, want uint64) *types.LogRootV1 {
+func (tr *trillianLog) waitSize(t testing.TB, want uint64) *types.LogRootV1 {
 	t.Helper()
 	var root *types.LogRootV1
 	eventually(t, 3*time.Minute, func() error {
@@ -204,7 +204,7 @@ func (tr *trillianLog) waitSize(t *testing.T, want uint64) *types.LogRootV1 {
 }
 
 // migrate runs cairn migrate trillian into the storage flags.
-func (tr *trillianLog) migrate(t *testing.T, keyFile string, storage ...string) (string, string, int) {
+func (tr *trillianLog) migrate(t testing.TB, keyFile string, storage ...string) (string, string, int) {
 	t.Helper()
 	args := append([]string{"migrate", "trillian", "--trillian", tr.rpc, "--trillian-plaintext", "--tree-id", strconv.FormatInt(tr.tree, 10),
 		"--origin", origin, "--key", keyFile}, storage...)
@@ -345,7 +345,7 @@ func tamper(t *testing.T, tr *trillianLog, index int64, query string) {
 	}
 }
 
-func keygen(t *testing.T, dir string) string {
+func keygen(t testing.TB, dir string) string {
 	t.Helper()
 	if _, stderr, code := run(t, nil, "keygen", "--name", origin, "--out", dir+"/log"); code != 0 {
 		t.Fatal(stderr)
