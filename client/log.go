@@ -35,6 +35,10 @@ type Log struct {
 	URL     string
 	Policy  *policy.Policy
 	fetcher *tclient.HTTPFetcher
+	// http and token fetch the log's documents beside tlog-tiles
+	// (the migration boundary).
+	http  *http.Client
+	token string
 }
 
 // HTTPOptions configure how a Log is reached.
@@ -68,14 +72,15 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	tr.Proxy = nil
 	tr.TLSClientConfig = o.TLS
 	tr.MaxIdleConnsPerHost = 16
-	f, err := tclient.NewHTTPFetcher(u, &http.Client{Transport: tr, Timeout: o.Timeout})
+	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
+	f, err := tclient.NewHTTPFetcher(u, hc)
 	if err != nil {
 		return nil, err
 	}
 	if o.Token != "" {
 		f.SetAuthorizationHeader("Bearer " + o.Token)
 	}
-	return &Log{URL: base, Policy: p, fetcher: f}, nil
+	return &Log{URL: base, Policy: p, fetcher: f, http: hc, token: o.Token}, nil
 }
 
 // Checkpoint fetches the latest checkpoint and verifies it against the policy.

@@ -24,7 +24,9 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/internal/supervisor"
+	"github.com/cairnlog/cairn/log"
 	"github.com/go-sql-driver/mysql"
 	"github.com/google/trillian"
 	"github.com/google/trillian/types"
@@ -293,9 +295,9 @@ func TestMigrateTrillianKeepsEveryHashAndAppends(t *testing.T) {
 		if err := tlog.CheckRecord(rp, int64(size), cp, 1234, tlog.RecordHash(leaf)); err != nil {
 			t.Fatalf("Trillian's inclusion proof for leaf 1234 does not verify against Cairn's checkpoint: %v", err)
 		}
-		// cairn get shows a migrated leaf as a raw legacy leaf.
+		// cairn get shows a migrated leaf as a raw legacy leaf, with its source.
 		out, stderr, code := run(t, nil, "get", "--log", "http://"+c.httpAddr, "--policy", c.policy, "1234")
-		if code != 0 || !strings.Contains(out, "not a Cairn record envelope") {
+		if want := fmt.Sprintf("legacy leaf   migrated from trillian tree %d (below the migration boundary at %d", tr.tree, size); code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("cairn get 1234: exit %d\n%s\n%s", code, out, stderr)
 		}
 	})
@@ -354,13 +356,16 @@ func keygen(t testing.TB, dir string) string {
 }
 
 // checkMigratedLog checks the Cairn log served from migrated storage: its
-// first checkpoint is at Trillian's size with Trillian's root and carries
-// the witnesses' cosignatures; the tiles verify with x/mod tlog; cairn audit
-// passes; a record appended next gets index size. It returns the root.
+// tree at Trillian's size has Trillian's root, its checkpoints carry the
+// witnesses' cosignatures, the tiles verify with x/mod tlog, cairn audit
+// passes, the boundary is served and recorded at index size, and a record
+// appended next gets index size+1. It returns the root at size.
 func checkMigratedLog(t *testing.T, c *cluster, tr *trillianLog, size uint64) tlog.Hash {
 	t.Helper()
 	root := tr.waitSize(t, size)
-	raw, ws := c.waitSize(t, size, time.Minute)
+	// The log publishes the migrated size first, then appends the boundary
+	// record: wait for that one.
+	raw, ws := c.waitSize(t, size+1, time.Minute)
 	v, _ := note.NewVerifier(c.logVKey)
 	n, err := note.Open(raw, note.VerifierList(v))
 	if err != nil {
@@ -370,27 +375,44 @@ func checkMigratedLog(t *testing.T, c *cluster, tr *trillianLog, size uint64) tl
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Size != size || !bytes.Equal(cp.Root[:], root.RootHash) {
-		t.Fatalf("first Cairn checkpoint: size %d root %x; Trillian's: size %d root %x", cp.Size, cp.Root, size, root.RootHash)
-	}
 	if len(ws) < 2 {
-		t.Fatalf("the migrated size's checkpoint has cosignatures of %v, want 2 of 3 witnesses", ws)
+		t.Fatalf("the migrated log's checkpoint has cosignatures of %v, want 2 of 3 witnesses", ws)
 	}
-	// Every tile up to the root, checked by x/mod's tlog against the
-	// checkpoint, as a third party would.
-	th := tlog.Hash(cp.Root)
-	hr := tlog.TileHashReader(tlog.Tree{N: int64(size), Hash: th}, httpTiles{base: "http://" + c.httpAddr})
-	if got, err := tlog.TreeHash(int64(size), hr); err != nil || got != th {
-		t.Fatalf("x/mod tlog over the served tiles: root %x, %v; want %x", got, err, th)
+	// Every tile, checked by x/mod's tlog against the checkpoint as a third
+	// party would; the tree at the migrated size has Trillian's root.
+	hr := tlog.TileHashReader(tlog.Tree{N: int64(cp.Size), Hash: tlog.Hash(cp.Root)}, httpTiles{base: "http://" + c.httpAddr})
+	if got, err := tlog.TreeHash(int64(cp.Size), hr); err != nil || got != tlog.Hash(cp.Root) {
+		t.Fatalf("x/mod tlog over the served tiles: root %x, %v; want %x", got, err, cp.Root)
+	}
+	th, err := tlog.TreeHash(int64(size), hr)
+	if err != nil || !bytes.Equal(th[:], root.RootHash) {
+		t.Fatalf("Cairn's tree at %d: root %x, %v; Trillian's root %x", size, th, err, root.RootHash)
 	}
 	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 0 {
 		t.Fatalf("cairn audit of the migrated log: exit %d\n%s\n%s", code, out, stderr)
 	}
-	i, err := c.add(t, "the first record after the migration")
-	if err != nil || i != size {
-		t.Fatalf("append after the migration: index %d, %v; want %d", i, err, size)
+	// Right after the cut-over the log appends the migration boundary, which
+	// it also serves; then records append after it.
+	resp, err := http.Get("http://" + c.httpAddr + "/" + migration.Path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.waitSize(t, size+1, time.Minute)
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	b, err := migration.Parse(body.Bytes())
+	if err != nil || b.Size != size || b.TreeID != tr.tree || !bytes.Equal(b.Root, root.RootHash) {
+		t.Fatalf("/%s: %s %q: %+v, %v", migration.Path, resp.Status, body.String(), b, err)
+	}
+	out, stderr, code := run(t, nil, "get", "--log", "http://"+c.httpAddr, "--policy", c.policy, "--output", "json", strconv.FormatUint(size, 10))
+	if code != 0 || !strings.Contains(out, migration.ContentType) || !strings.Contains(out, log.BoundarySubmitter) {
+		t.Fatalf("cairn get %d (the boundary record): exit %d\n%s\n%s", size, code, out, stderr)
+	}
+	i, err := c.add(t, "the first record after the migration")
+	if err != nil || i != size+1 {
+		t.Fatalf("append after the migration: index %d, %v; want %d", i, err, size+1)
+	}
+	c.waitSize(t, size+2, time.Minute)
 	return th
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"github.com/transparency-dev/tessera"
@@ -40,6 +41,11 @@ type Log struct {
 	httpSrv        *http.Server
 	grpcSrv        *grpc.Server
 	health         *health.Server
+
+	// boundary is the migration boundary of migrated storage (nil: none),
+	// boundaryRaw its encoding as stored.
+	boundary    *migration.Boundary
+	boundaryRaw []byte
 
 	// stop cancels Tessera's background work; called last in Run.
 	stop     context.CancelFunc
@@ -102,6 +108,11 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop()
 		return nil, err
 	}
+	boundary, boundaryRaw, err := loadBoundary(bg, drv)
+	if err != nil {
+		stop()
+		return nil, err
+	}
 	as := &retryAntispam{Antispam: drv.antispam, timeout: retryCatchUpTimeout}
 	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, drv.tessera, opts)
@@ -127,6 +138,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		metrics:   m,
 		guard:     g,
 		stop:      stop,
+
+		boundary:    boundary,
+		boundaryRaw: boundaryRaw,
 	}
 	l.watcher = newCheckpointWatcher(l)
 	go l.watcher.run(bg)
@@ -234,6 +248,10 @@ func (l *Log) Run(ctx context.Context) error {
 		return nil
 	})
 	l.logger.Info("log serving", slog.String("origin", l.origin), slog.String("http", l.HTTPAddr()), slog.String("grpc", l.GRPCAddr()), slog.String("storage", l.cfg.Storage))
+	g.Go(func() error {
+		l.appendBoundary(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		return l.drain()

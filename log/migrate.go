@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	aaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/cairnlog/cairn/format/migration"
+	"github.com/cairnlog/cairn/internal/atomicfile"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -41,6 +44,8 @@ type MigrationTarget struct {
 	readTile func(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
 	// finish makes the storage ready for appends at the migrated size.
 	finish func(ctx context.Context, size uint64) error
+	// writeObject writes a file beside the tiles (the migration boundary).
+	writeObject func(ctx context.Context, path string, data []byte) error
 }
 
 // OpenMigrationTarget opens cfg's storage for a migration. The log must not
@@ -68,12 +73,29 @@ func OpenMigrationTarget(ctx context.Context, cfg MigrationConfig) (*MigrationTa
 		t.readTile = func(_ context.Context, level, index uint64, p uint8) ([]byte, error) {
 			return os.ReadFile(filepath.Join(dir, layout.TilePath(level, index, p)))
 		}
+		t.writeObject = func(_ context.Context, path string, data []byte) error {
+			return atomicfile.Write(filepath.Join(dir, path), data, 0o600)
+		}
 	case "mysql+s3":
-		if t.readTile, t.finish, err = awsMigrationHelpers(ctx, c.AWS); err != nil {
+		if t.readTile, t.finish, t.writeObject, err = awsMigrationHelpers(ctx, c.AWS); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// WriteBoundary records b as the storage's migration boundary
+// (format/migration): the log served from it serves b and appends it as its
+// first own record. A catch-up pass replaces it with the larger size.
+func (t *MigrationTarget) WriteBoundary(ctx context.Context, b migration.Boundary) error {
+	enc, err := b.Encode()
+	if err != nil {
+		return err
+	}
+	if err := t.writeObject(ctx, migration.Path, enc); err != nil {
+		return fmt.Errorf("writing the migration boundary: %w", err)
+	}
+	return nil
 }
 
 // Migrate copies the source's entries up to size (those not yet copied)
@@ -99,14 +121,19 @@ func (t *MigrationTarget) ReadTile(ctx context.Context, level, index uint64, p u
 // (SeqCoord) at 0, where a log served next would assign indices that
 // already exist; finish advances it to the migrated size, in one
 // transaction and only while nothing was sequenced past it.
-func awsMigrationHelpers(ctx context.Context, c AWSConfig) (func(context.Context, uint64, uint64, uint8) ([]byte, error), func(context.Context, uint64) error, error) {
+func awsMigrationHelpers(ctx context.Context, c AWSConfig) (
+	readTile func(context.Context, uint64, uint64, uint8) ([]byte, error),
+	finish func(context.Context, uint64) error,
+	writeObject func(context.Context, string, []byte) error,
+	err error,
+) {
 	ak, err := readCredential("Config.AWS.S3AccessKeyFile", c.S3AccessKeyFile, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sk, err := readCredential("Config.AWS.S3SecretKeyFile", c.S3SecretKeyFile, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	s3c := s3.New(s3.Options{
 		Region:       c.S3Region,
@@ -115,19 +142,14 @@ func awsMigrationHelpers(ctx context.Context, c AWSConfig) (func(context.Context
 		BaseEndpoint: nilIfEmpty(c.S3Endpoint),
 		HTTPClient:   &http.Client{Timeout: s3RequestTimeout, Transport: &http.Transport{Proxy: nil}},
 	})
-	readTile := func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
-		out, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aaws.String(c.S3Bucket), Key: aaws.String(layout.TilePath(level, index, p))})
-		if err != nil {
-			var nk *types.NoSuchKey
-			if errors.As(err, &nk) {
-				return nil, fmt.Errorf("%w: %s", os.ErrNotExist, layout.TilePath(level, index, p))
-			}
-			return nil, err
-		}
-		defer out.Body.Close()
-		return io.ReadAll(out.Body)
+	readTile = func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+		return getObject(ctx, s3c, c.S3Bucket, layout.TilePath(level, index, p))
 	}
-	finish := func(ctx context.Context, size uint64) error {
+	writeObject = func(ctx context.Context, key string, data []byte) error {
+		_, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aaws.String(c.S3Bucket), Key: aaws.String(key), Body: bytes.NewReader(data)})
+		return err
+	}
+	finish = func(ctx context.Context, size uint64) error {
 		db, err := sql.Open("mysql", c.MySQLDSN)
 		if err != nil {
 			return fielderr.New("Config.AWS.MySQLDSN", err)
@@ -158,7 +180,21 @@ func awsMigrationHelpers(ctx context.Context, c AWSConfig) (func(context.Context
 		}
 		return tx.Commit()
 	}
-	return readTile, finish, nil
+	return readTile, finish, writeObject, nil
+}
+
+// getObject reads one object; a missing one is os.ErrNotExist.
+func getObject(ctx context.Context, s3c *s3.Client, bucket, key string) ([]byte, error) {
+	out, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aaws.String(bucket), Key: aaws.String(key)})
+	if err != nil {
+		var nk *types.NoSuchKey
+		if errors.As(err, &nk) {
+			return nil, fmt.Errorf("%w: %s", os.ErrNotExist, key)
+		}
+		return nil, err
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
 }
 
 // staticCreds is an S3 credentials provider of one fixed key pair.

@@ -27,6 +27,9 @@ type driver struct {
 	antispam tessera.Antispam
 	// reader, if set, adapts Tessera's reader to the errors the read path expects.
 	reader func(tessera.LogReader) tessera.LogReader
+	// readObject reads a file beside the tiles (the migration boundary);
+	// os.ErrNotExist when there is none.
+	readObject func(ctx context.Context, path string) ([]byte, error)
 }
 
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
@@ -77,7 +80,9 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
-	return &driver{name: "posix", tessera: d, antispam: as}, nil
+	return &driver{name: "posix", tessera: d, antispam: as, readObject: func(_ context.Context, path string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, path))
+	}}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:

@@ -175,6 +175,8 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 	s3c := s3.NewFromConfig(*sdk, s3opts)
 	return &driver{name: "mysql+s3", tessera: d, antispam: batched, reader: func(r tessera.LogReader) tessera.LogReader {
 		return s3Reader{LogReader: r, s3: s3c, bucket: c.S3Bucket}
+	}, readObject: func(ctx context.Context, path string) ([]byte, error) {
+		return getObject(ctx, s3c, c.S3Bucket, path)
 	}}, nil
 }
 

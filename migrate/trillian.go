@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnlog "github.com/cairnlog/cairn/log"
 	"github.com/google/trillian"
@@ -120,6 +121,11 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("%w: at leaf index %d (Trillian root %x at size %d): %v", ErrDiverged, i, root.RootHash, root.TreeSize, err)
 		} else {
 			return nil, fmt.Errorf("%w (Trillian root %x at size %d; locating the first differing leaf failed: %v): %v", ErrDiverged, root.RootHash, root.TreeSize, ferr, err)
+		}
+	}
+	if root.TreeSize > 0 {
+		if err := target.WriteBoundary(ctx, migration.Boundary{Source: migration.SourceTrillian, TreeID: cfg.TreeID, Size: root.TreeSize, Root: root.RootHash}); err != nil {
+			return nil, err
 		}
 	}
 	res := &Result{Size: root.TreeSize, Root: root.RootHash, Elapsed: time.Since(start)}

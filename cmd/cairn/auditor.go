@@ -503,7 +503,16 @@ An INDEX at or beyond the checkpoint's size is not in the log at this size (exit
 				_, err := cmd.OutOrStdout().Write(leaf)
 				return err
 			}
-			return c.emit(cmd.OutOrStdout(), getJSON{Index: index, recordJSON: recordOf(leaf)}, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf))
+			j, text := getJSON{Index: index, recordJSON: recordOf(leaf)}, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf)
+			if !j.CairnRecord {
+				if j.Legacy, err = legacyOf(cmd.Context(), l, v, index); err != nil {
+					return c.explain(err)
+				}
+				if j.Legacy != "" {
+					text = fmt.Sprintf("index         %d\nlegacy leaf   %s\nleaf (base64) %s\n", index, j.Legacy, b64(leaf))
+				}
+			}
+			return c.emit(cmd.OutOrStdout(), j, text)
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)

@@ -64,6 +64,8 @@ type submitJSON struct {
 // getJSON is what cairn get prints: the index and the record's fields.
 type getJSON struct {
 	Index uint64 `json:"index"`
+	// Legacy says where a migrated leaf (below the migration boundary) came from.
+	Legacy string `json:"legacy,omitempty"`
 	recordJSON
 }
 
