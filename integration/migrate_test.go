@@ -413,6 +413,20 @@ func checkMigratedLog(t *testing.T, c *cluster, tr *trillianLog, size uint64) tl
 		t.Fatalf("append after the migration: index %d, %v; want %d", i, err, size+1)
 	}
 	c.waitSize(t, size+2, time.Minute)
+	// A restart (kill -9) appends the boundary again: the same leaf, so the
+	// same index, and the tree does not grow.
+	c.log.kill9()
+	c.log.start(t)
+	c.log.waitServing(t, "http://"+c.httpAddr+"/readyz")
+	eventually(t, time.Minute, func() error {
+		if out := c.log.output(); !strings.Contains(out, fmt.Sprintf(`msg="migration boundary recorded" boundary=%d index=%d already=true`, size, size)) {
+			return fmt.Errorf("the restarted log has not re-recorded the boundary as a duplicate yet:\n%s", tail(out))
+		}
+		return nil
+	})
+	if _, s, _ := c.checkpoint(t); s != size+2 {
+		t.Fatalf("after a restart the tree has %d leaves, want %d: the boundary was appended twice?", s, size+2)
+	}
 	return th
 }
 
