@@ -388,7 +388,7 @@ func checkMigratedLog(t *testing.T, c *cluster, tr *trillianLog, size uint64) tl
 	if err != nil || !bytes.Equal(th[:], root.RootHash) {
 		t.Fatalf("Cairn's tree at %d: root %x, %v; Trillian's root %x", size, th, err, root.RootHash)
 	}
-	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 0 {
+	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+c.httpAddr, "--policy", c.policy); code != 0 || !strings.Contains(out, fmt.Sprintf("of which %d legacy leaves below the migration boundary", size)) {
 		t.Fatalf("cairn audit of the migrated log: exit %d\n%s\n%s", code, out, stderr)
 	}
 	// Right after the cut-over the log appends the migration boundary, which

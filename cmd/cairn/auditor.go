@@ -584,10 +584,17 @@ verified tree and checks the new one extends it, then saves the new state.
 					return err
 				}
 			}
+			legacy, legacyText, err := legacyLeaves(cmd.Context(), l, res.Checkpoint)
+			switch {
+			case errors.Is(err, client.ErrVerification):
+				return fmt.Errorf("audit FAILED: %w", err)
+			case err != nil:
+				return c.explain(fmt.Errorf("could not audit: %w", err))
+			}
 			rate := float64(res.Records) / res.Elapsed.Seconds()
-			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint)},
-				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s",
-					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, cpText(res.Checkpoint)))
+			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint), LegacyLeaves: legacy},
+				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s%s",
+					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, legacyText, cpText(res.Checkpoint)))
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)

@@ -17,3 +17,13 @@ func legacyOf(ctx context.Context, l *client.Log, v *policy.Verified, index uint
 	}
 	return fmt.Sprintf("migrated from %s tree %d (below the migration boundary at %d; the raw leaf as the source logged it)", b.Source, b.TreeID, b.Size), nil
 }
+
+// legacyLeaves returns how many leaves of the audited tree lie below the
+// migration boundary, and a line saying so ("" when the log was not migrated).
+func legacyLeaves(ctx context.Context, l *client.Log, v *policy.Verified) (uint64, string, error) {
+	b, err := l.MigrationBoundary(ctx, v)
+	if err != nil || b == nil {
+		return 0, "", err
+	}
+	return b.Size, fmt.Sprintf("of which %d legacy leaves below the migration boundary (raw leaves migrated from %s tree %d, verified like every other leaf)\n", b.Size, b.Source, b.TreeID), nil
+}

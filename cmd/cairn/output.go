@@ -100,6 +100,8 @@ type auditJSON struct {
 	Seconds          float64        `json:"seconds"`
 	RecordsPerSecond float64        `json:"records_per_second"`
 	Checkpoint       checkpointJSON `json:"checkpoint"`
+	// LegacyLeaves is how many leaves lie below the migration boundary.
+	LegacyLeaves uint64 `json:"legacy_leaves,omitempty"`
 }
 
 // monitorJSON is one line of cairn monitor: exactly one of OK, Alarm, Error.
