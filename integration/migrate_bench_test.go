@@ -53,8 +53,10 @@ func BenchmarkMigrateTrillian(b *testing.B) {
 		name    string
 		storage []string
 	}{
-		{"posix", []string{"--storage", "posix:" + dir + "/posix"}}, // a fresh target: b.N is 1 (-benchtime 1x)
-		{"mysql+s3", flags[:len(flags)-2]},
+		// Fresh targets: b.N is 1 (-benchtime 1x).
+		{"posix/batch=16", []string{"--storage", "posix:" + dir + "/posix16"}},
+		{"posix/batch=32", []string{"--storage", "posix:" + dir + "/posix32", "--batch", "32"}},
+		{"mysql+s3/batch=16", flags[:len(flags)-2]},
 	} {
 		b.Run(target.name, func(b *testing.B) {
 			if b.N > 1 {

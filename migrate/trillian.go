@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cairnlog/cairn/client"
@@ -100,8 +101,9 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 	// copier would otherwise retry it with backoff.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	cr := &chunkReader{tl: tl, tree: cfg.TreeID, size: root.TreeSize, chunks: map[uint64]*chunk{}}
 	fetch := func(ctx context.Context, idx uint64, p uint8) ([]byte, error) {
-		b, err := bundle(ctx, tl, cfg.TreeID, idx, p)
+		b, err := cr.bundle(ctx, idx, p)
 		if errors.Is(err, ErrDiverged) || errors.Is(err, errTooLarge) {
 			cancel(err)
 		}
@@ -149,17 +151,84 @@ func latestRoot(ctx context.Context, tl trillian.TrillianLogClient, tree int64) 
 // errTooLarge reports a leaf that no entry bundle can hold.
 var errTooLarge = errors.New("leaf too large for a tlog-tiles entry bundle")
 
-// bundle reads entry bundle idx (p leaves if partial, else 256) from
-// Trillian and serialises it in tlog-tiles form (two-byte big-endian length,
-// then the leaf value). Each leaf value must hash to the Merkle leaf hash
-// Trillian stored for it: the copy is of what Trillian committed to.
-func bundle(ctx context.Context, tl trillian.TrillianLogClient, tree int64, idx uint64, p uint8) ([]byte, error) {
+// chunkBundles is how many entry bundles one GetLeavesByRange call reads:
+// fewer, larger calls cost Trillian (a transaction and a root read each)
+// and its database less than one per bundle.
+const chunkBundles = 4
+
+// chunkReader reads Trillian's leaves chunkBundles entry bundles at a time
+// and hands each bundle to the copier worker that asks for it.
+type chunkReader struct {
+	tl   trillian.TrillianLogClient
+	tree int64
+	size uint64 // Trillian's tree size being migrated
+
+	mu     sync.Mutex
+	chunks map[uint64]*chunk // guarded by mu: chunks being read or not yet fully handed out
+}
+
+// chunk is one GetLeavesByRange read: done is closed once bundles or err is set.
+type chunk struct {
+	done    chan struct{}
+	bundles [][]byte
+	err     error
+	left    int // bundles not yet handed out; guarded by chunkReader.mu
+}
+
+// bundle returns entry bundle idx (p leaves if partial, else 256) in
+// tlog-tiles form, reading its chunk from Trillian if no worker did yet.
+func (r *chunkReader) bundle(ctx context.Context, idx uint64, p uint8) ([]byte, error) {
 	n := uint64(layout.EntryBundleWidth)
 	if p > 0 {
 		n = uint64(p)
 	}
-	first := idx * layout.EntryBundleWidth
-	var out []byte
+	if end := idx*layout.EntryBundleWidth + n; end > r.size {
+		return nil, fmt.Errorf("bundle %d (width %d) ends at %d, beyond Trillian's size %d", idx, n, end, r.size)
+	}
+	c := idx / chunkBundles
+	r.mu.Lock()
+	ch, ok := r.chunks[c]
+	if !ok {
+		first := c * chunkBundles * layout.EntryBundleWidth
+		last := min(first+chunkBundles*layout.EntryBundleWidth, r.size)
+		ch = &chunk{done: make(chan struct{}), left: int((last - first + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth)}
+		r.chunks[c] = ch
+		r.mu.Unlock()
+		// This worker reads the chunk; the others asking for its
+		// bundles wait for it.
+		ch.bundles, ch.err = readBundles(ctx, r.tl, r.tree, first, last-first)
+		close(ch.done)
+	} else {
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch.done:
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch.err != nil {
+		// The copier retries the bundle: read the chunk again then.
+		if r.chunks[c] == ch {
+			delete(r.chunks, c)
+		}
+		return nil, ch.err
+	}
+	if ch.left--; ch.left == 0 {
+		delete(r.chunks, c)
+	}
+	return ch.bundles[idx-c*chunkBundles], nil
+}
+
+// readBundles reads leaves [first, first+n) from Trillian (first a
+// multiple of 256) and serialises them as tlog-tiles entry bundles (a
+// two-byte big-endian length, then the leaf value), 256 leaves each. Each
+// leaf value must hash to the Merkle leaf hash Trillian stored for it: the
+// copy is of what Trillian committed to.
+func readBundles(ctx context.Context, tl trillian.TrillianLogClient, tree int64, first, n uint64) ([][]byte, error) {
+	var bundles [][]byte
+	var cur []byte
 	for got := uint64(0); got < n; {
 		resp, err := tl.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: tree, StartIndex: int64(first + got), Count: int64(n - got)})
 		if err != nil {
@@ -169,10 +238,10 @@ func bundle(ctx context.Context, tl trillian.TrillianLogClient, tree int64, idx 
 			return nil, fmt.Errorf("GetLeavesByRange(tree %d, %d+%d): no leaves", tree, first+got, n-got)
 		}
 		for _, l := range resp.Leaves {
-			i := first + got
 			if got == n {
 				break
 			}
+			i := first + got
 			if l.LeafIndex != int64(i) {
 				return nil, fmt.Errorf("GetLeavesByRange(tree %d): leaf index %d where %d was due", tree, l.LeafIndex, i)
 			}
@@ -182,12 +251,15 @@ func bundle(ctx context.Context, tl trillian.TrillianLogClient, tree int64, idx 
 			if len(l.LeafValue) > MaxLeafBytes {
 				return nil, fmt.Errorf("leaf index %d: %d bytes: %w (at most %d)", i, len(l.LeafValue), errTooLarge, MaxLeafBytes)
 			}
-			out = binary.BigEndian.AppendUint16(out, uint16(len(l.LeafValue)))
-			out = append(out, l.LeafValue...)
+			cur = binary.BigEndian.AppendUint16(cur, uint16(len(l.LeafValue)))
+			cur = append(cur, l.LeafValue...)
 			got++
+			if got%layout.EntryBundleWidth == 0 || got == n {
+				bundles, cur = append(bundles, cur), nil
+			}
 		}
 	}
-	return out, nil
+	return bundles, nil
 }
 
 // firstDivergence finds the smallest index i such that the target's tree of

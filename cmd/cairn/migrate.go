@@ -104,7 +104,7 @@ Nothing may serve from --storage while a migration runs.`,
 				}
 				creds = credentials.NewTLS(tc)
 			}
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxTrillianMessage)))
 			if err != nil {
 				return fmt.Errorf("--trillian %s: %w", addr, err)
 			}
@@ -150,3 +150,7 @@ Nothing may serve from --storage while a migration runs.`,
 	documentEnv(cmd)
 	return cmd
 }
+
+// maxTrillianMessage bounds one answer from Trillian: a GetLeavesByRange of
+// four entry bundles of the largest leaves (4 × 256 × 64 KiB) fits.
+const maxTrillianMessage = 80 << 20
