@@ -300,6 +300,12 @@ func TestMigrateTrillianKeepsEveryHashAndAppends(t *testing.T) {
 		if want := fmt.Sprintf("legacy leaf   migrated from trillian tree %d (below the migration boundary at %d", tr.tree, size); code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("cairn get 1234: exit %d\n%s\n%s", code, out, stderr)
 		}
+		// After the cut-over the storage is a live log: migrating into it
+		// again is refused and changes nothing.
+		out, stderr, code = tr.migrate(t, c.dir+"/log.key", "--storage", "posix:"+c.dir+"/log")
+		if code != 2 || !strings.Contains(stderr, "--storage: a log has already published a checkpoint") {
+			t.Fatalf("migrating into a served log: exit %d, want 2\n%s\n%s", code, out, stderr)
+		}
 	})
 
 	t.Run("mysql+s3", func(t *testing.T) {

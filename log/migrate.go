@@ -44,9 +44,16 @@ type MigrationTarget struct {
 	readTile func(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
 	// finish makes the storage ready for appends at the migrated size.
 	finish func(ctx context.Context, size uint64) error
-	// writeObject writes a file beside the tiles (the migration boundary).
+	// writeObject writes a file beside the tiles (the migration boundary);
+	// readObject reads one (os.ErrNotExist when missing).
 	writeObject func(ctx context.Context, path string, data []byte) error
+	readObject  func(ctx context.Context, path string) ([]byte, error)
 }
+
+// errServed refuses storage a log has published a checkpoint from. A
+// migration writes none, so a checkpoint means the cut-over happened:
+// migrating into it again would rewrite a live log.
+var errServed = fielderr.Errorf("Config.Storage", "a log has already published a checkpoint from this storage: the cut-over happened, and migrating again would rewrite a live log (docs/migrate-trillian.md)")
 
 // OpenMigrationTarget opens cfg's storage for a migration. The log must not
 // be served from it while the migration runs (docs/migrate-trillian.md).
@@ -58,15 +65,28 @@ func OpenMigrationTarget(ctx context.Context, cfg MigrationConfig) (*MigrationTa
 	if err := c.validateStorage(); err != nil {
 		return nil, err
 	}
+	// A POSIX log being served holds its antispam index locked: look for
+	// its checkpoint before opening the driver, to say what is wrong.
+	if dir, ok := strings.CutPrefix(c.Storage, "posix:"); ok {
+		if _, err := os.Stat(filepath.Join(dir, layout.CheckpointPath)); err == nil {
+			return nil, errServed
+		}
+	}
 	drv, err := openDriver(ctx, c.Storage, c.AWS, false, c.Logger, &http.Client{})
 	if err != nil {
 		return nil, err
+	}
+	switch _, err := drv.readObject(ctx, layout.CheckpointPath); {
+	case err == nil:
+		return nil, errServed
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("looking for a checkpoint in %s: %w", c.Storage, err)
 	}
 	mt, err := tessera.NewMigrationTarget(ctx, drv.tessera, tessera.NewMigrationOptions())
 	if err != nil {
 		return nil, fmt.Errorf("opening %s for migration: %w", c.Storage, err)
 	}
-	t := &MigrationTarget{mt: mt, kind: drv.name, finish: func(context.Context, uint64) error { return nil }}
+	t := &MigrationTarget{mt: mt, kind: drv.name, finish: func(context.Context, uint64) error { return nil }, readObject: drv.readObject}
 	switch drv.name {
 	case "posix":
 		dir := strings.TrimPrefix(c.Storage, "posix:")
@@ -82,6 +102,23 @@ func OpenMigrationTarget(ctx context.Context, cfg MigrationConfig) (*MigrationTa
 		}
 	}
 	return t, nil
+}
+
+// Boundary returns the boundary the last migration pass recorded, nil if
+// none did.
+func (t *MigrationTarget) Boundary(ctx context.Context) (*migration.Boundary, error) {
+	raw, err := t.readObject(ctx, migration.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the migration boundary: %w", err)
+	}
+	b, err := migration.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
 }
 
 // WriteBoundary records b as the storage's migration boundary

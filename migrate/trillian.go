@@ -94,6 +94,9 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTarget(ctx, target, cfg.TreeID, root.TreeSize); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	cfg.Logger.Info("migrating Trillian tree", slog.Int64("tree_id", cfg.TreeID), slog.Uint64("size", root.TreeSize), slog.String("root", fmt.Sprintf("%x", root.RootHash)))
 
@@ -133,6 +136,23 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Size: root.TreeSize, Root: root.RootHash, Elapsed: time.Since(start)}
 	cfg.Logger.Info("migrated: the target's root equals Trillian's", slog.Uint64("size", res.Size), slog.String("root", fmt.Sprintf("%x", res.Root)), slog.Duration("elapsed", res.Elapsed))
 	return res, nil
+}
+
+// checkTarget refuses a target that is not an earlier pass of this
+// migration: one holding another tree, or more leaves than Trillian's tree.
+// (OpenMigrationTarget refused one a log was served from.)
+func checkTarget(ctx context.Context, target *cairnlog.MigrationTarget, tree int64, size uint64) error {
+	b, err := target.Boundary(ctx)
+	if err != nil || b == nil {
+		return err
+	}
+	if b.TreeID != tree {
+		return fielderr.Errorf("Config.Storage", "holds Trillian tree %d, not tree %d", b.TreeID, tree)
+	}
+	if b.Size > size {
+		return fmt.Errorf("%w: the target holds %d leaves of tree %d, but Trillian's latest root has only %d", ErrDiverged, b.Size, tree, size)
+	}
+	return nil
 }
 
 // latestRoot is Trillian's latest log root for tree.
