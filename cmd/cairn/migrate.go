@@ -128,7 +128,7 @@ Nothing may serve from --storage while a migration runs.`,
 	f.Int64Var(&cfg.TreeID, "tree-id", 0, "the Trillian tree to migrate")
 	f.StringVar(&origin, "origin", "", "the Cairn log's checkpoint origin; must equal the key name")
 	f.StringVar(&keyFile, "key", "", "the Cairn log's Ed25519 private key (cairn keygen), the one 'cairn log serve' will use; must be mode 0600")
-	f.UintVar(&cfg.Workers, "batch", migrate.DefaultWorkers, "entry bundles (256 leaves each, one GetLeavesByRange call) copied at once")
+	f.UintVar(&cfg.Workers, "batch", migrate.DefaultWorkers, "entry bundles (256 leaves each) copied at once; Trillian is read four bundles per GetLeavesByRange call")
 	f.StringVar(&cfg.Target.Storage, "storage", cairnlog.DefaultStorage, "target storage: posix:DIR, or mysql+s3 (the flags below)")
 	f.StringVar(&cfg.Target.AWS.MySQLDSN, "mysql-dsn", "", "mysql+s3: go-sql-driver DSN of the sequencing database")
 	f.StringVar(&cfg.Target.AWS.S3Endpoint, "s3-endpoint", "", "mysql+s3: object store URL (empty: AWS S3)")
