@@ -468,13 +468,15 @@ func (h httpTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 
 func (h httpTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 
-// TestMigrateTrillianRefusesAnUnknownTree: a tree ID Trillian does not know
-// is a clear error (exit 2), and nothing is written.
-func TestMigrateTrillianRefusesAnUnknownTree(t *testing.T) {
+// TestMigrateTrillianRefusesWhatItCannotCopy: a tree ID Trillian does not
+// know, and a leaf too large for a tlog-tiles entry bundle, are clear errors
+// (exit 2) naming the tree or the leaf index.
+func TestMigrateTrillianRefusesWhatItCannotCopy(t *testing.T) {
 	e := startEngines(t)
 	tr := startTrillian(t, e, "LOG")
 	dir := t.TempDir()
 	key := keygen(t, dir)
+	tree := tr.tree
 	tr.tree = 424242
 	out, stderr, code := tr.migrate(t, key, "--storage", "posix:"+dir+"/target")
 	if code != 2 || !strings.Contains(stderr, "tree 424242") {
@@ -483,6 +485,15 @@ func TestMigrateTrillianRefusesAnUnknownTree(t *testing.T) {
 	if _, err := os.Stat(dir + "/target"); err == nil {
 		t.Fatalf("an unknown tree created the target storage")
 	}
+	tr.tree = tree
+	values := [][]byte{[]byte("small"), bytes.Repeat([]byte("x"), 70000)}
+	ids := [][]byte{[]byte("identity-0-of-two-leaves-padding"), []byte("identity-1-of-two-leaves-padding")}
+	tr.queue(t, values, ids, 2)
+	out, stderr, code = tr.migrate(t, key, "--storage", "posix:"+dir+"/large")
+	if code != 2 || !strings.Contains(stderr, "bytes: leaf too large for a tlog-tiles entry bundle (at most 65535)") {
+		t.Fatalf("a 70000-byte leaf: exit %d, want 2\n%s\n%s", code, out, stderr)
+	}
+	t.Logf("refused: %s", lastLine(stderr))
 }
 
 func lastLine(s string) string {
