@@ -58,6 +58,8 @@ type trillianLog struct {
 	tree   int64
 	server *supervisor.Process
 	signer *supervisor.Process
+	// serverCmd restarts the log server.
+	serverCmd supervisor.Command
 }
 
 // startTrillian loads Trillian's schema (storage/mysql/schema/storage.sql of
@@ -100,9 +102,9 @@ func startTrillian(t testing.TB, e *engines, treeType string) *trillianLog {
 		t.Fatalf("loading Trillian's schema: %v", err)
 	}
 	tr := &trillianLog{db: db, rpc: freeAddr(t)}
-	tr.server, err = supervisor.Start(supervisor.Command{Name: "trillian_log_server", Path: trillianBin("trillian_log_server"), Output: e.out,
-		Args: []string{"--storage_system=mysql", "--mysql_uri=" + dsn, "--rpc_endpoint=" + tr.rpc, "--http_endpoint=" + freeAddr(t), "--quota_system=noop", "--tree_gc=false"}})
-	if err != nil {
+	tr.serverCmd = supervisor.Command{Name: "trillian_log_server", Path: trillianBin("trillian_log_server"), Output: e.out,
+		Args: []string{"--storage_system=mysql", "--mysql_uri=" + dsn, "--rpc_endpoint=" + tr.rpc, "--http_endpoint=" + freeAddr(t), "--quota_system=noop", "--tree_gc=false"}}
+	if tr.server, err = supervisor.Start(tr.serverCmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.server.Kill() })
@@ -318,6 +320,43 @@ func TestMigrateTrillianKeepsEveryHashAndAppends(t *testing.T) {
 			}
 		}})
 		checkMigratedLog(t, c, tr, size)
+	})
+
+	t.Run("Trillian killed mid-migration ends the pass, a rerun completes it", func(t *testing.T) {
+		dir := t.TempDir()
+		key := keygen(t, dir)
+		p, err := supervisor.Start(supervisor.Command{Name: "migrate", Path: cairnBin, Args: []string{"migrate", "trillian", "--trillian", tr.rpc,
+			"--trillian-plaintext", "--tree-id", strconv.FormatInt(tr.tree, 10), "--origin", origin, "--key", key, "--batch", "1", "--storage", "posix:" + dir + "/log"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Kill() })
+		eventually(t, time.Minute, func() error {
+			if m, _ := filepath.Glob(dir + "/log/tile/entries/*"); len(m) == 0 {
+				return fmt.Errorf("no entry bundle written yet")
+			}
+			return nil
+		})
+		tr.server.Kill()
+		select {
+		case <-p.Done():
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("the migration did not end after Trillian died")
+		}
+		if err := p.Wait(); !strings.Contains(supervisor.ExitText(err), "exit status 2") || !strings.Contains(p.Output(), "from Trillian failed 10 times") {
+			t.Fatalf("migration with Trillian dead: %s\n%s", supervisor.ExitText(err), tail(p.Output()))
+		}
+		t.Logf("ended: %s", lastLine(p.Output()))
+		if tr.server, err = supervisor.Start(tr.serverCmd); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, func() error {
+			out, stderr, code := tr.migrate(t, key, "--storage", "posix:"+dir+"/log")
+			if code != 0 || !strings.Contains(out, "size 3737") {
+				return fmt.Errorf("rerun: exit %d\n%s\n%s", code, out, stderr)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a leaf changed in Trillian's database is caught", func(t *testing.T) {

@@ -105,10 +105,21 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cr := &chunkReader{tl: tl, tree: cfg.TreeID, size: root.TreeSize, chunks: map[uint64]*chunk{}}
+	// Tessera's copier gives up on a bundle after copierTries failures but
+	// keeps waiting for its integration; this ends the pass then instead.
+	var mu sync.Mutex
+	failures := map[uint64]int{} // guarded by mu
 	fetch := func(ctx context.Context, idx uint64, p uint8) ([]byte, error) {
 		b, err := cr.bundle(ctx, idx, p)
 		if errors.Is(err, ErrDiverged) || errors.Is(err, errTooLarge) {
 			cancel(err)
+		} else if err != nil && ctx.Err() == nil {
+			mu.Lock()
+			failures[idx]++
+			if failures[idx] >= copierTries {
+				cancel(fmt.Errorf("reading entry bundle %d from Trillian failed %d times: %w", idx, copierTries, err))
+			}
+			mu.Unlock()
 		}
 		return b, err
 	}
@@ -120,13 +131,14 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		// Every leaf hashed as Trillian says, yet the roots differ: find
-		// the first leaf where the trees part.
-		if i, ferr := firstDivergence(ctx, tl, cfg.TreeID, target, root); ferr == nil {
-			return nil, fmt.Errorf("%w: at leaf index %d (Trillian root %x at size %d): %v", ErrDiverged, i, root.RootHash, root.TreeSize, err)
-		} else {
-			return nil, fmt.Errorf("%w (Trillian root %x at size %d; locating the first differing leaf failed: %v): %v", ErrDiverged, root.RootHash, root.TreeSize, ferr, err)
+		// If the target's tree is complete and its root differs, every
+		// leaf hashed as Trillian says, yet the trees part somewhere: find
+		// the first leaf. Otherwise the pass failed (storage, network).
+		i, diverged, ferr := firstDivergence(ctx, tl, cfg.TreeID, target, root)
+		if ferr != nil || !diverged {
+			return nil, fmt.Errorf("migrating tree %d to size %d: %w", cfg.TreeID, root.TreeSize, err)
 		}
+		return nil, fmt.Errorf("%w: at leaf index %d (Trillian root %x at size %d): %v", ErrDiverged, i, root.RootHash, root.TreeSize, err)
 	}
 	if root.TreeSize > 0 {
 		if err := target.WriteBoundary(ctx, migration.Boundary{Source: migration.SourceTrillian, TreeID: cfg.TreeID, Size: root.TreeSize, Root: root.RootHash}); err != nil {
@@ -157,6 +169,8 @@ func checkTarget(ctx context.Context, target *cairnlog.MigrationTarget, tree int
 
 // latestRoot is Trillian's latest log root for tree.
 func latestRoot(ctx context.Context, tl trillian.TrillianLogClient, tree int64) (*types.LogRootV1, error) {
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
 	resp, err := tl.GetLatestSignedLogRoot(ctx, &trillian.GetLatestSignedLogRootRequest{LogId: tree})
 	if err != nil {
 		return nil, fmt.Errorf("GetLatestSignedLogRoot(tree %d): %w", tree, err)
@@ -167,6 +181,12 @@ func latestRoot(ctx context.Context, tl trillian.TrillianLogClient, tree int64) 
 	}
 	return &r, nil
 }
+
+// rpcTimeout bounds one call to Trillian.
+const rpcTimeout = 30 * time.Second
+
+// copierTries is how often Tessera's migration copier tries one bundle.
+const copierTries = 10
 
 // errTooLarge reports a leaf that no entry bundle can hold.
 var errTooLarge = errors.New("leaf too large for a tlog-tiles entry bundle")
@@ -250,7 +270,9 @@ func readBundles(ctx context.Context, tl trillian.TrillianLogClient, tree int64,
 	var bundles [][]byte
 	var cur []byte
 	for got := uint64(0); got < n; {
-		resp, err := tl.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: tree, StartIndex: int64(first + got), Count: int64(n - got)})
+		rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		resp, err := tl.GetLeavesByRange(rctx, &trillian.GetLeavesByRangeRequest{LogId: tree, StartIndex: int64(first + got), Count: int64(n - got)})
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("GetLeavesByRange(tree %d, %d+%d): %w", tree, first+got, n-got, err)
 		}
@@ -286,7 +308,9 @@ func readBundles(ctx context.Context, tl trillian.TrillianLogClient, tree int64,
 // size i+1 is not a prefix of Trillian's tree at root: a binary search over
 // sizes, each step checking Trillian's consistency proof from the target's
 // root at that size (read from the target's tiles) to Trillian's root.
-func firstDivergence(ctx context.Context, tl trillian.TrillianLogClient, tree int64, target *cairnlog.MigrationTarget, root *types.LogRootV1) (uint64, error) {
+// diverged is false when the target's whole tree has Trillian's root; an
+// error when the target's tree cannot be read (an incomplete pass).
+func firstDivergence(ctx context.Context, tl trillian.TrillianLogClient, tree int64, target *cairnlog.MigrationTarget, root *types.LogRootV1) (index uint64, diverged bool, err error) {
 	hr := tileHashReader(ctx, target, root.TreeSize)
 	prefixMatches := func(size uint64) (bool, error) {
 		if size == 0 {
@@ -299,7 +323,9 @@ func firstDivergence(ctx context.Context, tl trillian.TrillianLogClient, tree in
 		if size == root.TreeSize {
 			return bytes.Equal(mine[:], root.RootHash), nil
 		}
-		resp, err := tl.GetConsistencyProof(ctx, &trillian.GetConsistencyProofRequest{LogId: tree, FirstTreeSize: int64(size), SecondTreeSize: int64(root.TreeSize)})
+		rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		defer cancel()
+		resp, err := tl.GetConsistencyProof(rctx, &trillian.GetConsistencyProofRequest{LogId: tree, FirstTreeSize: int64(size), SecondTreeSize: int64(root.TreeSize)})
 		if err != nil {
 			return false, fmt.Errorf("GetConsistencyProof(%d, %d): %w", size, root.TreeSize, err)
 		}
@@ -309,13 +335,13 @@ func firstDivergence(ctx context.Context, tl trillian.TrillianLogClient, tree in
 	// Invariant: prefix lo matches, prefix hi does not.
 	lo, hi := uint64(0), root.TreeSize
 	if ok, err := prefixMatches(hi); err != nil || ok {
-		return 0, fmt.Errorf("the target's root at %d equals Trillian's (err %v)", hi, err)
+		return 0, false, err
 	}
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
 		ok, err := prefixMatches(mid)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if ok {
 			lo = mid
@@ -323,7 +349,7 @@ func firstDivergence(ctx context.Context, tl trillian.TrillianLogClient, tree in
 			hi = mid
 		}
 	}
-	return hi - 1, nil
+	return hi - 1, true, nil
 }
 
 // tileHashReader reads the target's stored hashes from its tiles (tree of
