@@ -108,10 +108,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop()
 		return nil, err
 	}
+	// A boundary that cannot be read (an object store that answers
+	// AccessDenied for missing keys, a transient error) must not keep a log
+	// from serving; its record is appended at a later start.
 	boundary, boundaryRaw, err := loadBoundary(bg, drv)
 	if err != nil {
-		stop()
-		return nil, err
+		cfg.Logger.Warn("not serving a migration boundary", slog.Any("error", err))
 	}
 	as := &retryAntispam{Antispam: drv.antispam, timeout: retryCatchUpTimeout}
 	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
