@@ -50,7 +50,8 @@ trees diverge and exit status 1: the target is then not fit to serve.
 
 Rerun it to catch up with a Trillian log that keeps taking writes: each run copies
 only what the target lacks, up to Trillian's latest root. A run that was killed
-(kill -9 included) resumes where the target's tree ends; nothing is written twice.
+(kill -9 included) resumes where the target's integrated tree ends; nothing integrated
+is copied again (bundles copied but not yet integrated are rewritten, byte for byte).
 Migrated leaves are Trillian's raw leaf values, not Cairn records: each pass records
 the migration boundary beside the tiles, which the log serves at /migration-boundary
 and appends as its first own record; cairn get and audit show the legacy leaves.
