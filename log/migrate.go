@@ -22,6 +22,7 @@ import (
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/tessera/storage/posix"
 )
 
 // MigrationConfig names the storage a source log is copied into: the same
@@ -48,7 +49,12 @@ type MigrationTarget struct {
 	// readObject reads one (os.ErrNotExist when missing).
 	writeObject func(ctx context.Context, path string, data []byte) error
 	readObject  func(ctx context.Context, path string) ([]byte, error)
+	// close stops the driver's background work.
+	close context.CancelFunc
 }
+
+// Close releases the storage: call it once the migration is done.
+func (t *MigrationTarget) Close() { t.close() }
 
 // errServed refuses storage a log has published a checkpoint from. A
 // migration writes none, so a checkpoint means the cut-over happened:
@@ -65,28 +71,48 @@ func OpenMigrationTarget(ctx context.Context, cfg MigrationConfig) (*MigrationTa
 	if err := c.validateStorage(); err != nil {
 		return nil, err
 	}
-	// A POSIX log being served holds its antispam index locked: look for
-	// its checkpoint before opening the driver, to say what is wrong.
+	// The driver's background work lives until Close.
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var drv *driver
+	var err error
 	if dir, ok := strings.CutPrefix(c.Storage, "posix:"); ok {
+		// Tessera's driver only: the log's antispam index (which a
+		// serving log holds locked) follows the migrated tree when the
+		// log starts.
 		if _, err := os.Stat(filepath.Join(dir, layout.CheckpointPath)); err == nil {
+			cancel()
 			return nil, errServed
 		}
-	}
-	drv, err := openDriver(ctx, c.Storage, c.AWS, false, c.Logger, &http.Client{})
-	if err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			cancel()
+			return nil, fielderr.Errorf("Config.Storage", "creating %s: %w", dir, err)
+		}
+		d, err := posix.New(dctx, posix.Config{Path: dir})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("opening POSIX storage %s: %w", dir, err)
+		}
+		drv = &driver{name: "posix", tessera: d, readObject: func(_ context.Context, path string) ([]byte, error) {
+			return os.ReadFile(filepath.Join(dir, path))
+		}}
+	} else if drv, err = openDriver(dctx, c.Storage, c.AWS, false, c.Logger, &http.Client{}); err != nil {
+		cancel()
 		return nil, err
 	}
 	switch _, err := drv.readObject(ctx, layout.CheckpointPath); {
 	case err == nil:
+		cancel()
 		return nil, errServed
 	case !errors.Is(err, os.ErrNotExist):
+		cancel()
 		return nil, fmt.Errorf("looking for a checkpoint in %s: %w", c.Storage, err)
 	}
-	mt, err := tessera.NewMigrationTarget(ctx, drv.tessera, tessera.NewMigrationOptions())
+	mt, err := tessera.NewMigrationTarget(dctx, drv.tessera, tessera.NewMigrationOptions())
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("opening %s for migration: %w", c.Storage, err)
 	}
-	t := &MigrationTarget{mt: mt, kind: drv.name, finish: func(context.Context, uint64) error { return nil }, readObject: drv.readObject}
+	t := &MigrationTarget{mt: mt, kind: drv.name, finish: func(context.Context, uint64) error { return nil }, readObject: drv.readObject, close: cancel}
 	switch drv.name {
 	case "posix":
 		dir := strings.TrimPrefix(c.Storage, "posix:")
@@ -98,6 +124,7 @@ func OpenMigrationTarget(ctx context.Context, cfg MigrationConfig) (*MigrationTa
 		}
 	case "mysql+s3":
 		if t.readTile, t.finish, t.writeObject, err = awsMigrationHelpers(ctx, c.AWS); err != nil {
+			cancel()
 			return nil, err
 		}
 	}

@@ -94,6 +94,7 @@ func Trillian(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer target.Close()
 	if err := checkTarget(ctx, target, cfg.TreeID, root.TreeSize); err != nil {
 		return nil, err
 	}
