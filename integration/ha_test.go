@@ -50,7 +50,7 @@ type engines struct {
 // startEngines starts MariaDB and MinIO on free loopback ports. Without
 // them installed the test is skipped, unless CAIRN_REQUIRE_HA is set (as
 // make test does after scripts/ha-deps.sh installed them).
-func startEngines(t *testing.T) *engines {
+func startEngines(t testing.TB) *engines {
 	t.Helper()
 	dir := t.TempDir()
 	e := &engines{bucket: "cairn-it", out: &lockedbuf.Buffer{}}
@@ -84,7 +84,7 @@ func startEngines(t *testing.T) *engines {
 	return e
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	_, p, err := net.SplitHostPort(freeAddr(t))
 	if err != nil {

@@ -132,7 +132,7 @@ var handedOut struct {
 }
 
 // freeAddr returns a loopback address free now and never returned before.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	handedOut.Lock()
 	defer handedOut.Unlock()
@@ -154,7 +154,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // run runs a cairn command and returns stdout, stderr and the exit code.
-func run(t *testing.T, stdin []byte, args ...string) (string, string, int) {
+func run(t testing.TB, stdin []byte, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(cairnBin, args...)
 	var out, errb bytes.Buffer
@@ -209,6 +209,9 @@ type clusterOpts struct {
 	// beforeLogs, if set, runs once the keys, log list and policy exist and
 	// before the log starts; it returns extra log serve flags (mirrors).
 	beforeLogs func(c *cluster) []string
+	// prepare, if set, runs once the log's key exists (c.dir/log.key) and
+	// before any process starts: to fill the log's storage beforehand.
+	prepare func(t *testing.T, c *cluster)
 }
 
 func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
@@ -295,6 +298,9 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 			}
 		}
 	})
+	if o.prepare != nil {
+		o.prepare(t, c)
+	}
 	for _, w := range c.witnesses {
 		w.start(t)
 		w.waitServing(t, "http://"+witnessAddr(w)+"/healthz")
@@ -345,7 +351,7 @@ const pollInterval = 20 * time.Millisecond
 // eventually polls cond until it returns nil, and fails the test with cond's
 // last error if that has not happened within the given time. It is the
 // tests' one way to wait for something.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
+func eventually(t testing.TB, within time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(pollInterval)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -41,6 +42,7 @@ func (l *Log) httpHandler() http.Handler {
 	mux.HandleFunc("POST /erase", l.handleErase)
 	mux.HandleFunc("GET /record/{index}", l.handleRecord)
 	mux.HandleFunc("GET /checkpoint", l.handleCheckpoint)
+	mux.HandleFunc("GET /"+migration.Path, l.handleBoundary)
 	mux.HandleFunc("GET /tile/entries/{path...}", l.handleEntryBundle)
 	mux.HandleFunc("GET /tile/{level}/{path...}", l.handleTile)
 	mux.HandleFunc("GET /minimum-index", l.handleMinimumIndex)

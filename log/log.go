@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/internal/fielderr"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"github.com/transparency-dev/tessera"
@@ -53,6 +54,11 @@ type Log struct {
 	httpSrv        *http.Server
 	grpcSrv        *grpc.Server
 	health         *health.Server
+
+	// boundary is the migration boundary of migrated storage (nil: none),
+	// boundaryRaw its encoding as stored.
+	boundary    *migration.Boundary
+	boundaryRaw []byte
 
 	// stop cancels Tessera's background work; called last in Run.
 	stop context.CancelFunc
@@ -138,6 +144,13 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop()
 		return nil, err
 	}
+	// A boundary that cannot be read (an object store that answers
+	// AccessDenied for missing keys, a transient error) must not keep a log
+	// from serving; its record is appended at a later start.
+	boundary, boundaryRaw, err := loadBoundary(bg, drv)
+	if err != nil {
+		cfg.Logger.Warn("not serving a migration boundary", slog.Any("error", err))
+	}
 	as := &retryAntispam{Antispam: drv.antispam, timeout: retryCatchUpTimeout}
 	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, drv.tessera, opts)
@@ -167,6 +180,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		keys:      keys,
 		keyStore:  ks,
 		stop:      stop,
+
+		boundary:    boundary,
+		boundaryRaw: boundaryRaw,
 	}
 	l.watcher = newCheckpointWatcher(l)
 	if l.retainer, err = newRetainer(ctx, l, rp, drv, as); err != nil {
@@ -285,6 +301,10 @@ func (l *Log) Run(ctx context.Context) error {
 		return nil
 	})
 	l.logger.Info("log serving", slog.String("origin", l.origin), slog.String("http", l.HTTPAddr()), slog.String("grpc", l.GRPCAddr()), slog.String("storage", l.cfg.Storage))
+	g.Go(func() error {
+		l.appendBoundary(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		return l.drain()

@@ -31,6 +31,9 @@ type driver struct {
 	// bundles deletes pruned entry bundles (log/retention.go).
 	retention retentionStore
 	bundles   bundleDeleter
+	// readObject reads a file beside the tiles (the migration boundary);
+	// os.ErrNotExist when there is none.
+	readObject func(ctx context.Context, path string) ([]byte, error)
 }
 
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
@@ -81,7 +84,10 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
-	return &driver{name: "posix", tessera: d, antispam: as, retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir}}, nil
+	return &driver{name: "posix", tessera: d, antispam: as, retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir},
+		readObject: func(_ context.Context, path string) ([]byte, error) {
+			return os.ReadFile(filepath.Join(dir, path))
+		}}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:

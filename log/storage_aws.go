@@ -179,7 +179,9 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 	}
 	return &driver{name: "mysql+s3", tessera: d, antispam: batched, reader: func(r tessera.LogReader) tessera.LogReader {
 		return s3Reader{LogReader: r, s3: s3c, bucket: c.S3Bucket}
-	}, retention: rs, bundles: s3Deleter{s3: s3c, bucket: c.S3Bucket}}, nil
+	}, retention: rs, bundles: s3Deleter{s3: s3c, bucket: c.S3Bucket}, readObject: func(ctx context.Context, path string) ([]byte, error) {
+		return getObject(ctx, s3c, c.S3Bucket, path)
+	}}, nil
 }
 
 // s3RequestTimeout bounds one request to the object store, and the start-up

@@ -521,7 +521,16 @@ verifies its receipt offline, and 'cairn audit --archive' checks the archived co
 			if record.LeafVersion(leaf) == record.SealedVersion {
 				return c.emitSealed(cmd, l, index, leaf)
 			}
-			return c.emit(cmd.OutOrStdout(), getJSON{Index: index, recordJSON: recordOf(leaf)}, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf))
+			j, text := getJSON{Index: index, recordJSON: recordOf(leaf)}, fmt.Sprintf("index         %d\n", index)+describeRecord(leaf)
+			if !j.CairnRecord {
+				if j.Legacy, err = legacyOf(cmd.Context(), l, v, index); err != nil {
+					return c.explain(err)
+				}
+				if j.Legacy != "" {
+					text = fmt.Sprintf("index         %d\nlegacy leaf   %s\nleaf (base64) %s\n", index, j.Legacy, b64(leaf))
+				}
+			}
+			return c.emit(cmd.OutOrStdout(), j, text)
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)
@@ -619,10 +628,17 @@ index moved backwards.`,
 					fmt.Fprintf(errw, "%s: checkpoint at size %d is consistent\n", ch.URL, ch.Size)
 				}
 			}
+			legacy, legacyText, err := legacyLeaves(cmd.Context(), l, res.Checkpoint)
+			switch {
+			case errors.Is(err, client.ErrVerification):
+				return fmt.Errorf("audit FAILED: %w", err)
+			case err != nil:
+				return c.explain(fmt.Errorf("could not audit: %w", err))
+			}
 			rate := float64(res.Records) / res.Elapsed.Seconds()
-			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint), MinimumIndex: res.MinimumIndex, ArchivedBundles: res.ArchivedBundles},
-				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s%s",
-					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, prunedText(res), cpText(res.Checkpoint)))
+			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint), MinimumIndex: res.MinimumIndex, ArchivedBundles: res.ArchivedBundles, LegacyLeaves: legacy},
+				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s%s%s",
+					res.Records, res.From, res.Checkpoint.Checkpoint.Size, res.Elapsed.Seconds(), rate, prunedText(res), legacyText, cpText(res.Checkpoint)))
 		},
 	}
 	c.register(cmd.Flags(), true, false, true)

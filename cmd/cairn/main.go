@@ -34,6 +34,7 @@ everything they saw before; auditors verify with nothing but public keys.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newKeygenCmd(), newLogCmd(), newAccessCmd(), newDevCmd(), newEraseCmd())
+	root.AddCommand(newMigrateCmd())
 	root.AddCommand(witnessCmds()...)
 	root.AddCommand(mirrorCmds()...)
 	root.AddCommand(auditorCmds()...)

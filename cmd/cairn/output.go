@@ -67,6 +67,8 @@ type submitJSON struct {
 // getJSON is what cairn get prints: the index and the record's fields.
 type getJSON struct {
 	Index uint64 `json:"index"`
+	// Legacy says where a migrated leaf (below the migration boundary) came from.
+	Legacy string `json:"legacy,omitempty"`
 	recordJSON
 }
 
@@ -106,6 +108,8 @@ type auditJSON struct {
 	// in --archive.
 	MinimumIndex    uint64 `json:"minimum_index"`
 	ArchivedBundles uint64 `json:"archived_bundles"`
+	// LegacyLeaves is how many leaves lie below the migration boundary.
+	LegacyLeaves uint64 `json:"legacy_leaves,omitempty"`
 }
 
 // monitorJSON is one line of cairn monitor: exactly one of OK, Alarm, Error.

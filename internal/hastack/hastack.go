@@ -138,7 +138,35 @@ func secret(path string) (string, error) {
 type MariaDB struct {
 	*Server
 	// DSN is the go-sql-driver DSN of Cairn's database and user.
-	DSN string
+	DSN  string
+	sock string
+}
+
+// Database creates (if missing) another database on the running server,
+// owned by the same user, and returns its DSN: for a second application
+// beside Cairn, such as the Trillian log a migration test reads.
+func (m *MariaDB) Database(ctx context.Context, name string) (string, error) {
+	cfg, err := mysql.ParseDSN(m.DSN)
+	if err != nil {
+		return "", err
+	}
+	root := mysql.NewConfig()
+	root.User, root.Net, root.Addr = "root", "unix", m.sock
+	db, err := sql.Open("mysql", root.FormatDSN())
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS `" + name + "`",
+		"GRANT ALL PRIVILEGES ON `" + name + "`.* TO 'cairn'@'127.0.0.1'",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return "", fmt.Errorf("creating database %s: %w", name, err)
+		}
+	}
+	cfg.DBName = name
+	return cfg.FormatDSN(), nil
 }
 
 // NewMariaDB prepares (once) a data directory under dir and returns the
@@ -188,7 +216,7 @@ func NewMariaDB(dir string, port int, logw io.Writer) (*MariaDB, error) {
 	}
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = "cairn", pw, "tcp", fmt.Sprintf("127.0.0.1:%d", port), "cairn"
-	m := &MariaDB{DSN: cfg.FormatDSN()}
+	m := &MariaDB{DSN: cfg.FormatDSN(), sock: sock}
 	m.Server = &Server{Name: "mariadb", Addr: cfg.Addr, dir: dir, argv: argv, logw: logw}
 	m.ready = func(ctx context.Context) error { return m.provision(ctx, sock, pw) }
 	return m, nil
