@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,22 @@ import (
 // from the log's tiles). Leaves below it are the source log's raw leaves,
 // not Cairn records. A log that was not migrated answers 404: (nil, nil).
 func (l *Log) MigrationBoundary(ctx context.Context, v *policy.Verified) (*migration.Boundary, error) {
+	if l.sources != nil {
+		// Read from several URLs: the first copy that answers. A mirror
+		// serves no boundary (404), so the log is asked first.
+		var errs []error
+		for _, s := range l.sources.logs {
+			b, err := s.MigrationBoundary(ctx, v)
+			if err == nil {
+				return b, nil
+			}
+			if errors.Is(err, ErrVerification) {
+				return nil, err
+			}
+			errs = append(errs, err)
+		}
+		return nil, errors.Join(errs...)
+	}
 	u := strings.TrimSuffix(l.URL, "/") + "/" + migration.Path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

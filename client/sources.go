@@ -33,7 +33,11 @@ func NewLogFromURLs(bases []string, p *policy.Policy, o HTTPOptions) (*Log, erro
 		fs.urls = append(fs.urls, b)
 		fs.logs = append(fs.logs, l)
 	}
-	return &Log{URL: strings.Join(bases, ","), Policy: p, fetcher: fs, sources: fs}, nil
+	// The log's own endpoints beside tlog-tiles (holds, the migration
+	// boundary) are asked of the first URL, the log itself by convention;
+	// MinimumIndex and MigrationBoundary fall back to the others.
+	first := fs.logs[0]
+	return &Log{URL: strings.Join(bases, ","), Policy: p, fetcher: fs, sources: fs, hc: first.hc, base: first.base, token: first.token}, nil
 }
 
 // fallbackSource reads each resource from the first of several copies of a
