@@ -217,6 +217,100 @@ func (x *AppendResponse) GetErrorMessage() string {
 	return ""
 }
 
+// AppendBatchRequest carries records in the order they are to be sequenced.
+type AppendBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// records are appended in this order; at most the log's batch limit
+	// (--max-batch-records), and the message at most its size limit.
+	Records       []*AppendRequest `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendBatchRequest) Reset() {
+	*x = AppendBatchRequest{}
+	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendBatchRequest) ProtoMessage() {}
+
+func (x *AppendBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendBatchRequest.ProtoReflect.Descriptor instead.
+func (*AppendBatchRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppendBatchRequest) GetRecords() []*AppendRequest {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// AppendBatchResponse answers an AppendBatchRequest, one result per record.
+type AppendBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results[i] is the outcome of records[i]: index, duplicate, leaf and,
+	// when asked, receipt; id echoes records[i].id.
+	Results       []*AppendResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendBatchResponse) Reset() {
+	*x = AppendBatchResponse{}
+	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendBatchResponse) ProtoMessage() {}
+
+func (x *AppendBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendBatchResponse.ProtoReflect.Descriptor instead.
+func (*AppendBatchResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AppendBatchResponse) GetResults() []*AppendResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type GetCheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -225,7 +319,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	mi := &file_cairn_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +331,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	mi := &file_cairn_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +344,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 type GetCheckpointResponse struct {
@@ -263,7 +357,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	mi := &file_cairn_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +369,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	mi := &file_cairn_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +382,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() []byte {
@@ -309,7 +403,7 @@ type GetEntriesRequest struct {
 
 func (x *GetEntriesRequest) Reset() {
 	*x = GetEntriesRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[4]
+	mi := &file_cairn_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +415,7 @@ func (x *GetEntriesRequest) String() string {
 func (*GetEntriesRequest) ProtoMessage() {}
 
 func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[4]
+	mi := &file_cairn_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +428,7 @@ func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesRequest.ProtoReflect.Descriptor instead.
 func (*GetEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetEntriesRequest) GetStart() uint64 {
@@ -365,7 +459,7 @@ type GetEntriesResponse struct {
 
 func (x *GetEntriesResponse) Reset() {
 	*x = GetEntriesResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[5]
+	mi := &file_cairn_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +471,7 @@ func (x *GetEntriesResponse) String() string {
 func (*GetEntriesResponse) ProtoMessage() {}
 
 func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[5]
+	mi := &file_cairn_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +484,7 @@ func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesResponse.ProtoReflect.Descriptor instead.
 func (*GetEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEntriesResponse) GetEntries() [][]byte {
@@ -418,7 +512,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	mi := &file_cairn_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +524,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	mi := &file_cairn_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +537,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetInclusionProofRequest) GetIndex() uint64 {
@@ -471,7 +565,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	mi := &file_cairn_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +577,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	mi := &file_cairn_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +590,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetInclusionProofResponse) GetIndex() uint64 {
@@ -531,7 +625,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	mi := &file_cairn_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +637,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	mi := &file_cairn_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +650,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetConsistencyProofRequest) GetFromSize() uint64 {
@@ -584,7 +678,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[9]
+	mi := &file_cairn_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +690,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[9]
+	mi := &file_cairn_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +703,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetConsistencyProofResponse) GetFromSize() uint64 {
@@ -642,7 +736,7 @@ type GetReceiptRequest struct {
 
 func (x *GetReceiptRequest) Reset() {
 	*x = GetReceiptRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[10]
+	mi := &file_cairn_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +748,7 @@ func (x *GetReceiptRequest) String() string {
 func (*GetReceiptRequest) ProtoMessage() {}
 
 func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[10]
+	mi := &file_cairn_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +761,7 @@ func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetReceiptRequest) GetIndex() uint64 {
@@ -689,7 +783,7 @@ type GetReceiptResponse struct {
 
 func (x *GetReceiptResponse) Reset() {
 	*x = GetReceiptResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[11]
+	mi := &file_cairn_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +795,7 @@ func (x *GetReceiptResponse) String() string {
 func (*GetReceiptResponse) ProtoMessage() {}
 
 func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[11]
+	mi := &file_cairn_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +808,7 @@ func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetReceiptResponse) GetReceipt() []byte {
@@ -751,7 +845,11 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x04leaf\x18\x05 \x01(\fR\x04leaf\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x06 \x01(\x05R\terrorCode\x12#\n" +
-	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"\x16\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"G\n" +
+	"\x12AppendBatchRequest\x121\n" +
+	"\arecords\x18\x01 \x03(\v2\x17.cairn.v1.AppendRequestR\arecords\"I\n" +
+	"\x13AppendBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.cairn.v1.AppendResponseR\aresults\"\x16\n" +
 	"\x14GetCheckpointRequest\"7\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
@@ -781,10 +879,11 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"B\n" +
 	"\x12GetReceiptResponse\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x12\n" +
-	"\x04leaf\x18\x02 \x01(\fR\x04leaf2\xaf\x04\n" +
+	"\x04leaf\x18\x02 \x01(\fR\x04leaf2\xfb\x04\n" +
 	"\x03Log\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12E\n" +
-	"\fAppendStream\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse(\x010\x01\x12P\n" +
+	"\fAppendStream\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse(\x010\x01\x12J\n" +
+	"\vAppendBatch\x12\x1c.cairn.v1.AppendBatchRequest\x1a\x1d.cairn.v1.AppendBatchResponse\x12P\n" +
 	"\rGetCheckpoint\x12\x1e.cairn.v1.GetCheckpointRequest\x1a\x1f.cairn.v1.GetCheckpointResponse\x12G\n" +
 	"\n" +
 	"GetEntries\x12\x1b.cairn.v1.GetEntriesRequest\x1a\x1c.cairn.v1.GetEntriesResponse\x12\\\n" +
@@ -805,41 +904,47 @@ func file_cairn_v1_log_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_log_proto_rawDescData
 }
 
-var file_cairn_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_cairn_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_cairn_v1_log_proto_goTypes = []any{
 	(*AppendRequest)(nil),               // 0: cairn.v1.AppendRequest
 	(*AppendResponse)(nil),              // 1: cairn.v1.AppendResponse
-	(*GetCheckpointRequest)(nil),        // 2: cairn.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 3: cairn.v1.GetCheckpointResponse
-	(*GetEntriesRequest)(nil),           // 4: cairn.v1.GetEntriesRequest
-	(*GetEntriesResponse)(nil),          // 5: cairn.v1.GetEntriesResponse
-	(*GetInclusionProofRequest)(nil),    // 6: cairn.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 7: cairn.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 8: cairn.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 9: cairn.v1.GetConsistencyProofResponse
-	(*GetReceiptRequest)(nil),           // 10: cairn.v1.GetReceiptRequest
-	(*GetReceiptResponse)(nil),          // 11: cairn.v1.GetReceiptResponse
+	(*AppendBatchRequest)(nil),          // 2: cairn.v1.AppendBatchRequest
+	(*AppendBatchResponse)(nil),         // 3: cairn.v1.AppendBatchResponse
+	(*GetCheckpointRequest)(nil),        // 4: cairn.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 5: cairn.v1.GetCheckpointResponse
+	(*GetEntriesRequest)(nil),           // 6: cairn.v1.GetEntriesRequest
+	(*GetEntriesResponse)(nil),          // 7: cairn.v1.GetEntriesResponse
+	(*GetInclusionProofRequest)(nil),    // 8: cairn.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 9: cairn.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 10: cairn.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 11: cairn.v1.GetConsistencyProofResponse
+	(*GetReceiptRequest)(nil),           // 12: cairn.v1.GetReceiptRequest
+	(*GetReceiptResponse)(nil),          // 13: cairn.v1.GetReceiptResponse
 }
 var file_cairn_v1_log_proto_depIdxs = []int32{
-	0,  // 0: cairn.v1.Log.Append:input_type -> cairn.v1.AppendRequest
-	0,  // 1: cairn.v1.Log.AppendStream:input_type -> cairn.v1.AppendRequest
-	2,  // 2: cairn.v1.Log.GetCheckpoint:input_type -> cairn.v1.GetCheckpointRequest
-	4,  // 3: cairn.v1.Log.GetEntries:input_type -> cairn.v1.GetEntriesRequest
-	6,  // 4: cairn.v1.Log.GetInclusionProof:input_type -> cairn.v1.GetInclusionProofRequest
-	8,  // 5: cairn.v1.Log.GetConsistencyProof:input_type -> cairn.v1.GetConsistencyProofRequest
-	10, // 6: cairn.v1.Log.GetReceipt:input_type -> cairn.v1.GetReceiptRequest
-	1,  // 7: cairn.v1.Log.Append:output_type -> cairn.v1.AppendResponse
-	1,  // 8: cairn.v1.Log.AppendStream:output_type -> cairn.v1.AppendResponse
-	3,  // 9: cairn.v1.Log.GetCheckpoint:output_type -> cairn.v1.GetCheckpointResponse
-	5,  // 10: cairn.v1.Log.GetEntries:output_type -> cairn.v1.GetEntriesResponse
-	7,  // 11: cairn.v1.Log.GetInclusionProof:output_type -> cairn.v1.GetInclusionProofResponse
-	9,  // 12: cairn.v1.Log.GetConsistencyProof:output_type -> cairn.v1.GetConsistencyProofResponse
-	11, // 13: cairn.v1.Log.GetReceipt:output_type -> cairn.v1.GetReceiptResponse
-	7,  // [7:14] is the sub-list for method output_type
-	0,  // [0:7] is the sub-list for method input_type
-	0,  // [0:0] is the sub-list for extension type_name
-	0,  // [0:0] is the sub-list for extension extendee
-	0,  // [0:0] is the sub-list for field type_name
+	0,  // 0: cairn.v1.AppendBatchRequest.records:type_name -> cairn.v1.AppendRequest
+	1,  // 1: cairn.v1.AppendBatchResponse.results:type_name -> cairn.v1.AppendResponse
+	0,  // 2: cairn.v1.Log.Append:input_type -> cairn.v1.AppendRequest
+	0,  // 3: cairn.v1.Log.AppendStream:input_type -> cairn.v1.AppendRequest
+	2,  // 4: cairn.v1.Log.AppendBatch:input_type -> cairn.v1.AppendBatchRequest
+	4,  // 5: cairn.v1.Log.GetCheckpoint:input_type -> cairn.v1.GetCheckpointRequest
+	6,  // 6: cairn.v1.Log.GetEntries:input_type -> cairn.v1.GetEntriesRequest
+	8,  // 7: cairn.v1.Log.GetInclusionProof:input_type -> cairn.v1.GetInclusionProofRequest
+	10, // 8: cairn.v1.Log.GetConsistencyProof:input_type -> cairn.v1.GetConsistencyProofRequest
+	12, // 9: cairn.v1.Log.GetReceipt:input_type -> cairn.v1.GetReceiptRequest
+	1,  // 10: cairn.v1.Log.Append:output_type -> cairn.v1.AppendResponse
+	1,  // 11: cairn.v1.Log.AppendStream:output_type -> cairn.v1.AppendResponse
+	3,  // 12: cairn.v1.Log.AppendBatch:output_type -> cairn.v1.AppendBatchResponse
+	5,  // 13: cairn.v1.Log.GetCheckpoint:output_type -> cairn.v1.GetCheckpointResponse
+	7,  // 14: cairn.v1.Log.GetEntries:output_type -> cairn.v1.GetEntriesResponse
+	9,  // 15: cairn.v1.Log.GetInclusionProof:output_type -> cairn.v1.GetInclusionProofResponse
+	11, // 16: cairn.v1.Log.GetConsistencyProof:output_type -> cairn.v1.GetConsistencyProofResponse
+	13, // 17: cairn.v1.Log.GetReceipt:output_type -> cairn.v1.GetReceiptResponse
+	10, // [10:18] is the sub-list for method output_type
+	2,  // [2:10] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_log_proto_init() }
@@ -853,7 +958,7 @@ func file_cairn_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_log_proto_rawDesc), len(file_cairn_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
