@@ -133,6 +133,10 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", cairnlog.DefaultBatchMaxAge, "longest a record waits for its batch to fill")
 	f.UintVar(&cfg.PushbackMaxOutstanding, "pushback-max-outstanding", cairnlog.DefaultPushbackMaxOutstanding, "sequenced-but-unintegrated records before appends get pushback (429/ResourceExhausted)")
 	f.IntVar(&cfg.MaxRecordBytes, "max-record-bytes", cairnlog.DefaultMaxRecordBytes, "largest accepted record payload in bytes")
+	f.IntVar(&cfg.MaxBatchRecords, "max-batch-records", cairnlog.DefaultMaxBatchRecords, "most records in one AppendBatch or batched POST /add")
+	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", cairnlog.DefaultMaxBatchBytes, "largest AppendBatch message or batched POST /add body in bytes (also the gRPC receive limit)")
+	f.IntVar(&cfg.DedupCacheEntries, "dedup-cache-entries", cairnlog.DefaultDedupCacheEntries, "records in Tessera's in-memory dedup cache (~350 B each); the persistent antispam index may trail the tree by half of it before appends get pushback")
+	f.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default, plain HTTP, keep it on loopback")
 	f.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cairnlog.DefaultMaxClockSkew, "largest accepted distance between a submitter's timestamp and the log's clock")
 	f.StringVar(&policyFile, "witness-policy", "", "C2SP tlog-policy file: witnesses and the quorum each checkpoint needs")
 	f.DurationVar(&cfg.WitnessTimeout, "witness-timeout", cairnlog.DefaultWitnessTimeout, "how long publishing waits for the witness quorum")
@@ -160,6 +164,8 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 		"access": "Config.AccessFile", "read-access": "Config.ReadAccess", "rate-limit": "Config.RateLimit", "rate-burst": "Config.RateBurst",
 		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
 		"insecure-plaintext": "Config.InsecurePlaintext",
+		"max-batch-records": "Config.MaxBatchRecords", "max-batch-bytes": "Config.MaxBatchBytes",
+		"dedup-cache-entries": "Config.DedupCacheEntries", "debug-addr": "Config.DebugAddr",
 	} {
 		annotateField(f, flag, field)
 	}
