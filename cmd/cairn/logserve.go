@@ -164,7 +164,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 		"access": "Config.AccessFile", "read-access": "Config.ReadAccess", "rate-limit": "Config.RateLimit", "rate-burst": "Config.RateBurst",
 		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
 		"insecure-plaintext": "Config.InsecurePlaintext",
-		"max-batch-records": "Config.MaxBatchRecords", "max-batch-bytes": "Config.MaxBatchBytes",
+		"max-batch-records":  "Config.MaxBatchRecords", "max-batch-bytes": "Config.MaxBatchBytes",
 		"dedup-cache-entries": "Config.DedupCacheEntries", "debug-addr": "Config.DebugAddr",
 	} {
 		annotateField(f, flag, field)
