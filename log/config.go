@@ -53,7 +53,7 @@ type Config struct {
 	MaxBatchRecords int
 	MaxBatchBytes   int
 	// DedupCacheEntries sizes Tessera's in-memory dedup cache (an LRU of
-	// recent records' futures, ~350 bytes each): retries within this many
+	// recent records' futures, ~550 bytes each): retries within this many
 	// records resolve in memory (0: DefaultDedupCacheEntries). The
 	// persistent antispam index may trail the tree by half of it.
 	DedupCacheEntries int
