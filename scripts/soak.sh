@@ -42,7 +42,12 @@ log_pid=$!
 load_pid=
 cleanup() {
   local rc=$?
-  if [ -n "$load_pid" ]; then kill "$load_pid" 2>/dev/null; wait "$load_pid" 2>/dev/null || true; fi
+  if [ -n "$load_pid" ]; then
+    # The load loop and the submit it is running (children first: once the
+    # loop is gone they would be orphans).
+    kill $(pgrep -P "$load_pid") "$load_pid" 2>/dev/null
+    wait "$load_pid" 2>/dev/null || true
+  fi
   kill "$log_pid" 2>/dev/null; wait "$log_pid" 2>/dev/null || true
   rm -rf "$work"
   exit "$rc"
