@@ -121,6 +121,7 @@ func runBench(b *testing.B, drive func(c *childLog, lat *latencies, n int) error
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		followed := make(chan struct{})
 		go func() { lat.followCheckpoints(ctx, c.base, vkey, benchRecords); close(followed) }()
+		cpu0 := childCPU(c.cmd.Process.Pid)
 		b.StartTimer()
 		start := time.Now()
 		if err := drive(c, lat, benchRecords); err != nil {
@@ -128,6 +129,7 @@ func runBench(b *testing.B, drive func(c *childLog, lat *latencies, n int) error
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
+		reportCPU(b, childCPU(c.cmd.Process.Pid)-cpu0, benchRecords)
 		<-followed
 		cancel()
 		lat.report(b, benchRecords, elapsed)
