@@ -52,7 +52,7 @@ func (l *Log) AppendBatch(ctx context.Context, subs []Submission, submitter stri
 	start := time.Now()
 	futures := make([]tessera.IndexFuture, len(leaves))
 	for i, leaf := range leaves {
-		futures[i] = l.appender.Add(ctx, tessera.NewEntry(leaf))
+		futures[i] = l.appender.Add(withFresh(ctx, subs[i]), tessera.NewEntry(leaf))
 	}
 	out := make([]Appended, len(leaves))
 	var firstErr error
