@@ -7,12 +7,13 @@ import (
 )
 
 // DefaultMemoryLimitMiB is cairn log serve's default soft memory limit. The
-// log's live heap at the default caches is ~250 MB (Tessera's dedup window
-// ~70 MB, the POSIX antispam index's Badger memtable arenas and block cache
-// the rest; docs/log.md#memory); with the collector's default of letting the
-// heap double between collections the RSS reached ~540 MB under 6k
-// records/s. A limit above the live heap makes it collect before that.
-const DefaultMemoryLimitMiB = 400
+// log's live heap at the default caches settles near 450 MB (Tessera's dedup
+// window ~70 MB; the POSIX antispam index's Badger memtable arenas, ~85 MB,
+// and block cache, up to 256 MB; docs/log.md#memory). The collector's default
+// lets the heap double between collections, to ~900 MB; a limit well above
+// the live heap caps that without making the collector chase live data (a
+// limit below it would spend up to half the CPU on collection).
+const DefaultMemoryLimitMiB = 768
 
 // setMemoryLimit sets the Go runtime's soft memory limit (0: leave the
 // runtime's own, which honours $GOMEMLIMIT).
