@@ -5,9 +5,10 @@
 #
 #   SOAK_DURATION  total run (default 1h)
 #   SOAK_INTERVAL  sampling period (default 30s)
-#   SOAK_RATE      records/s offered (default 6000: half the saturation rate
-#                  of AppendBatch measured on the 2-core bench box; set it to
-#                  half of what `make bench` reports on yours)
+#   SOAK_RATE      records/s offered (default 6000, the rate of the run in
+#                  issue #19 whose RSS doubled; for the issue's "half the
+#                  saturation rate", set half of what `make bench` reports
+#                  for AppendBatch on your machine)
 #   SOAK_WARMUP    samples ignored before judging flatness (default 4)
 #   SOAK_FLAGS     extra `cairn log serve` flags, e.g. --dedup-cache-entries 65536
 #
