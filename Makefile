@@ -7,7 +7,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 STATICCHECK_VERSION := v0.8.2
 TOOLS         := $(CURDIR)/.tools
 
-.PHONY: all build run run-ha test race bench proto vet lint fmt clean
+.PHONY: all build run run-ha test race bench soak proto vet lint fmt clean
 
 all: build
 
@@ -37,6 +37,11 @@ race:
 
 bench: build
 	bash scripts/bench.sh
+
+# make soak: one log under a steady load for SOAK_DURATION (default 1h),
+# printing RSS, heap and goroutines every 30s (scripts/soak.sh lists the knobs).
+soak: build
+	bash scripts/soak.sh
 
 # make proto regenerates proto/cairn/v1 with pinned plugins (needs protoc:
 # apt-get install protobuf-compiler). Generated code is committed.

@@ -303,10 +303,11 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size, minBundle uint64,
 	first := k * layout.EntryBundleWidth
 	from := max(begin, first)
 	res.rng = rangeFactory.NewEmptyRange(from)
-	var full *compact.Range
-	if w == layout.EntryBundleWidth && from == first {
-		full = res.rng
-	}
+	// A full bundle replayed from its start is a perfect subtree: its
+	// range is one node, the tile's root, computed in place below rather
+	// than by appending 256 leaves to a compact range (which allocates
+	// every node hash: half the replay's garbage).
+	full := w == layout.EntryBundleWidth && from == first
 	// Parse the bundle in place (u16 length ‖ entry) and hash each entry
 	// with one reused leaf hasher; once a leaf hash equals the tile's, the
 	// tile's bytes stand for it in the range, so hashing allocates nothing
@@ -335,20 +336,18 @@ func (l *Log) auditBundle(ctx context.Context, k, begin, size, minBundle uint64,
 			res.err = verifyErr("entry %d in %s hashes to %s, but %s has %s", first+i, bundlePath, b64(sum), tilePath, b64(want))
 			return res
 		}
-		if first+i >= from {
+		if !full && first+i >= from {
 			if err := res.rng.Append(want, nil); err != nil {
 				res.err = err
 				return res
 			}
 		}
 	}
-	if full != nil {
-		// [k*256, (k+1)*256) is a perfect subtree: its compact range is one
-		// node, the tile's root (the level-1 hash above it).
-		if hs := full.Hashes(); len(hs) == 1 {
-			res.root = hs[0]
-		} else {
-			res.err = fmt.Errorf("internal: the range of bundle %d is not one subtree", k)
+	if full {
+		// [k*256, (k+1)*256): the level-1 hash above the tile.
+		res.root = lh.subtreeRoot(tile[:w*32])
+		if res.rng, err = rangeFactory.NewRange(first, first+w, [][]byte{res.root}); err != nil {
+			res.err = fmt.Errorf("internal: bundle %d: %w", k, err)
 			return res
 		}
 	}
@@ -416,6 +415,30 @@ type leafHasher struct {
 	h      hash.Hash
 	prefix [1]byte // RFC6962LeafHashPrefix, here so writing it does not allocate
 	sum    [sha256.Size]byte
+}
+
+// subtreeRoot returns the RFC 6962 root of the perfect subtree whose leaf
+// hashes (a power of two of them) are concatenated in hashes, as
+// rfc6962.DefaultHasher.HashChildren would pairwise, but into one scratch
+// copy with one SHA-256 state. TestSubtreeRootIsTheCompactRangeRoot holds it
+// to the merkle package's compact range.
+func (lh *leafHasher) subtreeRoot(hashes []byte) []byte {
+	if lh.h == nil {
+		lh.h = sha256.New()
+		lh.prefix[0] = rfc6962.RFC6962LeafHashPrefix
+	}
+	buf := bytes.Clone(hashes)
+	node := [1]byte{rfc6962.RFC6962NodeHashPrefix}
+	for n := len(buf) / sha256.Size; n > 1; n /= 2 {
+		for i := range n / 2 {
+			lh.h.Reset()
+			lh.h.Write(node[:])
+			lh.h.Write(buf[2*i*sha256.Size : 2*(i+1)*sha256.Size])
+			// Pair i's parent overwrites slot i, which pairs ≥ i no longer need.
+			lh.h.Sum(buf[i*sha256.Size : i*sha256.Size])
+		}
+	}
+	return buf[:sha256.Size:sha256.Size]
 }
 
 // hash returns the RFC 6962 leaf hash of leaf; the result is valid until

@@ -96,3 +96,30 @@ func TestLeafHasherIsTheRFC6962LeafHash(t *testing.T) {
 		}
 	}
 }
+
+// TestSubtreeRootIsTheCompactRangeRoot holds the audit's in-place subtree
+// root to the merkle package: the compact range of the same leaf hashes.
+func TestSubtreeRootIsTheCompactRangeRoot(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 8, 256} {
+		hashes := make([]byte, n*32)
+		rand.Read(hashes)
+		r := rangeFactory.NewEmptyRange(0)
+		for i := range n {
+			if err := r.Append(hashes[i*32:(i+1)*32], nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := r.GetRootHash(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lh leafHasher
+		before := bytes.Clone(hashes)
+		if got := lh.subtreeRoot(hashes); !bytes.Equal(got, want) {
+			t.Fatalf("%d leaves: %x, the compact range says %x", n, got, want)
+		}
+		if !bytes.Equal(hashes, before) {
+			t.Fatalf("%d leaves: subtreeRoot changed its input", n)
+		}
+	}
+}

@@ -24,6 +24,8 @@ type batchedAntispam struct {
 	db       *sql.DB
 	reqs     chan *lookup
 	pushback atomic.Bool
+	// lag is the follower's allowed distance behind the tree.
+	lag uint64
 	// stopped is closed once every serve worker has returned (their
 	// context ended) and the queue was drained: a lookup whose done is
 	// still open then will never be answered, so its waiter gives up.
@@ -46,12 +48,12 @@ const (
 )
 
 // newBatchedAntispam serves lookups from db and population from inner's follower.
-func newBatchedAntispam(ctx context.Context, inner *awsantispam.AntispamStorage, db *sql.DB) (*batchedAntispam, error) {
+func newBatchedAntispam(ctx context.Context, inner *awsantispam.AntispamStorage, db *sql.DB, lag uint) (*batchedAntispam, error) {
 	// The query below reads schema version 1 of Tessera's table.
 	if awsantispam.SchemaCompatibilityVersion != 1 {
 		return nil, fmt.Errorf("tessera's MySQL antispam schema is version %d; Cairn reads version 1", awsantispam.SchemaCompatibilityVersion)
 	}
-	a := &batchedAntispam{inner: inner, db: db, reqs: make(chan *lookup, 4*lookupBatch), stopped: make(chan struct{})}
+	a := &batchedAntispam{inner: inner, db: db, lag: uint64(lag), reqs: make(chan *lookup, 4*lookupBatch), stopped: make(chan struct{})}
 	var workers sync.WaitGroup
 	for range lookupWorkers {
 		workers.Go(func() { a.serve(ctx) })
@@ -186,15 +188,16 @@ func (a *batchedAntispam) query(ctx context.Context, q string, args []any, batch
 }
 
 // Follower returns Tessera's follower (it fills the table), watched so that
-// appends get pushback when it falls more than antispamLag entries behind.
+// appends get pushback when it falls more than a.lag entries behind.
 func (a *batchedAntispam) Follower(b func([]byte) ([][]byte, error)) tessera.Follower {
-	return &lagWatcher{Follower: a.inner.Follower(b), pushback: &a.pushback}
+	return &lagWatcher{Follower: a.inner.Follower(b), pushback: &a.pushback, lag: a.lag}
 }
 
 // lagWatcher sets pushback while its follower trails the integrated tree.
 type lagWatcher struct {
 	tessera.Follower
 	pushback *atomic.Bool
+	lag      uint64
 }
 
 func (w *lagWatcher) Follow(ctx context.Context, lr tessera.LogReader) {
@@ -202,7 +205,7 @@ func (w *lagWatcher) Follow(ctx context.Context, lr tessera.LogReader) {
 		size, err1 := lr.IntegratedSize(ctx)
 		done, err2 := w.EntriesProcessed(ctx)
 		if err1 == nil && err2 == nil {
-			w.pushback.Store(size > done && size-done > antispamLag)
+			w.pushback.Store(size > done && size-done > w.lag)
 		}
 	})
 	w.Follower.Follow(ctx, lr)

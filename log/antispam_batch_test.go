@@ -63,7 +63,7 @@ func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a, err := newBatchedAntispam(ctx, inner, db)
+	a, err := newBatchedAntispam(ctx, inner, db, antispamLag(DefaultDedupCacheEntries))
 	if err != nil {
 		t.Fatal(err)
 	}

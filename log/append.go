@@ -168,7 +168,7 @@ func (l *Log) add(ctx context.Context, s Submission, submitter string) (leaf []b
 		return nil, func() (Appended, error) { return Appended{}, err }
 	}
 	start := time.Now()
-	f := l.appender.Add(ctx, tessera.NewEntry(leaf))
+	f := l.appender.Add(withFresh(ctx, s), tessera.NewEntry(leaf))
 	return leaf, func() (Appended, error) {
 		idx, err := f()
 		if err != nil {

@@ -125,7 +125,7 @@ func BenchmarkTesseraExampleMySQLS3HTTPAdd(b *testing.B) {
 		skey, _ := newKey(b, "example.test/tessera-aws")
 		addr := freeTCPAddr(b)
 		// The example does not create its bucket.
-		if _, err := openAWS(context.Background(), aws, http.DefaultClient); err != nil {
+		if _, err := openAWS(context.Background(), aws, http.DefaultClient, antispamLag(DefaultDedupCacheEntries)); err != nil {
 			b.Fatal(err)
 		}
 		cmd := exec.Command(bin, "--bucket="+aws.S3Bucket, "--db_name="+dsn.DBName, "--db_host="+host, "--db_port="+port,

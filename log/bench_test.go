@@ -130,6 +130,7 @@ func runBenchWith(b *testing.B, env []string, setup func(c *childLog), drive fun
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		followed := make(chan struct{})
 		go func() { lat.followCheckpoints(ctx, c.base, vkey, benchRecords); close(followed) }()
+		cpu0 := childCPU(c.cmd.Process.Pid)
 		b.StartTimer()
 		start := time.Now()
 		if err := drive(c, lat, benchRecords); err != nil {
@@ -137,6 +138,7 @@ func runBenchWith(b *testing.B, env []string, setup func(c *childLog), drive fun
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
+		reportCPU(b, childCPU(c.cmd.Process.Pid)-cpu0, benchRecords)
 		<-followed
 		cancel()
 		lat.report(b, benchRecords, elapsed)

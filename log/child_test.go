@@ -37,6 +37,10 @@ const (
 	envChildKEK = "CAIRN_TEST_CHILD_KEK"
 	// envChildEraseCrash makes the child kill -9 itself at this step of Erase.
 	envChildEraseCrash = "CAIRN_TEST_CHILD_ERASE_CRASH"
+	// envChildDebug, inherited from the environment of go test, serves
+	// the child's profiles there (Config.DebugAddr): profile a benchmark
+	// with CAIRN_TEST_CHILD_DEBUG=127.0.0.1:6060 go test -bench ….
+	envChildDebug = "CAIRN_TEST_CHILD_DEBUG"
 )
 
 func TestMain(m *testing.M) {
@@ -54,6 +58,7 @@ func runChild(dir, skey string) int {
 		// Benchmarks measure the production defaults.
 		cfg.BatchMaxAge, cfg.CheckpointInterval = 0, 0
 	}
+	cfg.DebugAddr = os.Getenv(envChildDebug)
 	if j := os.Getenv(envChildAWS); j != "" {
 		cfg.Storage, cfg.CheckpointInterval = "mysql+s3", time.Second
 		if err := json.Unmarshal([]byte(j), &cfg.AWS); err != nil {

@@ -48,6 +48,19 @@ type Config struct {
 	PushbackMaxOutstanding uint
 	// MaxRecordBytes is the largest accepted payload.
 	MaxRecordBytes int
+	// MaxBatchRecords is the most records one AppendBatch (or batched
+	// POST /add) carries; MaxBatchBytes the largest batch message or body
+	// (0: DefaultMaxBatchRecords, DefaultMaxBatchBytes).
+	MaxBatchRecords int
+	MaxBatchBytes   int
+	// DedupCacheEntries sizes Tessera's in-memory dedup cache (an LRU of
+	// recent records' futures, ~550 bytes each): retries within this many
+	// records resolve in memory (0: DefaultDedupCacheEntries). The
+	// persistent antispam index may trail the tree by half of it.
+	DedupCacheEntries int
+	// DebugAddr, if set, serves net/http/pprof profiles on a listener of
+	// its own, never the public ones (plain HTTP; keep it on loopback).
+	DebugAddr string
 	// MaxClockSkew bounds how far a submitter's timestamp may be from the log's clock.
 	MaxClockSkew time.Duration
 	// WitnessPolicy is a C2SP tlog-policy (witness, group and quorum lines).
@@ -158,6 +171,15 @@ func (c Config) WithDefaults() Config {
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = DefaultMaxClockSkew
 	}
+	if c.MaxBatchRecords == 0 {
+		c.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.DedupCacheEntries == 0 {
+		c.DedupCacheEntries = DefaultDedupCacheEntries
+	}
 	if c.CheckpointRepublishInterval == 0 {
 		c.CheckpointRepublishInterval = DefaultCheckpointRepublishInterval
 	}
@@ -212,6 +234,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > record.MaxPayloadBytes {
 		return fielderr.Errorf("Config.MaxRecordBytes", "%d must be between 1 and %d (a leaf must fit a tlog-tiles entry bundle)", c.MaxRecordBytes, record.MaxPayloadBytes)
+	}
+	if err := c.validateBatch(); err != nil {
+		return err
 	}
 	if c.BatchMaxSize < 1 {
 		return fielderr.Errorf("Config.BatchMaxSize", "must be at least 1")

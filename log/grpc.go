@@ -51,12 +51,12 @@ const (
 )
 
 // grpcServerOptions returns the gRPC server's limits for cfg. A message over
-// MaxRecvMsgSize (a payload well over MaxRecordBytes) is refused by gRPC with
-// ResourceExhausted before it is decoded, the same code the log gives a
-// payload just over the limit.
+// MaxRecvMsgSize (MaxBatchBytes, the largest AppendBatch) is refused by gRPC
+// with ResourceExhausted before it is decoded, the same code the log gives a
+// payload over MaxRecordBytes.
 func grpcServerOptions(cfg Config) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(cfg.MaxRecordBytes + appendRequestOverhead),
+		grpc.MaxRecvMsgSize(max(cfg.MaxRecordBytes+appendRequestOverhead, cfg.MaxBatchBytes)),
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(GRPCMaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairnlog/cairn/format/batch"
 	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/log/access"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -58,6 +59,10 @@ func (l *Log) httpHandler() http.Handler {
 // handleAdd is the write convention of Tessera's example servers and load
 // generator: the body is the payload, the answer the decimal index.
 func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
+	if isBatch(r) {
+		l.handleAddBatch(w, r)
+		return
+	}
 	l.metrics.requests.WithLabelValues("http").Inc()
 	who, err := l.httpWriter(r)
 	if err != nil {
@@ -78,6 +83,12 @@ func (l *Log) handleAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = fmt.Fprintf(w, "%d\n", a.Index)
+}
+
+// isBatch reports whether a POST /add carries a batch body (format/batch).
+func isBatch(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == batch.ContentType
 }
 
 // httpWriter authenticates an HTTP appender (see grpcServer.writer).

@@ -51,9 +51,11 @@ type Log struct {
 	eraseHook func(step string)
 
 	httpLn, grpcLn net.Listener
-	httpSrv        *http.Server
-	grpcSrv        *grpc.Server
-	health         *health.Server
+	// debugLn serves profiles (Config.DebugAddr); nil when not asked for.
+	debugLn net.Listener
+	httpSrv *http.Server
+	grpcSrv *grpc.Server
+	health  *health.Server
 
 	// boundary is the migration boundary of migrated storage (nil: none),
 	// boundaryRaw its encoding as stored.
@@ -95,6 +97,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 
 	m := newMetrics()
+	registerMemoryGauges(m, cfg)
 	g, err := newGuard(cfg, m)
 	if err != nil {
 		return nil, err
@@ -139,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc)
+	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc, antispamLag(cfg.DedupCacheEntries))
 	if err != nil {
 		stop()
 		return nil, err
@@ -152,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.Logger.Warn("not serving a migration boundary", slog.Any("error", err))
 	}
 	as := &retryAntispam{Antispam: drv.antispam, timeout: retryCatchUpTimeout}
-	opts = opts.WithAntispam(tessera.DefaultAntispamInMemorySize, as)
+	opts = opts.WithAntispam(uint(cfg.DedupCacheEntries), as)
 	appender, shutdown, reader, err := tessera.NewAppender(bg, drv.tessera, opts)
 	if err != nil {
 		stop()
@@ -214,6 +217,14 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		l.httpLn.Close()
 		stop()
 		return nil, fielderr.New("Config.GRPCAddr", err)
+	}
+	if cfg.DebugAddr != "" {
+		if l.debugLn, err = listenDebug(cfg.DebugAddr, cfg.Logger); err != nil {
+			l.httpLn.Close()
+			l.grpcLn.Close()
+			stop()
+			return nil, err
+		}
 	}
 	l.httpSrv = &http.Server{
 		Handler:           l.httpHandler(),
@@ -278,6 +289,14 @@ func (l *Log) Origin() string { return l.origin }
 // HTTPAddr returns the bound HTTP address (useful with port 0).
 func (l *Log) HTTPAddr() string { return l.httpLn.Addr().String() }
 
+// DebugAddr returns the bound profile listener's address, "" without one.
+func (l *Log) DebugAddr() string {
+	if l.debugLn == nil {
+		return ""
+	}
+	return l.debugLn.Addr().String()
+}
+
 // GRPCAddr returns the bound gRPC address (useful with port 0).
 func (l *Log) GRPCAddr() string { return l.grpcLn.Addr().String() }
 
@@ -300,6 +319,10 @@ func (l *Log) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if l.debugLn != nil {
+		g.Go(func() error { return serveDebug(gctx, l.debugLn) })
+		l.logger.Info("serving profiles", slog.String("debug", l.debugLn.Addr().String()))
+	}
 	l.logger.Info("log serving", slog.String("origin", l.origin), slog.String("http", l.HTTPAddr()), slog.String("grpc", l.GRPCAddr()), slog.String("storage", l.cfg.Storage))
 	g.Go(func() error {
 		l.appendBoundary(gctx)

@@ -37,7 +37,7 @@ func newMetrics() *metrics {
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_log_append_requests_total",
-			Help: "Append requests received, by API (grpc, stream, http).",
+			Help: "Append requests received, by API (grpc, stream, http; batch and http-batch count records).",
 		}, []string{"api"}),
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_log_appends_total",

@@ -69,7 +69,7 @@ func (a *retryAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 	inner := a.Antispam.Decorator()
 	return func(delegate tessera.AddFn) tessera.AddFn {
 		lookup := inner(delegate)
-		return inner(func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
+		return skipLookupWhenFresh(delegate, inner(func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
 			st, retry := ctx.Value(retryKey{}).(*retryState)
 			if !retry {
 				return delegate(ctx, e)
@@ -79,7 +79,7 @@ func (a *retryAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 				return func() (tessera.Index, error) { return tessera.Index{}, st.err }
 			}
 			return lookup(ctx, e)
-		})
+		}))
 	}
 }
 

@@ -39,13 +39,16 @@ type driver struct {
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
 // (Config.Validate has checked the spec). private says that record contents
 // are not public (ReadAuthenticated), so a POSIX directory must be too.
-func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, logger *slog.Logger, httpClient *http.Client) (*driver, error) {
+//
+// lag is how far the persistent antispam index may trail the tree before
+// appends get pushback (antispamLag of the dedup cache size).
+func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, logger *slog.Logger, httpClient *http.Client, lag uint) (*driver, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "posix":
-		return openPOSIX(ctx, arg, private, logger, httpClient)
+		return openPOSIX(ctx, arg, private, logger, httpClient, lag)
 	case "mysql+s3":
-		return openAWS(ctx, aws, httpClient)
+		return openAWS(ctx, aws, httpClient, lag)
 	default:
 		return nil, fielderr.Errorf("Config.Storage", "%q: unknown driver %q (want posix:DIR or mysql+s3)", spec, kind)
 	}
@@ -58,7 +61,7 @@ func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, l
 // access authenticated) a dir that others can enter is refused; otherwise it
 // is only reported. cmd/cairn also sets the umask to 0077 so that every file
 // it creates is owner-only.
-func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logger, httpClient *http.Client) (*driver, error) {
+func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logger, httpClient *http.Client, lag uint) (*driver, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fielderr.Errorf("Config.Storage", "creating %s: %w", dir, err)
 	}
@@ -77,10 +80,10 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 		return nil, fmt.Errorf("opening POSIX storage %s: %w", dir, err)
 	}
 	// The antispam index lives beside Tessera's own private state. Its
-	// follower may lag the tree by up to antispamLag entries before appends
+	// follower may lag the tree by up to lag entries before appends
 	// get pushback; every entry that recent is still in Tessera's in-memory
 	// dedup cache, so a retry is recognised either way.
-	as, err := posixantispam.NewAntispam(ctx, filepath.Join(dir, ".state", "antispam"), posixantispam.AntispamOpts{PushbackThreshold: antispamLag})
+	as, err := posixantispam.NewAntispam(ctx, filepath.Join(dir, ".state", "antispam"), posixantispam.AntispamOpts{PushbackThreshold: lag})
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
@@ -91,8 +94,8 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:
-// half of Tessera's in-memory dedup window.
-const antispamLag = tessera.DefaultAntispamInMemorySize / 2
+// half of the in-memory dedup window of dedupEntries records.
+func antispamLag(dedupEntries int) uint { return uint(dedupEntries / 2) }
 
 // witnessHTTPClient is the client Tessera uses to reach witnesses. It never
 // follows a proxy from the environment and bounds every request.

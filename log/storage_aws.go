@@ -110,7 +110,7 @@ func readCredential(field, path string, secret bool) (string, error) {
 // so the SDK has no reason to ask the instance metadata service, and the
 // process environment (AWS_EC2_METADATA_DISABLED and the like) is neither
 // needed nor changed (TestMySQLS3NeverAsksInstanceMetadata).
-func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver, error) {
+func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client, lag uint) (*driver, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		return nil, fmt.Errorf("opening mysql+s3 storage: %w", err)
 	}
 	as, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{
-		PushbackThreshold: antispamLag,
+		PushbackThreshold: lag,
 		MaxIdleConns:      dbIdleConns,
 		// The follower writes this many identities per statement; Tessera's
 		// default (64) falls behind above a few thousand records/s.
@@ -168,7 +168,7 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client) (*driver
 		return nil, fielderr.New("Config.AWS.MySQLDSN", err)
 	}
 	db.SetMaxIdleConns(lookupWorkers)
-	batched, err := newBatchedAntispam(ctx, as, db)
+	batched, err := newBatchedAntispam(ctx, as, db, lag)
 	if err != nil {
 		return nil, err
 	}

@@ -221,15 +221,21 @@ func newSubmitCmd() *cobra.Command {
 	var c clientFlags
 	var contentType, receiptOut, recordOut, key string
 	var subjects []string
+	var batchLines bool
 	cmd := &cobra.Command{
-		Use:   "submit --grpc ADDR[,ADDR…] FILE|-",
-		Short: "Append a record (a file or stdin) and print its index",
+		Use:   "submit --grpc ADDR[,ADDR…] FILE|- [FILE…]",
+		Short: "Append records (files or stdin) and print their indices",
 		Long: `Append one record over gRPC. Several endpoints fail over in order; a retry
 reuses the record's timestamp and idempotency key, so it never becomes two records.
 With --receipt it waits until a checkpoint that satisfies --policy covers the
 record, verifies the receipt, and writes it (a C2SP tlog-proof).
 With --subject the log seals the record (envelope version 2): the leaf holds
-its ciphertext and the subject's keyed hash, never the identifier.`,
+its ciphertext and the subject's keyed hash, never the identifier.
+
+Several files, or --batch (each non-empty line of the input is one record:
+JSON lines), append in AppendBatch calls of up to 1000 records and print one
+index per record, in input order. --receipt, --record-out and
+--idempotency-key take a single record.`,
 		Example: `  echo '{"event":"login"}' | cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token -
   echo '{"event":"login"}' > event.json
   cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token --content-type application/json \
@@ -237,11 +243,23 @@ its ciphertext and the subject's keyed hash, never the identifier.`,
   # a record about a data subject, sealed so that it can be erased (cairn erase):
   cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token --subject customer-4711 event.json
   # two frontends (cairn dev --ha: log-a and log-b) fail over in order:
-  cairn submit --grpc 127.0.0.1:9090,127.0.0.1:9091 --ca data-ha/tls/ca.pem --token-file data-ha/demo.token event.json`,
-		Args: cobra.ExactArgs(1),
+  cairn submit --grpc 127.0.0.1:9090,127.0.0.1:9091 --ca data-ha/tls/ca.pem --token-file data-ha/demo.token event.json
+  # a batch: one record per JSON line on stdin
+  printf '{"n":1}\n{"n":2}\n' | cairn submit --grpc 127.0.0.1:9090 --ca data/tls/ca.pem --token-file data/demo.token --content-type application/json --batch -`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bindEnv(cmd); err != nil {
 				return err
+			}
+			if batchLines || len(args) > 1 {
+				if receiptOut != "" || recordOut != "" || key != "" {
+					return fmt.Errorf("--receipt, --record-out and --idempotency-key take a single record, not several files or --batch")
+				}
+				recs, err := batchRecords(cmd.InOrStdin(), args, batchLines, contentType)
+				if err != nil {
+					return err
+				}
+				return runSubmitBatch(cmd, &c, recs)
 			}
 			var payload []byte
 			var err error
@@ -289,6 +307,7 @@ its ciphertext and the subject's keyed hash, never the identifier.`,
 	cmd.Flags().StringVar(&key, "idempotency-key", "", "reuse a key to make a resubmission resolve to the first index (default: random)")
 	cmd.Flags().StringVar(&receiptOut, "receipt", "", "wait for a checkpoint satisfying --policy and write the receipt (.tlog-proof) here")
 	cmd.Flags().StringArrayVar(&subjects, "subject", nil, "a data subject the record is about (repeat for several); the log seals the record under the subject's key so that 'cairn erase' can erase it")
+	cmd.Flags().BoolVar(&batchLines, "batch", false, "each non-empty line of the input is one record (JSON lines), appended in batches")
 	cmd.Flags().StringVar(&recordOut, "record-out", "", "write the exact leaf bytes (for cairn verify receipt --record) here")
 	documentEnv(cmd)
 	return cmd

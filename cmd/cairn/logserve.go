@@ -30,6 +30,7 @@ func newLogServeCmd() *cobra.Command {
 		keyFile, policyFile, logFormat, lv string
 		retentionFile                      string
 		mirrorURLs, mirrorKeys             []string
+		memoryLimitMiB                     int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --origin ORIGIN --key FILE [flags]",
@@ -117,6 +118,14 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 			// the umask, which is process-wide and therefore set here rather
 			// than in the library, is what keeps them private.
 			syscall.Umask(0o077)
+			// The Go runtime's soft memory limit is process-wide too.
+			// An operator's $GOMEMLIMIT stands unless the flag is given.
+			if !cmd.Flags().Changed("memory-limit-mib") && os.Getenv("GOMEMLIMIT") != "" {
+				memoryLimitMiB = 0
+			}
+			if err := setMemoryLimit(memoryLimitMiB, logger); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			l, err := cairnlog.New(ctx, cfg)
@@ -154,6 +163,10 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", cairnlog.DefaultBatchMaxAge, "longest a record waits for its batch to fill")
 	f.UintVar(&cfg.PushbackMaxOutstanding, "pushback-max-outstanding", cairnlog.DefaultPushbackMaxOutstanding, "sequenced-but-unintegrated records before appends get pushback (429/ResourceExhausted)")
 	f.IntVar(&cfg.MaxRecordBytes, "max-record-bytes", cairnlog.DefaultMaxRecordBytes, "largest accepted record payload in bytes")
+	f.IntVar(&cfg.MaxBatchRecords, "max-batch-records", cairnlog.DefaultMaxBatchRecords, "most records in one AppendBatch or batched POST /add")
+	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", cairnlog.DefaultMaxBatchBytes, "largest AppendBatch message or batched POST /add body in bytes (also the gRPC receive limit)")
+	f.IntVar(&cfg.DedupCacheEntries, "dedup-cache-entries", cairnlog.DefaultDedupCacheEntries, "records in Tessera's in-memory dedup cache (~550 B each, ~70 MB at the default); the persistent antispam index may trail the tree by half of it before appends get pushback")
+	f.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default, plain HTTP, keep it on loopback")
 	f.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cairnlog.DefaultMaxClockSkew, "largest accepted distance between a submitter's timestamp and the log's clock")
 	f.StringVar(&policyFile, "witness-policy", "", "C2SP tlog-policy file: witnesses and the quorum each checkpoint needs")
 	f.DurationVar(&cfg.WitnessTimeout, "witness-timeout", cairnlog.DefaultWitnessTimeout, "how long publishing waits for the witness quorum")
@@ -169,6 +182,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.BoolVar(&cfg.InsecurePlaintext, "insecure-plaintext", false, "serve without TLS (tokens and records in clear): for loopback tests only")
 	f.StringVar(&retentionFile, "retention", "", "retention policy file (docs/retention.md): keep DURATION, grace DURATION, then purge | then archive posix:DIR|s3://BUCKET/PREFIX. Without it nothing is ever pruned")
 	f.DurationVar(&cfg.RetentionInterval, "retention-interval", cairnlog.DefaultRetentionInterval, "how often the retention policy is evaluated")
+	f.Int64Var(&memoryLimitMiB, "memory-limit-mib", DefaultMemoryLimitMiB, "the Go runtime's soft memory limit in MiB: the collector returns memory before the heap doubles (0: the runtime's default, or $GOMEMLIMIT)")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
 	for flag, field := range map[string]string{
@@ -185,6 +199,8 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 		"tls-cert": "Config.TLSCert", "tls-key": "Config.TLSKey", "tls-client-ca": "Config.TLSClientCA", "tls-ca": "Config.TLSCA",
 		"insecure-plaintext": "Config.InsecurePlaintext", "kek-file": "Config.KEKFile",
 		"retention": "Config.Retention", "retention-interval": "Config.RetentionInterval",
+		"max-batch-records": "Config.MaxBatchRecords", "max-batch-bytes": "Config.MaxBatchBytes",
+		"dedup-cache-entries": "Config.DedupCacheEntries", "debug-addr": "Config.DebugAddr",
 	} {
 		annotateField(f, flag, field)
 	}

@@ -229,6 +229,100 @@ func (x *AppendResponse) GetErrorMessage() string {
 	return ""
 }
 
+// AppendBatchRequest carries records in the order they are to be sequenced.
+type AppendBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// records are appended in this order; at most the log's batch limit
+	// (--max-batch-records), and the message at most its size limit.
+	Records       []*AppendRequest `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendBatchRequest) Reset() {
+	*x = AppendBatchRequest{}
+	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendBatchRequest) ProtoMessage() {}
+
+func (x *AppendBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendBatchRequest.ProtoReflect.Descriptor instead.
+func (*AppendBatchRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppendBatchRequest) GetRecords() []*AppendRequest {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// AppendBatchResponse answers an AppendBatchRequest, one result per record.
+type AppendBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results[i] is the outcome of records[i]: index, duplicate, leaf and,
+	// when asked, receipt; id echoes records[i].id.
+	Results       []*AppendResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendBatchResponse) Reset() {
+	*x = AppendBatchResponse{}
+	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendBatchResponse) ProtoMessage() {}
+
+func (x *AppendBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendBatchResponse.ProtoReflect.Descriptor instead.
+func (*AppendBatchResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AppendBatchResponse) GetResults() []*AppendResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type GetCheckpointRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -237,7 +331,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	mi := &file_cairn_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +343,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[2]
+	mi := &file_cairn_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +356,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{2}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 type GetCheckpointResponse struct {
@@ -275,7 +369,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	mi := &file_cairn_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +381,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[3]
+	mi := &file_cairn_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +394,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCheckpointResponse) GetCheckpoint() []byte {
@@ -324,7 +418,7 @@ type GetEntriesRequest struct {
 
 func (x *GetEntriesRequest) Reset() {
 	*x = GetEntriesRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[4]
+	mi := &file_cairn_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +430,7 @@ func (x *GetEntriesRequest) String() string {
 func (*GetEntriesRequest) ProtoMessage() {}
 
 func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[4]
+	mi := &file_cairn_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +443,7 @@ func (x *GetEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesRequest.ProtoReflect.Descriptor instead.
 func (*GetEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetEntriesRequest) GetStart() uint64 {
@@ -389,7 +483,7 @@ type GetEntriesResponse struct {
 
 func (x *GetEntriesResponse) Reset() {
 	*x = GetEntriesResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[5]
+	mi := &file_cairn_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +495,7 @@ func (x *GetEntriesResponse) String() string {
 func (*GetEntriesResponse) ProtoMessage() {}
 
 func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[5]
+	mi := &file_cairn_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +508,7 @@ func (x *GetEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEntriesResponse.ProtoReflect.Descriptor instead.
 func (*GetEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEntriesResponse) GetEntries() [][]byte {
@@ -461,7 +555,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	mi := &file_cairn_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +567,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[6]
+	mi := &file_cairn_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +580,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Record) GetState() string {
@@ -536,7 +630,7 @@ type EraseRequest struct {
 
 func (x *EraseRequest) Reset() {
 	*x = EraseRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	mi := &file_cairn_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +642,7 @@ func (x *EraseRequest) String() string {
 func (*EraseRequest) ProtoMessage() {}
 
 func (x *EraseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[7]
+	mi := &file_cairn_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +655,7 @@ func (x *EraseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseRequest.ProtoReflect.Descriptor instead.
 func (*EraseRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EraseRequest) GetSubject() string {
@@ -597,7 +691,7 @@ type EraseResponse struct {
 
 func (x *EraseResponse) Reset() {
 	*x = EraseResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	mi := &file_cairn_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +703,7 @@ func (x *EraseResponse) String() string {
 func (*EraseResponse) ProtoMessage() {}
 
 func (x *EraseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[8]
+	mi := &file_cairn_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +716,7 @@ func (x *EraseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseResponse.ProtoReflect.Descriptor instead.
 func (*EraseResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EraseResponse) GetSubjectHash() []byte {
@@ -671,7 +765,7 @@ type GetInclusionProofRequest struct {
 
 func (x *GetInclusionProofRequest) Reset() {
 	*x = GetInclusionProofRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[9]
+	mi := &file_cairn_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +777,7 @@ func (x *GetInclusionProofRequest) String() string {
 func (*GetInclusionProofRequest) ProtoMessage() {}
 
 func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[9]
+	mi := &file_cairn_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +790,7 @@ func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetInclusionProofRequest) GetIndex() uint64 {
@@ -724,7 +818,7 @@ type GetInclusionProofResponse struct {
 
 func (x *GetInclusionProofResponse) Reset() {
 	*x = GetInclusionProofResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[10]
+	mi := &file_cairn_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +830,7 @@ func (x *GetInclusionProofResponse) String() string {
 func (*GetInclusionProofResponse) ProtoMessage() {}
 
 func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[10]
+	mi := &file_cairn_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +843,7 @@ func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
 func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetInclusionProofResponse) GetIndex() uint64 {
@@ -784,7 +878,7 @@ type GetConsistencyProofRequest struct {
 
 func (x *GetConsistencyProofRequest) Reset() {
 	*x = GetConsistencyProofRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[11]
+	mi := &file_cairn_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +890,7 @@ func (x *GetConsistencyProofRequest) String() string {
 func (*GetConsistencyProofRequest) ProtoMessage() {}
 
 func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[11]
+	mi := &file_cairn_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +903,7 @@ func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetConsistencyProofRequest) GetFromSize() uint64 {
@@ -837,7 +931,7 @@ type GetConsistencyProofResponse struct {
 
 func (x *GetConsistencyProofResponse) Reset() {
 	*x = GetConsistencyProofResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[12]
+	mi := &file_cairn_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +943,7 @@ func (x *GetConsistencyProofResponse) String() string {
 func (*GetConsistencyProofResponse) ProtoMessage() {}
 
 func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[12]
+	mi := &file_cairn_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +956,7 @@ func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
 func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetConsistencyProofResponse) GetFromSize() uint64 {
@@ -895,7 +989,7 @@ type GetReceiptRequest struct {
 
 func (x *GetReceiptRequest) Reset() {
 	*x = GetReceiptRequest{}
-	mi := &file_cairn_v1_log_proto_msgTypes[13]
+	mi := &file_cairn_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1001,7 @@ func (x *GetReceiptRequest) String() string {
 func (*GetReceiptRequest) ProtoMessage() {}
 
 func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[13]
+	mi := &file_cairn_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1014,7 @@ func (x *GetReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetReceiptRequest) GetIndex() uint64 {
@@ -942,7 +1036,7 @@ type GetReceiptResponse struct {
 
 func (x *GetReceiptResponse) Reset() {
 	*x = GetReceiptResponse{}
-	mi := &file_cairn_v1_log_proto_msgTypes[14]
+	mi := &file_cairn_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1048,7 @@ func (x *GetReceiptResponse) String() string {
 func (*GetReceiptResponse) ProtoMessage() {}
 
 func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_log_proto_msgTypes[14]
+	mi := &file_cairn_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1061,7 @@ func (x *GetReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_cairn_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetReceiptResponse) GetReceipt() []byte {
@@ -1005,7 +1099,11 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x04leaf\x18\x05 \x01(\fR\x04leaf\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x06 \x01(\x05R\terrorCode\x12#\n" +
-	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"\x16\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"G\n" +
+	"\x12AppendBatchRequest\x121\n" +
+	"\arecords\x18\x01 \x03(\v2\x17.cairn.v1.AppendRequestR\arecords\"I\n" +
+	"\x13AppendBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.cairn.v1.AppendResponseR\aresults\"\x16\n" +
 	"\x14GetCheckpointRequest\"7\n" +
 	"\x15GetCheckpointResponse\x12\x1e\n" +
 	"\n" +
@@ -1052,10 +1150,11 @@ const file_cairn_v1_log_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"B\n" +
 	"\x12GetReceiptResponse\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\fR\areceipt\x12\x12\n" +
-	"\x04leaf\x18\x02 \x01(\fR\x04leaf2\xe9\x04\n" +
+	"\x04leaf\x18\x02 \x01(\fR\x04leaf2\xb5\x05\n" +
 	"\x03Log\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12E\n" +
-	"\fAppendStream\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse(\x010\x01\x12P\n" +
+	"\fAppendStream\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse(\x010\x01\x12J\n" +
+	"\vAppendBatch\x12\x1c.cairn.v1.AppendBatchRequest\x1a\x1d.cairn.v1.AppendBatchResponse\x12P\n" +
 	"\rGetCheckpoint\x12\x1e.cairn.v1.GetCheckpointRequest\x1a\x1f.cairn.v1.GetCheckpointResponse\x12G\n" +
 	"\n" +
 	"GetEntries\x12\x1b.cairn.v1.GetEntriesRequest\x1a\x1c.cairn.v1.GetEntriesResponse\x12\\\n" +
@@ -1077,47 +1176,53 @@ func file_cairn_v1_log_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_log_proto_rawDescData
 }
 
-var file_cairn_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_cairn_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_cairn_v1_log_proto_goTypes = []any{
 	(*AppendRequest)(nil),               // 0: cairn.v1.AppendRequest
 	(*AppendResponse)(nil),              // 1: cairn.v1.AppendResponse
-	(*GetCheckpointRequest)(nil),        // 2: cairn.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),       // 3: cairn.v1.GetCheckpointResponse
-	(*GetEntriesRequest)(nil),           // 4: cairn.v1.GetEntriesRequest
-	(*GetEntriesResponse)(nil),          // 5: cairn.v1.GetEntriesResponse
-	(*Record)(nil),                      // 6: cairn.v1.Record
-	(*EraseRequest)(nil),                // 7: cairn.v1.EraseRequest
-	(*EraseResponse)(nil),               // 8: cairn.v1.EraseResponse
-	(*GetInclusionProofRequest)(nil),    // 9: cairn.v1.GetInclusionProofRequest
-	(*GetInclusionProofResponse)(nil),   // 10: cairn.v1.GetInclusionProofResponse
-	(*GetConsistencyProofRequest)(nil),  // 11: cairn.v1.GetConsistencyProofRequest
-	(*GetConsistencyProofResponse)(nil), // 12: cairn.v1.GetConsistencyProofResponse
-	(*GetReceiptRequest)(nil),           // 13: cairn.v1.GetReceiptRequest
-	(*GetReceiptResponse)(nil),          // 14: cairn.v1.GetReceiptResponse
+	(*AppendBatchRequest)(nil),          // 2: cairn.v1.AppendBatchRequest
+	(*AppendBatchResponse)(nil),         // 3: cairn.v1.AppendBatchResponse
+	(*GetCheckpointRequest)(nil),        // 4: cairn.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 5: cairn.v1.GetCheckpointResponse
+	(*GetEntriesRequest)(nil),           // 6: cairn.v1.GetEntriesRequest
+	(*GetEntriesResponse)(nil),          // 7: cairn.v1.GetEntriesResponse
+	(*Record)(nil),                      // 8: cairn.v1.Record
+	(*EraseRequest)(nil),                // 9: cairn.v1.EraseRequest
+	(*EraseResponse)(nil),               // 10: cairn.v1.EraseResponse
+	(*GetInclusionProofRequest)(nil),    // 11: cairn.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 12: cairn.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 13: cairn.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 14: cairn.v1.GetConsistencyProofResponse
+	(*GetReceiptRequest)(nil),           // 15: cairn.v1.GetReceiptRequest
+	(*GetReceiptResponse)(nil),          // 16: cairn.v1.GetReceiptResponse
 }
 var file_cairn_v1_log_proto_depIdxs = []int32{
-	6,  // 0: cairn.v1.GetEntriesResponse.records:type_name -> cairn.v1.Record
-	0,  // 1: cairn.v1.Log.Append:input_type -> cairn.v1.AppendRequest
-	0,  // 2: cairn.v1.Log.AppendStream:input_type -> cairn.v1.AppendRequest
-	2,  // 3: cairn.v1.Log.GetCheckpoint:input_type -> cairn.v1.GetCheckpointRequest
-	4,  // 4: cairn.v1.Log.GetEntries:input_type -> cairn.v1.GetEntriesRequest
-	9,  // 5: cairn.v1.Log.GetInclusionProof:input_type -> cairn.v1.GetInclusionProofRequest
-	11, // 6: cairn.v1.Log.GetConsistencyProof:input_type -> cairn.v1.GetConsistencyProofRequest
-	13, // 7: cairn.v1.Log.GetReceipt:input_type -> cairn.v1.GetReceiptRequest
-	7,  // 8: cairn.v1.Log.Erase:input_type -> cairn.v1.EraseRequest
-	1,  // 9: cairn.v1.Log.Append:output_type -> cairn.v1.AppendResponse
-	1,  // 10: cairn.v1.Log.AppendStream:output_type -> cairn.v1.AppendResponse
-	3,  // 11: cairn.v1.Log.GetCheckpoint:output_type -> cairn.v1.GetCheckpointResponse
-	5,  // 12: cairn.v1.Log.GetEntries:output_type -> cairn.v1.GetEntriesResponse
-	10, // 13: cairn.v1.Log.GetInclusionProof:output_type -> cairn.v1.GetInclusionProofResponse
-	12, // 14: cairn.v1.Log.GetConsistencyProof:output_type -> cairn.v1.GetConsistencyProofResponse
-	14, // 15: cairn.v1.Log.GetReceipt:output_type -> cairn.v1.GetReceiptResponse
-	8,  // 16: cairn.v1.Log.Erase:output_type -> cairn.v1.EraseResponse
-	9,  // [9:17] is the sub-list for method output_type
-	1,  // [1:9] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	0,  // 0: cairn.v1.AppendBatchRequest.records:type_name -> cairn.v1.AppendRequest
+	1,  // 1: cairn.v1.AppendBatchResponse.results:type_name -> cairn.v1.AppendResponse
+	8,  // 2: cairn.v1.GetEntriesResponse.records:type_name -> cairn.v1.Record
+	0,  // 3: cairn.v1.Log.Append:input_type -> cairn.v1.AppendRequest
+	0,  // 4: cairn.v1.Log.AppendStream:input_type -> cairn.v1.AppendRequest
+	2,  // 5: cairn.v1.Log.AppendBatch:input_type -> cairn.v1.AppendBatchRequest
+	4,  // 6: cairn.v1.Log.GetCheckpoint:input_type -> cairn.v1.GetCheckpointRequest
+	6,  // 7: cairn.v1.Log.GetEntries:input_type -> cairn.v1.GetEntriesRequest
+	11, // 8: cairn.v1.Log.GetInclusionProof:input_type -> cairn.v1.GetInclusionProofRequest
+	13, // 9: cairn.v1.Log.GetConsistencyProof:input_type -> cairn.v1.GetConsistencyProofRequest
+	15, // 10: cairn.v1.Log.GetReceipt:input_type -> cairn.v1.GetReceiptRequest
+	9,  // 11: cairn.v1.Log.Erase:input_type -> cairn.v1.EraseRequest
+	1,  // 12: cairn.v1.Log.Append:output_type -> cairn.v1.AppendResponse
+	1,  // 13: cairn.v1.Log.AppendStream:output_type -> cairn.v1.AppendResponse
+	3,  // 14: cairn.v1.Log.AppendBatch:output_type -> cairn.v1.AppendBatchResponse
+	5,  // 15: cairn.v1.Log.GetCheckpoint:output_type -> cairn.v1.GetCheckpointResponse
+	7,  // 16: cairn.v1.Log.GetEntries:output_type -> cairn.v1.GetEntriesResponse
+	12, // 17: cairn.v1.Log.GetInclusionProof:output_type -> cairn.v1.GetInclusionProofResponse
+	14, // 18: cairn.v1.Log.GetConsistencyProof:output_type -> cairn.v1.GetConsistencyProofResponse
+	16, // 19: cairn.v1.Log.GetReceipt:output_type -> cairn.v1.GetReceiptResponse
+	10, // 20: cairn.v1.Log.Erase:output_type -> cairn.v1.EraseResponse
+	12, // [12:21] is the sub-list for method output_type
+	3,  // [3:12] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_log_proto_init() }
@@ -1131,7 +1236,7 @@ func file_cairn_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_log_proto_rawDesc), len(file_cairn_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

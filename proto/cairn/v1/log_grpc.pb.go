@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Log_Append_FullMethodName              = "/cairn.v1.Log/Append"
 	Log_AppendStream_FullMethodName        = "/cairn.v1.Log/AppendStream"
+	Log_AppendBatch_FullMethodName         = "/cairn.v1.Log/AppendBatch"
 	Log_GetCheckpoint_FullMethodName       = "/cairn.v1.Log/GetCheckpoint"
 	Log_GetEntries_FullMethodName          = "/cairn.v1.Log/GetEntries"
 	Log_GetInclusionProof_FullMethodName   = "/cairn.v1.Log/GetInclusionProof"
@@ -46,6 +47,14 @@ type LogClient interface {
 	// one response carrying the request's id; responses may arrive in any order.
 	// A per-record failure is reported in that response and does not end the stream.
 	AppendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendRequest, AppendResponse], error)
+	// AppendBatch sequences many records in one call. The batch is validated
+	// as a whole first: one invalid record fails the call (InvalidArgument,
+	// naming its position) and nothing is appended. Otherwise every record is
+	// appended like a single Append (deduplicated per record) and results[i]
+	// answers records[i]. With wait_for_receipt on a record, its result carries
+	// the receipt. The call fails as a whole if any record cannot be durably
+	// sequenced; a retry with the same idempotency keys yields the same indices.
+	AppendBatch(ctx context.Context, in *AppendBatchRequest, opts ...grpc.CallOption) (*AppendBatchResponse, error)
 	// GetCheckpoint returns the latest published checkpoint note.
 	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
 	// GetEntries returns the leaf bytes of [start, start+count) within the
@@ -96,6 +105,16 @@ func (c *logClient) AppendStream(ctx context.Context, opts ...grpc.CallOption) (
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Log_AppendStreamClient = grpc.BidiStreamingClient[AppendRequest, AppendResponse]
+
+func (c *logClient) AppendBatch(ctx context.Context, in *AppendBatchRequest, opts ...grpc.CallOption) (*AppendBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendBatchResponse)
+	err := c.cc.Invoke(ctx, Log_AppendBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 func (c *logClient) GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -171,6 +190,14 @@ type LogServer interface {
 	// one response carrying the request's id; responses may arrive in any order.
 	// A per-record failure is reported in that response and does not end the stream.
 	AppendStream(grpc.BidiStreamingServer[AppendRequest, AppendResponse]) error
+	// AppendBatch sequences many records in one call. The batch is validated
+	// as a whole first: one invalid record fails the call (InvalidArgument,
+	// naming its position) and nothing is appended. Otherwise every record is
+	// appended like a single Append (deduplicated per record) and results[i]
+	// answers records[i]. With wait_for_receipt on a record, its result carries
+	// the receipt. The call fails as a whole if any record cannot be durably
+	// sequenced; a retry with the same idempotency keys yields the same indices.
+	AppendBatch(context.Context, *AppendBatchRequest) (*AppendBatchResponse, error)
 	// GetCheckpoint returns the latest published checkpoint note.
 	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
 	// GetEntries returns the leaf bytes of [start, start+count) within the
@@ -204,6 +231,9 @@ func (UnimplementedLogServer) Append(context.Context, *AppendRequest) (*AppendRe
 }
 func (UnimplementedLogServer) AppendStream(grpc.BidiStreamingServer[AppendRequest, AppendResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method AppendStream not implemented")
+}
+func (UnimplementedLogServer) AppendBatch(context.Context, *AppendBatchRequest) (*AppendBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AppendBatch not implemented")
 }
 func (UnimplementedLogServer) GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetCheckpoint not implemented")
@@ -268,6 +298,24 @@ func _Log_AppendStream_Handler(srv interface{}, stream grpc.ServerStream) error 
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Log_AppendStreamServer = grpc.BidiStreamingServer[AppendRequest, AppendResponse]
+
+func _Log_AppendBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).AppendBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_AppendBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).AppendBatch(ctx, req.(*AppendBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
 
 func _Log_GetCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCheckpointRequest)
@@ -387,6 +435,10 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Append",
 			Handler:    _Log_Append_Handler,
+		},
+		{
+			MethodName: "AppendBatch",
+			Handler:    _Log_AppendBatch_Handler,
 		},
 		{
 			MethodName: "GetCheckpoint",
