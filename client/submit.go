@@ -270,6 +270,31 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 		return nil, err
 	}
 	req.WaitForReceipt = waitForReceipt
+	var resp *cairnv1.AppendResponse
+	i, err := s.withFailover(ctx, waitForReceipt, "the record", func(ctx context.Context, c cairnv1.LogClient) (err error) {
+		resp, err = c.Append(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sub := &Submitted{Index: resp.Index, Duplicate: resp.Duplicate, Leaf: resp.Leaf, Receipt: resp.Receipt, Endpoint: s.endpoints[i]}
+	if waitForReceipt && s.opts.Policy != nil {
+		if _, err := VerifyReceipt(s.opts.Policy, sub.Leaf, sub.Receipt); err != nil {
+			return nil, fmt.Errorf("the receipt from %s does not verify: %w", s.endpoints[i], err)
+		}
+	}
+	return sub, nil
+}
+
+// withFailover makes one call on one endpoint after another, the preferred
+// one first, pausing (doubling from Backoff up to MaxBackoff) after each
+// full round, until a call succeeds, fails in a way no retry fixes, or
+// Attempts run out. After an ambiguous failure (anything but pushback,
+// which refuses before sequencing) every attempt is marked as a retry, so
+// the next endpoint looks for the first attempt's record. It returns the
+// endpoint that answered; what names the request in the final error.
+func (s *Submitter) withFailover(ctx context.Context, waitForReceipt bool, what string, call func(context.Context, cairnv1.LogClient) error) (int, error) {
 	timeout := s.opts.CallTimeout
 	if waitForReceipt {
 		timeout = max(timeout, 2*time.Minute)
@@ -285,36 +310,30 @@ func (s *Submitter) Submit(ctx context.Context, r Record, waitForReceipt bool) (
 		if attempt > 0 && attempt%len(s.conns) == 0 {
 			select {
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return 0, ctx.Err()
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, s.opts.MaxBackoff)
 		}
 		cctx, cancel := context.WithTimeout(s.ctx(ctx, ambiguous), timeout)
-		resp, err := cairnv1.NewLogClient(s.conns[i]).Append(cctx, req)
+		err := call(cctx, cairnv1.NewLogClient(s.conns[i]))
 		cancel()
 		if err == nil {
 			s.mu.Lock()
 			s.preferred = i
 			s.mu.Unlock()
-			sub := &Submitted{Index: resp.Index, Duplicate: resp.Duplicate, Leaf: resp.Leaf, Receipt: resp.Receipt, Endpoint: s.endpoints[i]}
-			if waitForReceipt && s.opts.Policy != nil {
-				if _, err := VerifyReceipt(s.opts.Policy, sub.Leaf, sub.Receipt); err != nil {
-					return nil, fmt.Errorf("the receipt from %s does not verify: %w", s.endpoints[i], err)
-				}
-			}
-			return sub, nil
+			return i, nil
 		}
 		err = s.diagnose(ctx, i, err)
 		last = fmt.Errorf("%s: %w", s.endpoints[i], asTLSError(err))
 		if !retryable(err) || ctx.Err() != nil {
-			return nil, last
+			return 0, last
 		}
 		// Pushback is a refusal before sequencing; anything else may have
 		// sequenced the record, which the next endpoint must look for.
 		ambiguous = ambiguous || status.Code(err) != codes.ResourceExhausted
 	}
-	return nil, fmt.Errorf("no endpoint accepted the record after %d attempts: %w", s.opts.Attempts, last)
+	return 0, fmt.Errorf("no endpoint accepted %s after %d attempts: %w", what, s.opts.Attempts, last)
 }
 
 // SubmitStream appends many records over one AppendStream, failing over to

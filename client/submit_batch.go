@@ -3,11 +3,8 @@ package client
 import (
 	"context"
 	"fmt"
-	"time"
 
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // DefaultBatchRecords is how many records SubmitBatch sends per AppendBatch
@@ -49,43 +46,15 @@ func (s *Submitter) SubmitBatch(ctx context.Context, records []Record, waitForRe
 
 // submitChunk sends one AppendBatch, failing over like Submit.
 func (s *Submitter) submitChunk(ctx context.Context, reqs []*cairnv1.AppendRequest, waitForReceipt bool) ([]*Submitted, error) {
-	timeout := s.opts.CallTimeout
-	if waitForReceipt {
-		timeout = max(timeout, 2*time.Minute)
+	var resp *cairnv1.AppendBatchResponse
+	i, err := s.withFailover(ctx, waitForReceipt, "the batch", func(ctx context.Context, c cairnv1.LogClient) (err error) {
+		resp, err = c.AppendBatch(ctx, &cairnv1.AppendBatchRequest{Records: reqs})
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	var last error
-	ambiguous := false
-	backoff := s.opts.Backoff
-	s.mu.Lock()
-	first := s.preferred
-	s.mu.Unlock()
-	for attempt := 0; attempt < s.opts.Attempts; attempt++ {
-		i := (first + attempt) % len(s.conns)
-		if attempt > 0 && attempt%len(s.conns) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, s.opts.MaxBackoff)
-		}
-		cctx, cancel := context.WithTimeout(s.ctx(ctx, ambiguous), timeout)
-		resp, err := cairnv1.NewLogClient(s.conns[i]).AppendBatch(cctx, &cairnv1.AppendBatchRequest{Records: reqs})
-		cancel()
-		if err == nil {
-			s.mu.Lock()
-			s.preferred = i
-			s.mu.Unlock()
-			return s.batchResults(resp, reqs, s.endpoints[i], waitForReceipt)
-		}
-		err = s.diagnose(ctx, i, err)
-		last = fmt.Errorf("%s: %w", s.endpoints[i], asTLSError(err))
-		if !retryable(err) || ctx.Err() != nil {
-			return nil, last
-		}
-		ambiguous = ambiguous || status.Code(err) != codes.ResourceExhausted
-	}
-	return nil, fmt.Errorf("no endpoint accepted the batch after %d attempts: %w", s.opts.Attempts, last)
+	return s.batchResults(resp, reqs, s.endpoints[i], waitForReceipt)
 }
 
 // batchResults checks that resp answers reqs one for one, in order, and
