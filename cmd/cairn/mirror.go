@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -219,25 +218,14 @@ func newMirrorEvidenceCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--storage: %w", err)
 			}
-			out := cmd.OutOrStdout()
-			switch output {
-			case "json":
-				if evs == nil {
-					evs = []mirror.Evidence{}
-				}
-				return json.NewEncoder(out).Encode(evs)
-			case "text":
-				if len(evs) == 0 {
-					fmt.Fprintln(out, "no evidence: every checkpoint this mirror was shown was consistent")
-				}
-				for _, e := range evs {
-					fmt.Fprintf(out, "%s  %s\n  reason: %s\n  old %d, %d proof hashes\n  pending:\n%s\n  submitted:\n%s\n",
-						e.Time.Format(time.RFC3339), e.Origin, e.Reason, e.Old, len(e.Proof), indent(e.Pending), indent(e.Submitted))
-				}
-				return nil
-			default:
-				return fmt.Errorf("--output %q: want text or json", output)
+			if evs == nil {
+				evs = []mirror.Evidence{}
 			}
+			rows := make([]evidenceRow, len(evs))
+			for i, e := range evs {
+				rows[i] = evidenceRow{e.Time, e.Origin, e.Reason, e.Old, len(e.Proof), "pending", e.Pending, e.Submitted}
+			}
+			return printEvidence(cmd.OutOrStdout(), output, "mirror", evs, rows)
 		},
 	}
 	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage")

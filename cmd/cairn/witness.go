@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -185,30 +186,49 @@ func newWitnessEvidenceCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--db: %w", err)
 			}
-			out := cmd.OutOrStdout()
-			switch output {
-			case "json":
-				if evs == nil {
-					evs = []witness.Evidence{}
-				}
-				return json.NewEncoder(out).Encode(evs)
-			case "text":
-				if len(evs) == 0 {
-					fmt.Fprintln(out, "no evidence: every checkpoint this witness was shown was consistent")
-				}
-				for _, e := range evs {
-					fmt.Fprintf(out, "%s  %s\n  reason: %s\n  old %d, %d proof hashes\n  cosigned:\n%s\n  submitted:\n%s\n",
-						e.Time.Format(time.RFC3339), e.Origin, e.Reason, e.Old, len(e.Proof), indent(e.Cosigned), indent(e.Submitted))
-				}
-				return nil
-			default:
-				return fmt.Errorf("--output %q: want text or json", output)
+			if evs == nil {
+				evs = []witness.Evidence{}
 			}
+			rows := make([]evidenceRow, len(evs))
+			for i, e := range evs {
+				rows[i] = evidenceRow{e.Time, e.Origin, e.Reason, e.Old, len(e.Proof), "cosigned", e.Cosigned, e.Submitted}
+			}
+			return printEvidence(cmd.OutOrStdout(), output, "witness", evs, rows)
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", "./data/witness", "the witness's state directory")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
 	return cmd
+}
+
+// evidenceRow is one refused checkpoint as the evidence commands print it.
+type evidenceRow struct {
+	Time            time.Time
+	Origin, Reason  string
+	Old             uint64
+	Proofs          int
+	HeldLabel, Held string // what the server held ("cosigned", "pending") and that note
+	Submitted       string
+}
+
+// printEvidence prints a server's evidence: as JSON (value, the server's own
+// records) or as text (rows).
+func printEvidence(out io.Writer, output, server string, value any, rows []evidenceRow) error {
+	switch output {
+	case "json":
+		return json.NewEncoder(out).Encode(value)
+	case "text":
+		if len(rows) == 0 {
+			fmt.Fprintf(out, "no evidence: every checkpoint this %s was shown was consistent\n", server)
+		}
+		for _, e := range rows {
+			fmt.Fprintf(out, "%s  %s\n  reason: %s\n  old %d, %d proof hashes\n  %s:\n%s\n  submitted:\n%s\n",
+				e.Time.Format(time.RFC3339), e.Origin, e.Reason, e.Old, e.Proofs, e.HeldLabel, indent(e.Held), indent(e.Submitted))
+		}
+		return nil
+	default:
+		return fmt.Errorf("--output %q: want text or json", output)
+	}
 }
 
 func indent(s string) string {
