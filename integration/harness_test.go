@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +46,71 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if err := leftovers(10 * time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "integration:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leftovers reports the child processes and this package's goroutines still
+// alive once every test has cleaned up (after waiting up to within for them
+// to finish exiting): every process a test starts, and every goroutine the
+// harness owns, must be stopped and awaited by its test.
+func leftovers(within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		procs, goroutines := liveChildren(), harnessGoroutines()
+		if len(procs) == 0 && goroutines == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("left running after the tests: child processes %v; goroutines:\n%s", procs, goroutines)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// liveChildren lists this process's children that have not exited (zombies,
+// already exited and merely not yet reaped, do not count).
+func liveChildren() []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces, so split after ')'.
+		stat := string(b)
+		i := strings.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(stat[i+1:])
+		if len(f) >= 2 && f[1] == me && f[0] != "Z" {
+			out = append(out, e.Name()+" "+stat[:i+1])
+		}
+	}
+	return out
+}
+
+// harnessGoroutines returns the stacks of goroutines running code of this
+// package other than the one asking.
+func harnessGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "cairn/integration.") && !strings.Contains(g, "integration.harnessGoroutines") && !strings.Contains(g, "integration.TestMain") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // proc is a cairn process of a test, started (and restarted) by start.
