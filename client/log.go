@@ -74,7 +74,11 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.TLSClientConfig = o.TLS
+	if o.TLS != nil {
+		// Each transport owns its TLS config (it writes HTTP/2's NextProtos
+		// on first use); several Logs may be built from one HTTPOptions.
+		tr.TLSClientConfig = o.TLS.Clone()
+	}
 	tr.MaxIdleConnsPerHost = 16
 	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
 	f, err := tclient.NewHTTPFetcher(u, hc)

@@ -71,7 +71,11 @@ func NewMirror(base string, verifiers []note.Verifier, tlsConfig *tls.Config, ti
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.TLSClientConfig = tlsConfig
+	if tlsConfig != nil {
+		// A Transport writes to its TLS config (HTTP/2's NextProtos) on
+		// first use: each pusher owns a copy, so callers may share theirs.
+		tr.TLSClientConfig = tlsConfig.Clone()
+	}
 	return &Mirror{URL: strings.TrimSuffix(base, "/"), Verifiers: verifiers, hc: &http.Client{Transport: tr, Timeout: timeout}}, nil
 }
 
