@@ -48,6 +48,10 @@ type keyStore interface {
 	empty(ctx context.Context) (bool, error)
 	// close releases the store's connections.
 	close() error
+	// shared reports whether other processes write this store (the
+	// frontends of mysql+s3). A store only this process writes sees every
+	// erasure go through this process, so its cached keys need no expiry.
+	shared() bool
 }
 
 // fileKeyStore is the key store of the POSIX driver: one JSON file per
@@ -164,6 +168,8 @@ func (s *fileKeyStore) erase(ctx context.Context, name string, tomb keyEntry) (k
 
 func (s *fileKeyStore) close() error { return nil }
 
+func (s *fileKeyStore) shared() bool { return false }
+
 func (s *fileKeyStore) empty(context.Context) (bool, error) {
 	es, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -260,6 +266,8 @@ func (s *sqlKeyStore) erase(ctx context.Context, name string, tomb keyEntry) (ke
 }
 
 func (s *sqlKeyStore) close() error { return s.db.Close() }
+
+func (s *sqlKeyStore) shared() bool { return true }
 
 func (s *sqlKeyStore) empty(ctx context.Context) (bool, error) {
 	var n int

@@ -66,11 +66,17 @@ const (
 // subjectName is the key store name of a subject's data key.
 func subjectName(h record.SubjectHash) string { return subjectNamePrefix + hex.EncodeToString(h[:]) }
 
-// keyCacheTTL bounds how long an append reuses a data key it read: another
-// frontend's erasure reaches this one's appends within it (a record racing
-// an erasure is sealed under the erased key, i.e. born erased). Reads never
+// keyCacheTTL bounds how long an append reuses a data key it read from a
+// shared key store: another frontend's erasure reaches this one's appends
+// within it (a record racing an erasure is sealed under the erased key,
+// i.e. born erased). A store only this process writes (POSIX) needs no
+// expiry: its erasures drop the key from the cache themselves. Reads never
 // use the cache: once the key store says erased, no API shows plaintext.
 const keyCacheTTL = time.Second
+
+// maxCachedKeys bounds the append cache (about 1 KiB a subject with its
+// Sealer); past it an arbitrary entry makes room.
+const maxCachedKeys = 1 << 16
 
 // subjectKeys seals and opens records for data subjects: the KEK, the
 // log's subject hash key, and the key store of data keys.
@@ -79,15 +85,20 @@ type subjectKeys struct {
 	kek     cipher.AEAD
 	kekID   [kekIDBytes]byte
 	hashKey []byte
+	hasher  *record.SubjectHasher
 
-	// mu guards cache: unwrapped data keys for appends, with when they were read.
+	// mu guards cache, unwrapped data keys for appends with when they were
+	// read, and gen, which counts erasures: a key read before an erasure
+	// must not enter the cache after it.
 	mu    sync.Mutex
 	cache map[record.SubjectHash]cachedKey
+	gen   uint64
 }
 
 type cachedKey struct {
-	key  []byte
-	read time.Time
+	key    []byte
+	sealer *record.Sealer // for records naming this subject alone
+	read   time.Time
 }
 
 // openSubjectKeys opens the key store with the KEK in kekFile. Without a
@@ -137,6 +148,7 @@ func openSubjectKeys(ctx context.Context, store keyStore, kekFile string) (*subj
 	if k.hashKey, err = k.unwrap(hashKeyName, e.Wrapped); err != nil {
 		return nil, fielderr.Errorf("Config.KEKFile", "%s does not unwrap this log's key store: %w", kekFile, err)
 	}
+	k.hasher = record.NewSubjectHasher(k.hashKey)
 	return k, nil
 }
 
@@ -190,45 +202,71 @@ func firstByte(b []byte) int {
 
 // hash returns the keyed hash of a subject identifier.
 func (k *subjectKeys) hash(subject string) record.SubjectHash {
-	return record.HashSubject(k.hashKey, subject)
+	return k.hasher.Hash(subject)
 }
 
-// forAppend returns h's data key, creating it for a new subject. An erased
-// subject is refused: erasure is final.
-func (k *subjectKeys) forAppend(ctx context.Context, h record.SubjectHash) ([]byte, error) {
+// forAppend returns h's data key, creating it for a new subject, and a
+// Sealer for records naming h alone. An erased subject is refused: erasure
+// is final.
+func (k *subjectKeys) forAppend(ctx context.Context, h record.SubjectHash) (cachedKey, error) {
 	k.mu.Lock()
 	c, ok := k.cache[h]
+	gen := k.gen
 	k.mu.Unlock()
-	if ok && time.Since(c.read) < keyCacheTTL {
-		return c.key, nil
+	if ok && (!k.store.shared() || time.Since(c.read) < keyCacheTTL) {
+		return c, nil
 	}
+	c, err := k.read(ctx, h)
+	if err != nil {
+		return cachedKey{}, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gen != gen {
+		// An erasure ran meanwhile: use the key once, do not keep it.
+		return c, nil
+	}
+	if _, ok := k.cache[h]; !ok && len(k.cache) >= maxCachedKeys {
+		for old := range k.cache {
+			delete(k.cache, old)
+			break
+		}
+	}
+	k.cache[h] = c
+	return c, nil
+}
+
+// read reads h's data key from the store for forAppend.
+func (k *subjectKeys) read(ctx context.Context, h record.SubjectHash) (cachedKey, error) {
 	name := subjectName(h)
 	e, ok, err := k.store.load(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return cachedKey{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if !ok {
 		if e, err = k.newKey(ctx, name); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return cachedKey{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
 	if e.erased() {
-		return nil, fmt.Errorf("%w: subject %x was erased on %s; records naming it can no longer be written", ErrFailedPrecondition, h[:8], erasedDate(e.ErasedAt))
+		return cachedKey{}, fmt.Errorf("%w: subject %x was erased on %s; records naming it can no longer be written", ErrFailedPrecondition, h[:8], erasedDate(e.ErasedAt))
 	}
 	dk, err := k.unwrap(name, e.Wrapped)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return cachedKey{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	k.mu.Lock()
-	k.cache[h] = cachedKey{key: dk, read: time.Now()}
-	k.mu.Unlock()
-	return dk, nil
+	sealer, err := record.NewSealer([]record.SubjectHash{h}, [][]byte{dk})
+	if err != nil {
+		return cachedKey{}, err
+	}
+	return cachedKey{key: dk, sealer: sealer, read: time.Now()}, nil
 }
 
 // forget drops h's cached key (it was erased here).
 func (k *subjectKeys) forget(h record.SubjectHash) {
 	k.mu.Lock()
 	delete(k.cache, h)
+	k.gen++
 	k.mu.Unlock()
 }
 
@@ -250,20 +288,26 @@ func (l *Log) seal(ctx context.Context, r record.Record, subjects []string) ([]b
 		}
 		hs[i] = l.keys.hash(s)
 	}
+	var sealer *record.Sealer
 	for i, h := range hs {
-		dk, err := l.keys.forAppend(ctx, h)
+		c, err := l.keys.forAppend(ctx, h)
 		if err != nil {
 			return nil, err
 		}
-		keys[i] = dk
+		keys[i], sealer = c.key, c.sealer
 	}
-	s, err := record.Seal(r, hs, keys)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+	if len(hs) != 1 {
+		var err error
+		if sealer, err = record.NewSealer(hs, keys); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+		}
 	}
-	leaf, err := s.Encode()
-	if err != nil {
+	leaf, err := sealer.Leaf(r)
+	switch {
+	case errors.Is(err, record.ErrLeafTooLarge):
 		return nil, fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
 	return leaf, nil
 }

@@ -10,6 +10,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 )
 
 // SealedVersion is the envelope version of a sealed record: a record about
@@ -66,8 +68,34 @@ type SubjectHash [SubjectHashBytes]byte
 
 // HashSubject returns the keyed hash of subject under the log's hash key.
 func HashSubject(hashKey []byte, subject string) SubjectHash {
-	m := hmac.New(sha256.New, hashKey)
-	m.Write([]byte(subject))
+	return NewSubjectHasher(hashKey).Hash(subject)
+}
+
+// A SubjectHasher is HashSubject under one hash key, keyed once: safe for
+// concurrent use.
+type SubjectHasher struct {
+	key []byte
+	mac hash.Cloner // HMAC-SHA256 under key, nothing written; nil if it cannot clone
+}
+
+// NewSubjectHasher returns a SubjectHasher for hashKey.
+func NewSubjectHasher(hashKey []byte) *SubjectHasher {
+	mac, _ := hmac.New(sha256.New, hashKey).(hash.Cloner)
+	return &SubjectHasher{key: hashKey, mac: mac}
+}
+
+// Hash returns the keyed hash of subject.
+func (k *SubjectHasher) Hash(subject string) SubjectHash {
+	var m hash.Hash
+	if k.mac != nil {
+		if c, err := k.mac.Clone(); err == nil {
+			m = c
+		}
+	}
+	if m == nil {
+		m = hmac.New(sha256.New, k.key)
+	}
+	io.WriteString(m, subject)
 	var h SubjectHash
 	m.Sum(h[:0])
 	return h
@@ -215,34 +243,96 @@ func DecodeSealed(leaf []byte) (Sealed, error) {
 // the whole record) makes the fixed nonce safe; the siv reveals only
 // whether two sealed records are identical, which the leaf would anyway.
 func Seal(r Record, subjects []SubjectHash, keys [][]byte) (Sealed, error) {
-	inner, err := r.Encode()
+	s, err := NewSealer(subjects, keys)
 	if err != nil {
 		return Sealed{}, err
 	}
-	s := Sealed{Submitter: r.Submitter, Timestamp: r.Timestamp}
-	s.Subjects, keys, err = sortSubjects(subjects, keys)
+	return s.Seal(r)
+}
+
+// ErrLeafTooLarge is wrapped when a sealed record would not fit in a leaf.
+var ErrLeafTooLarge = errors.New("sealed record too large")
+
+// A Sealer seals records for one set of data subjects (see Seal). It does
+// once what depends only on the subjects' keys, so a log sealing many
+// records for the same subjects pays for it once. It is safe for
+// concurrent use.
+type Sealer struct {
+	subjects []SubjectHash // ascending
+	ikm      []byte        // the data keys in subject order
+	mac      hash.Cloner   // HMAC-SHA256 under the siv key, nothing written
+}
+
+// NewSealer returns a Sealer for subjects and their data keys (keys[i]
+// belongs to subjects[i]).
+func NewSealer(subjects []SubjectHash, keys [][]byte) (*Sealer, error) {
+	hs, ks, err := sortSubjects(subjects, keys)
 	if err != nil {
-		return Sealed{}, err
+		return nil, err
 	}
-	aad := s.header()
-	ikm := bytes.Join(keys, nil)
+	ikm := bytes.Join(ks, nil)
 	macKey, err := hkdf.Key(sha256.New, ikm, nil, labelSIV, 32)
 	if err != nil {
-		return Sealed{}, err
+		return nil, err
 	}
-	m := hmac.New(sha256.New, macKey)
-	m.Write(aad)
-	m.Write(inner)
-	copy(s.SIV[:], m.Sum(nil))
-	aead, err := recordAEAD(ikm, s.SIV)
+	mac, ok := hmac.New(sha256.New, macKey).(hash.Cloner)
+	if !ok {
+		return nil, errors.New("crypto/hmac does not implement hash.Cloner")
+	}
+	return &Sealer{subjects: hs, ikm: ikm, mac: mac}, nil
+}
+
+// Seal encrypts r (see the function Seal).
+func (s *Sealer) Seal(r Record) (Sealed, error) {
+	leaf, err := s.Leaf(r)
 	if err != nil {
 		return Sealed{}, err
 	}
-	s.Body = aead.Seal(nil, make([]byte, aead.NonceSize()), inner, aad)
-	if err := s.validate(); err != nil {
-		return Sealed{}, err
+	return DecodeSealed(leaf)
+}
+
+// Leaf encrypts r and returns the leaf bytes, what Seal followed by Encode
+// returns, in one allocation. A record whose sealed form does not fit in a
+// leaf is an error wrapping ErrInvalid and ErrLeafTooLarge.
+func (s *Sealer) Leaf(r Record) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
 	}
-	return s, nil
+	hdr := 1 + 1 + len(r.Submitter) + 8 + 1 + len(s.subjects)*SubjectHashBytes
+	inner := r.Size()
+	size := hdr + SIVBytes + 2 + inner + TagBytes
+	if size > MaxLeafBytes {
+		return nil, fmt.Errorf("%w: %w: the sealed record is %d bytes, over the %d-byte leaf limit", ErrInvalid, ErrLeafTooLarge, size, MaxLeafBytes)
+	}
+	// One buffer: the leaf, then the plaintext envelope as scratch.
+	buf := make([]byte, 0, size+inner)
+	b := append(buf, SealedVersion, byte(len(r.Submitter)))
+	b = append(b, r.Submitter...)
+	b = binary.BigEndian.AppendUint64(b, r.Timestamp)
+	b = append(b, byte(len(s.subjects)))
+	for _, h := range s.subjects {
+		b = append(b, h[:]...)
+	}
+	plain := r.AppendTo(buf[size:size])
+
+	mc, err := s.mac.Clone()
+	if err != nil {
+		return nil, err
+	}
+	mc.Write(b) // the header, the aad
+	mc.Write(plain)
+	var sum [sha256.Size]byte
+	var siv [SIVBytes]byte
+	copy(siv[:], mc.Sum(sum[:0]))
+	aead, err := recordAEAD(s.ikm, siv)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, siv[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(inner+TagBytes))
+	var nonce [12]byte
+	b = aead.Seal(b, nonce[:aead.NonceSize()], plain, b[:hdr])
+	return b[:size:size], nil
 }
 
 // Open decrypts s with the subjects' data keys (keys[i] for s.Subjects[i])

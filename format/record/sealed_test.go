@@ -12,6 +12,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -247,5 +249,89 @@ func BenchmarkSeal(b *testing.B) {
 		if _, err := s.Encode(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSealerLeaf is the log's path: one Sealer per subject set,
+// reused for every record.
+func BenchmarkSealerLeaf(b *testing.B) {
+	r := sealExample
+	r.Payload = bytes.Repeat([]byte("x"), 250)
+	s, err := NewSealer([]SubjectHash{HashSubject(exampleHashKey, "customer-4711")}, [][]byte{exampleDataKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.Leaf(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSubjectHasher is the keyed hash of one subject identifier.
+func BenchmarkSubjectHasher(b *testing.B) {
+	k := NewSubjectHasher(exampleHashKey)
+	for b.Loop() {
+		k.Hash("customer-4711")
+	}
+}
+
+func TestSealerLeafIsSealThenEncode(t *testing.T) {
+	keys := [][]byte{bytes.Repeat([]byte{1}, DataKeyBytes), bytes.Repeat([]byte{2}, DataKeyBytes)}
+	hs := []SubjectHash{HashSubject(exampleHashKey, "b"), HashSubject(exampleHashKey, "a")}
+	s, err := NewSealer(hs, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, 250, 4096} {
+		r := sealExample
+		r.Payload = bytes.Repeat([]byte("y"), n)
+		if n == 0 {
+			r.Payload = nil
+		}
+		leaf, err := s.Leaf(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := Seal(r, hs, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := sealed.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(leaf, want) || len(leaf) != cap(leaf) {
+			t.Fatalf("payload %d: Leaf differs from Seal+Encode (or has spare capacity)", n)
+		}
+		open := keys
+		if sealed.Subjects[0] != hs[0] {
+			open = [][]byte{keys[1], keys[0]}
+		}
+		got, err := sealed.Open(open)
+		if err != nil {
+			t.Fatalf("payload %d: %v", n, err)
+		}
+		if !bytes.Equal(got.Payload, r.Payload) && n > 0 {
+			t.Fatalf("payload %d: opened a different payload", n)
+		}
+		if HashSubject(exampleHashKey, "a") != NewSubjectHasher(exampleHashKey).Hash("a") {
+			t.Fatal("SubjectHasher differs from HashSubject")
+		}
+	}
+	// The largest v1 envelope and eight subjects do not fit in a leaf.
+	var hs8 []SubjectHash
+	var keys8 [][]byte
+	for i := range MaxSubjects {
+		hs8 = append(hs8, HashSubject(exampleHashKey, strconv.Itoa(i)))
+		keys8 = append(keys8, bytes.Repeat([]byte{byte(i)}, DataKeyBytes))
+	}
+	s8, err := NewSealer(hs8, keys8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := Record{Submitter: strings.Repeat("s", MaxSubmitterBytes), IdempotencyKey: strings.Repeat("k", MaxIdempotencyKeyBytes), Payload: bytes.Repeat([]byte("z"), MaxPayloadBytes)}
+	if _, err := s8.Leaf(big); !errors.Is(err, ErrLeafTooLarge) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("oversized sealed record: %v, want ErrLeafTooLarge", err)
 	}
 }
