@@ -213,6 +213,7 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	entries     *prometheus.CounterVec
 	evidence    prometheus.Counter
+	dropped     *prometheus.CounterVec
 	pendingSize *prometheus.GaugeVec
 	mirrorSize  *prometheus.GaugeVec
 }
@@ -229,6 +230,9 @@ func newMetrics() *metrics {
 		evidence: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cairn_mirror_evidence_total", Help: "Inconsistent checkpoints refused and kept as evidence.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_mirror_dropped_cosignatures_total", Help: "Signature lines on received checkpoints not relayed: unknown key, or a known key's cosignature that does not verify, per log.",
+		}, []string{"origin"}),
 		pendingSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_mirror_pending_size_entries", Help: "Size of the pending checkpoint, per log.",
 		}, []string{"origin"}),
@@ -236,6 +240,6 @@ func newMetrics() *metrics {
 			Name: "cairn_mirror_checkpoint_size_entries", Help: "Size of the cosigned mirror checkpoint, per log.",
 		}, []string{"origin"}),
 	}
-	m.registry.MustRegister(m.requests, m.entries, m.evidence, m.pendingSize, m.mirrorSize)
+	m.registry.MustRegister(m.requests, m.entries, m.evidence, m.dropped, m.pendingSize, m.mirrorSize)
 	return m
 }

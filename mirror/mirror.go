@@ -67,6 +67,13 @@ type Config struct {
 	PrivateKeys []string
 	// Logs are the logs this mirror stores.
 	Logs []loglist.Log
+	// Witnesses are the cosigners (witnesses, other mirrors) whose
+	// cosignatures on a log's checkpoint the mirror relays. Every other
+	// signature line is dropped: one by a known key only if it verifies,
+	// one by an unknown key always, since the mirror cannot vouch for it
+	// and a client that knows that key would reject the whole checkpoint
+	// over a forged line.
+	Witnesses []note.Verifier
 	// Dir is the storage directory (posix): one subdirectory per log.
 	Dir string
 	// Logger receives structured logs; nil means slog.Default().
@@ -113,6 +120,7 @@ func OriginID(origin string) string {
 type Mirror struct {
 	cosigners []note.Signer
 	verifiers []note.Verifier
+	witnesses []note.Verifier
 	dir       string
 	logger    *slog.Logger
 	now       func() time.Time
@@ -145,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	m := &Mirror{
 		cosigners: signers,
 		verifiers: verifiers,
+		witnesses: cfg.Witnesses,
 		dir:       cfg.Dir,
 		logger:    cfg.Logger,
 		now:       cfg.Now,
@@ -216,20 +225,41 @@ func (lm *logMirror) openNote(msg []byte) (pendingCheckpoint, error) {
 	if c.Origin != lm.log.Origin {
 		return pendingCheckpoint{}, fmt.Errorf("%w: checkpoint origin %q is not %q", ErrMalformed, c.Origin, lm.log.Origin)
 	}
-	// Keep the log's signatures and the other signature lines as received
-	// (witness cosignatures: clients verify them against their policy), but
-	// never a line that claims to be by one of the mirror's own keys.
+	// Keep the log's signatures and the cosignatures that verify with a
+	// known witness key; drop the rest (Config.Witnesses).
 	var kept bytes.Buffer
 	kept.WriteString(n.Text + "\n")
 	for _, s := range n.Sigs {
 		fmt.Fprintf(&kept, "— %s %s\n", s.Name, s.Base64)
 	}
 	for _, s := range n.UnverifiedSigs {
-		if !lm.ownKey(s) {
+		if lm.relays(n.Text, s) {
 			fmt.Fprintf(&kept, "— %s %s\n", s.Name, s.Base64)
 		}
 	}
 	return pendingCheckpoint{Size: c.Size, Root: c.Root, Text: n.Text, Note: kept.Bytes()}, nil
+}
+
+// relays reports whether a signature line on a checkpoint is one the mirror
+// keeps: a cosignature by a known witness key that verifies. Lines by the
+// mirror's own keys are never kept (it signs only what it stored).
+func (lm *logMirror) relays(text string, s note.Signature) bool {
+	if lm.ownKey(s) {
+		return false
+	}
+	for _, v := range lm.witnesses {
+		if v.Name() == s.Name && v.KeyHash() == s.Hash {
+			// Verified as a note of its own, exactly as a client will.
+			one := fmt.Sprintf("%s\n— %s %s\n", text, s.Name, s.Base64)
+			if _, err := note.Open([]byte(one), note.VerifierList(v)); err == nil {
+				return true
+			}
+			lm.dropped.Inc()
+			return false
+		}
+	}
+	lm.dropped.Inc()
+	return false
 }
 
 // AddCheckpoint implements tlog-mirror add-checkpoint: tlog-witness

@@ -161,11 +161,19 @@ func newCosignerKey(t testing.TB, name string) (skey, vkey string) {
 
 func startMirror(t testing.TB, skey, vkey, dir string, logs ...*memLog) *testMirror {
 	t.Helper()
+	return startMirrorWith(t, func(*Config) {}, skey, vkey, dir, logs...)
+}
+
+// startMirrorWith starts a mirror whose Config edit may change first.
+func startMirrorWith(t testing.TB, edit func(*Config), skey, vkey, dir string, logs ...*memLog) *testMirror {
+	t.Helper()
 	var ll []loglist.Log
 	for _, l := range logs {
 		ll = append(ll, loglist.Log{Origin: l.origin, VKey: l.vkey, Verifier: l.verifier})
 	}
-	m, err := New(context.Background(), Config{PrivateKeys: []string{skey}, Logs: ll, Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{PrivateKeys: []string{skey}, Logs: ll, Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	edit(&cfg)
+	m, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,5 +691,72 @@ func TestPushBelowTheLogsMinimumIndexSaysSo(t *testing.T) {
 	rl2, _ := client.NewLog(serveMemLog(t, l).URL, p, client.HTTPOptions{})
 	if _, err := tm.pusher(t).Push(context.Background(), rl2, l.verifier, l.checkpointAt(t, 1000)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The mirror relays a witness cosignature only when it knows the witness's
+// key and the cosignature verifies: a forged line by a known witness, or any
+// line by an unknown key, is dropped, so the served checkpoint never carries
+// a line that would make a client reject it.
+func TestMirrorRelaysOnlyCosignaturesThatVerify(t *testing.T) {
+	l := newMemLog(t, "example.com/log")
+	known, knownV := newCosignerKey(t, "witness.test/known")
+	forged, forgedV := newCosignerKey(t, "witness.test/forged")
+	stranger, _ := newCosignerKey(t, "witness.test/stranger")
+	var vs []note.Verifier
+	for _, k := range []string{knownV, forgedV} {
+		v, err := fnote.NewVerifierForCosignatureV1(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	skey, vkey := newCosignerKey(t, "mirror.test/m1")
+	tm := startMirrorWith(t, func(c *Config) { c.Witnesses = vs }, skey, vkey, t.TempDir(), l)
+
+	l.add(t, 300, "a")
+	cp := l.checkpointAt(t, l.size())
+	text, _, _ := bytes.Cut(cp, []byte("\n\n"))
+	var lines []string
+	for _, k := range []string{known, forged, stranger} {
+		s, err := fnote.NewSignerForCosignatureV1(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := note.Sign(&note.Note{Text: string(text) + "\n"}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(signed[len(text)+2:]))
+	}
+	// The forged line names the known key "forged" but carries the
+	// signature bytes of another cosignature.
+	fsig := strings.Fields(lines[1])
+	ksig := strings.Fields(lines[0])
+	kb, _ := base64.StdEncoding.DecodeString(ksig[2])
+	fb, _ := base64.StdEncoding.DecodeString(fsig[2])
+	lines[1] = fmt.Sprintf("— %s %s\n", fsig[1], base64.StdEncoding.EncodeToString(append(fb[:4:4], kb[4:]...)))
+	cosigned := append(append([]byte{}, cp...), strings.Join(lines, "")...)
+
+	res, err := tm.pusher(t).Push(context.Background(), l, l.verifier, cosigned)
+	if err != nil || res.Size != l.size() {
+		t.Fatalf("push: %+v %v", res, err)
+	}
+	_, _, served := get(t, tm.srv.URL+"/"+OriginID(l.origin)+"/checkpoint")
+	// A client that knows every key, the forged one's included, accepts it.
+	n, err := note.Open(served, note.VerifierList(l.verifier, vs[0], vs[1], tm.verifier(t)))
+	if err != nil {
+		t.Fatalf("a client knowing every key rejects the mirror checkpoint: %v\n%s", err, served)
+	}
+	var names []string
+	for _, s := range n.Sigs {
+		names = append(names, s.Name)
+	}
+	if got := strings.Join(names, " "); got != "example.com/log witness.test/known mirror.test/m1" || len(n.UnverifiedSigs) != 0 {
+		t.Fatalf("served signatures %q (+%d unverified), want the log's, the known witness's and the mirror's\n%s", got, len(n.UnverifiedSigs), served)
+	}
+	_, _, metrics := get(t, tm.srv.URL+"/metrics")
+	if !strings.Contains(string(metrics), `cairn_mirror_dropped_cosignatures_total{origin="example.com/log"}`) {
+		t.Fatalf("no dropped-cosignature metric:\n%s", metrics)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/loglist"
 	"github.com/cairnlog/cairn/internal/atomicfile"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/storage/posix"
@@ -32,13 +33,16 @@ type tileWriter interface {
 
 // logMirror is the state of one mirrored log.
 type logMirror struct {
-	log    loglist.Log
-	own    []note.Verifier // the mirror's keys
-	id     string
-	dir    string // state: pending.json, evidence/
-	tiles  string // Tessera posix root: checkpoint, tile/, .state/
-	writer tileWriter
-	reader tessera.LogReader
+	log loglist.Log
+	own []note.Verifier // the mirror's keys
+	// witnesses are the cosigners whose lines are relayed (Config.Witnesses).
+	witnesses []note.Verifier
+	dropped   prometheus.Counter
+	id        string
+	dir       string // state: pending.json, evidence/
+	tiles     string // Tessera posix root: checkpoint, tile/, .state/
+	writer    tileWriter
+	reader    tessera.LogReader
 
 	// mu guards pending, recent, next, mirrorSize and mirrorNote. It is
 	// never held while reading a request body or integrating.
@@ -66,7 +70,7 @@ type pendingFile struct {
 func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
 	dir := m.logDir(l.Origin)
 	lm := &logMirror{
-		log: l, own: m.verifiers, id: OriginID(l.Origin), dir: dir, tiles: filepath.Join(dir, "log"),
+		log: l, own: m.verifiers, witnesses: m.witnesses, dropped: m.metrics.dropped.WithLabelValues(l.Origin), id: OriginID(l.Origin), dir: dir, tiles: filepath.Join(dir, "log"),
 		recent: map[uint64]pendingCheckpoint{}, evidenceSeen: map[string]bool{},
 	}
 	if err := os.MkdirAll(lm.tiles, 0o700); err != nil {

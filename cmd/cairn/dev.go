@@ -293,7 +293,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	plan.mirrorURL = "https://" + mirrorAddr + "/" + mirror.OriginID(devOrigin)
 	plan.procs = append(plan.procs, devProc{
 		name: devMirror,
-		args: []string{"mirror", "serve", "--key", filepath.Join(keys, devMirror+".key"), "--logs", logList,
+		args: []string{"mirror", "serve", "--key", filepath.Join(keys, devMirror+".key"), "--logs", logList, "--policy", plan.policyPath,
 			"--storage", "posix:" + filepath.Join(dir, devMirror), "--http", mirrorAddr, "--tls-cert", pki.cert[devMirror], "--tls-key", pki.key[devMirror]},
 		health: "https://" + mirrorAddr + "/healthz",
 	})

@@ -31,7 +31,7 @@ func mirrorCmds() []*cobra.Command {
 
 func newMirrorServeCmd() *cobra.Command {
 	var keyFiles []string
-	var logsFile, storage, addr, tlsCert, tlsKey, logFormat, level string
+	var logsFile, policyFile, storage, addr, tlsCert, tlsKey, logFormat, level string
 	var plaintext bool
 	cmd := &cobra.Command{
 		Use:   "serve --key FILE --logs FILE --storage posix:DIR",
@@ -49,11 +49,16 @@ mirrors and serves it over tlog-tiles.
   GET  /<hex sha256(origin)>/checkpoint, /tile/...   the mirrored log
 
 --logs is a witness-network log list (logs/v0), the same file a witness reads.
---key may be repeated: every key cosigns each mirror checkpoint.`,
+--key may be repeated: every key cosigns each mirror checkpoint.
+
+--policy names the witnesses (its witness lines) whose cosignatures the mirror
+relays on the checkpoints it serves, after verifying them; every other
+signature line a pushed checkpoint carries is dropped (without --policy, the
+mirror serves the log's signature and its own only).`,
 		Example: `  # A second mirror beside 'make run' (which runs mirror-sa on 8281), for its log:
   cairn keygen --witness --name mirror-b.example.net --out data/mirror-b
-  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --storage posix:data/mirror-b \
-    --http 127.0.0.1:8282 --insecure-plaintext`,
+  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --policy data/policy.txt \
+    --storage posix:data/mirror-b --http 127.0.0.1:8282 --insecure-plaintext`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -85,9 +90,19 @@ mirrors and serves it over tlog-tiles.
 			if err != nil {
 				return err
 			}
+			var witnesses []note.Verifier
+			if policyFile != "" {
+				p, err := (&clientFlags{policy: policyFile}).loadPolicy()
+				if err != nil {
+					return err
+				}
+				for _, w := range p.Witnesses {
+					witnesses = append(witnesses, w.Verifier)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Dir: dir, Logger: logger})
+			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Witnesses: witnesses, Dir: dir, Logger: logger})
 			if err != nil {
 				return flagError(cmd, err)
 			}
@@ -102,6 +117,7 @@ mirrors and serves it over tlog-tiles.
 	f := cmd.Flags()
 	f.StringArrayVar(&keyFiles, "key", nil, "file holding a mirror cosigner private key (cairn keygen --witness); repeatable")
 	f.StringVar(&logsFile, "logs", "", "log list (witness-network logs/v0 format) of the logs to mirror")
+	f.StringVar(&policyFile, "policy", "", "tlog-policy whose witness lines are the cosigners whose cosignatures the mirror relays (verified)")
 	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR")
 	f.StringVar(&addr, "http", "127.0.0.1:8281", "HTTP listen address")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS")
@@ -111,6 +127,7 @@ mirrors and serves it over tlog-tiles.
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	annotateField(f, "key", "Config.PrivateKeys")
 	annotateField(f, "logs", "Config.Logs")
+	annotateField(f, "policy", "Config.Witnesses")
 	annotateField(f, "storage", "Config.Dir")
 	documentEnv(cmd)
 	return cmd
