@@ -171,7 +171,7 @@ func (m *Mirror) handleTile(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, fmt.Sprintf("malformed tile path %q: %v", r.URL.Path, err), http.StatusBadRequest)
 		return
 	}
-	t, err := lm.reader.ReadTile(r.Context(), level, index, p)
+	t, err := lm.obj.Get(r.Context(), logPath(layout.TilePath(level, index, p)))
 	writeStatic(rw, r, t, err)
 }
 
@@ -186,7 +186,7 @@ func (m *Mirror) handleEntryBundle(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, fmt.Sprintf("malformed entry bundle path %q: %v", r.URL.Path, err), http.StatusBadRequest)
 		return
 	}
-	b, err := lm.reader.ReadEntryBundle(r.Context(), index, p)
+	b, err := lm.obj.Get(r.Context(), logPath(layout.EntriesPath(index, p)))
 	writeStatic(rw, r, b, err)
 }
 

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -74,8 +73,12 @@ type Config struct {
 	// and a client that knows that key would reject the whole checkpoint
 	// over a forged line.
 	Witnesses []note.Verifier
-	// Dir is the storage directory (posix): one subdirectory per log.
+	// Dir is the storage directory (posix): one subdirectory per log,
+	// named by its OriginID. Ignored when Storage is set.
 	Dir string
+	// Storage, if set, is where the logs are kept instead of Dir (e.g.
+	// mysql+s3, internal/objstore). The mirror closes it.
+	Storage Storage
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of evidence times (tests); nil means time.Now.
@@ -91,7 +94,7 @@ func (c Config) Validate() error {
 	if _, _, err := newCosigners(c.PrivateKeys); err != nil {
 		return fielderr.New("Config.PrivateKeys", err)
 	}
-	if c.Dir == "" {
+	if c.Dir == "" && c.Storage == nil {
 		return fielderr.New("Config.Dir", errors.New("a storage directory is required"))
 	}
 	seen := map[string]bool{}
@@ -121,13 +124,18 @@ type Mirror struct {
 	cosigners []note.Signer
 	verifiers []note.Verifier
 	witnesses []note.Verifier
-	dir       string
+	storage   Storage
 	logger    *slog.Logger
 	now       func() time.Time
 	metrics   *metrics
 
 	// maxExcess bounds re-sent entries per request (DefaultMaxExcessEntries).
 	maxExcess uint64
+
+	// stop ends the integration goroutines; wg waits for them (Close).
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 
 	mu   sync.RWMutex
 	logs map[string]*logMirror // by origin; guarded by mu
@@ -147,14 +155,17 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fielderr.Errorf("Config.Dir", "creating %s: %w", cfg.Dir, err)
+	if cfg.Storage == nil {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fielderr.Errorf("Config.Dir", "creating %s: %w", cfg.Dir, err)
+		}
+		cfg.Storage = DirStorage{Dir: cfg.Dir}
 	}
 	m := &Mirror{
 		cosigners: signers,
 		verifiers: verifiers,
 		witnesses: cfg.Witnesses,
-		dir:       cfg.Dir,
+		storage:   cfg.Storage,
 		logger:    cfg.Logger,
 		now:       cfg.Now,
 		metrics:   newMetrics(),
@@ -165,12 +176,38 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	for _, l := range cfg.Logs {
 		lm, err := m.open(ctx, l)
 		if err != nil {
+			_ = cfg.Storage.Close()
 			return nil, err
 		}
 		m.logs[l.Origin] = lm
 		m.byID[lm.id] = lm
 	}
+	ictx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stop = stop
+	for _, lm := range m.logs {
+		m.wg.Go(func() { lm.integrate(ictx, m.logger) })
+	}
+	// The integration also ends with ctx (Close waits for it either way).
+	m.wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			stop()
+		case <-ictx.Done():
+		}
+	})
 	return m, nil
+}
+
+// Close stops the mirror's background integration and waits for it. The
+// HTTP handler must no longer be serving.
+func (m *Mirror) Close() {
+	m.stop()
+	m.wg.Wait()
+	m.closeOnce.Do(func() {
+		if err := m.storage.Close(); err != nil {
+			m.logger.Warn("closing the mirror storage", slog.Any("error", err))
+		}
+	})
 }
 
 // Name is the name of the mirror's first cosigner key.
@@ -357,9 +394,6 @@ func truncate(s string) string {
 	}
 	return s
 }
-
-// logDir is where a log's state and tiles live.
-func (m *Mirror) logDir(origin string) string { return filepath.Join(m.dir, OriginID(origin)) }
 
 // cleanOrigin is the origin as it appears in log lines.
 func cleanOrigin(s string) string { return strings.ToValidUTF8(truncate(s), "?") }

@@ -177,6 +177,7 @@ func startMirrorWith(t testing.TB, edit func(*Config), skey, vkey, dir string, l
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Close)
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(srv.Close)
 	return &testMirror{Mirror: m, skey: skey, vkey: vkey, dir: dir, srv: srv, logs: logs}
@@ -568,6 +569,7 @@ func TestRestartMidUploadResumes(t *testing.T) {
 		t.Fatalf("a checkpoint is served before any commit: %d", code)
 	}
 	tm.srv.Close()
+	tm.Close()
 	tm2 := startMirror(t, tm.skey, tm.vkey, tm.dir, l)
 	res, err := tm2.pusher(t).Push(context.Background(), l, l.verifier, l.checkpointAt(t, 3000))
 	if err != nil {

@@ -106,6 +106,7 @@ mirror serves the log's signature and its own only).`,
 			if err != nil {
 				return flagError(cmd, err)
 			}
+			defer m.Close()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("--http %s: %w", addr, err)

@@ -1,0 +1,94 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/cairnlog/cairn/internal/atomicfile"
+)
+
+// Objects is where a mirror keeps one log: its tlog-tiles files (under
+// "log/": checkpoint, tile/…, tile/entries/…) and the mirror's own state
+// (pending.json, integrated.json, evidence/). Two implementations: a POSIX
+// directory and an S3 bucket prefix (internal/objstore).
+type Objects interface {
+	// Put stores data at path, atomically and durably, replacing what
+	// was there.
+	Put(ctx context.Context, path string, data []byte) error
+	// Get returns what is stored at path; an error wrapping
+	// os.ErrNotExist when nothing is.
+	Get(ctx context.Context, path string) ([]byte, error)
+	// List returns the names of the objects directly under dir, sorted.
+	List(ctx context.Context, dir string) ([]string, error)
+}
+
+// dirObjects keeps a log's objects in a directory: every Put is a write to
+// a temporary file, fsync, rename and directory sync (internal/atomicfile).
+type dirObjects struct{ root string }
+
+func (d dirObjects) Put(_ context.Context, path string, data []byte) error {
+	p := filepath.Join(d.root, filepath.FromSlash(path))
+	dir := filepath.Dir(p)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		// The new directory's name must be durable too.
+		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	return atomicfile.Write(p, data, 0o644)
+}
+
+func (d dirObjects) Get(_ context.Context, path string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(d.root, filepath.FromSlash(path)))
+}
+
+func (d dirObjects) List(_ context.Context, dir string) ([]string, error) {
+	es, err := os.ReadDir(filepath.Join(d.root, filepath.FromSlash(dir)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range es {
+		if !e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Storage opens the objects of each mirrored log. The mirror is the only
+// writer of what it opens: a Storage shared by several frontends must make
+// sure only one serves (internal/objstore's lock does, for mysql+s3).
+type Storage interface {
+	// Open returns the objects of the log whose OriginID is id.
+	Open(ctx context.Context, id string) (Objects, error)
+	// Close releases the storage.
+	Close() error
+}
+
+// DirStorage keeps every log in a subdirectory of a directory, named by its
+// OriginID.
+type DirStorage struct{ Dir string }
+
+// Open implements Storage.
+func (s DirStorage) Open(_ context.Context, id string) (Objects, error) {
+	root := filepath.Join(s.Dir, id)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", root, err)
+	}
+	return dirObjects{root: root}, nil
+}
+
+// Close implements Storage.
+func (DirStorage) Close() error { return nil }
