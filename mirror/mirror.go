@@ -28,6 +28,7 @@ import (
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/loglist"
 	"github.com/cairnlog/cairn/internal/fielderr"
+	"github.com/cairnlog/cairn/internal/mysqls3"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -74,11 +75,12 @@ type Config struct {
 	// over a forged line.
 	Witnesses []note.Verifier
 	// Dir is the storage directory (posix): one subdirectory per log,
-	// named by its OriginID. Ignored when Storage is set.
+	// named by its OriginID.
 	Dir string
-	// Storage, if set, is where the logs are kept instead of Dir (e.g.
-	// mysql+s3, internal/objstore). The mirror closes it.
-	Storage Storage
+	// AWS, when set instead of Dir, keeps the logs on mysql+s3: in the
+	// bucket under <OriginID>/, with the database holding the writer lock
+	// (one mirror frontend per bucket; a second is refused).
+	AWS mysqls3.Config
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of evidence times (tests); nil means time.Now.
@@ -94,8 +96,15 @@ func (c Config) Validate() error {
 	if _, _, err := newCosigners(c.PrivateKeys); err != nil {
 		return fielderr.New("Config.PrivateKeys", err)
 	}
-	if c.Dir == "" && c.Storage == nil {
-		return fielderr.New("Config.Dir", errors.New("a storage directory is required"))
+	switch aws := c.AWS.FirstSet(); {
+	case aws != "" && c.Dir != "":
+		return fielderr.Errorf(aws, "the mirror stores either in Config.Dir (posix) or on mysql+s3 (Config.AWS), not both")
+	case aws != "":
+		if err := c.AWS.Validate(); err != nil {
+			return err
+		}
+	case c.Dir == "":
+		return fielderr.New("Config.Dir", errors.New("a storage directory (or Config.AWS) is required"))
 	}
 	seen := map[string]bool{}
 	for i, l := range c.Logs {
@@ -124,7 +133,7 @@ type Mirror struct {
 	cosigners []note.Signer
 	verifiers []note.Verifier
 	witnesses []note.Verifier
-	storage   Storage
+	storage   storage
 	logger    *slog.Logger
 	now       func() time.Time
 	metrics   *metrics
@@ -155,17 +164,21 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Storage == nil {
-		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-			return nil, fielderr.Errorf("Config.Dir", "creating %s: %w", cfg.Dir, err)
+	var st storage = dirStorage{Dir: cfg.Dir}
+	if cfg.Dir == "" {
+		s, err := openMySQLS3(ctx, cfg.AWS)
+		if err != nil {
+			return nil, err
 		}
-		cfg.Storage = DirStorage{Dir: cfg.Dir}
+		st = s
+	} else if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fielderr.Errorf("Config.Dir", "creating %s: %w", cfg.Dir, err)
 	}
 	m := &Mirror{
 		cosigners: signers,
 		verifiers: verifiers,
 		witnesses: cfg.Witnesses,
-		storage:   cfg.Storage,
+		storage:   st,
 		logger:    cfg.Logger,
 		now:       cfg.Now,
 		metrics:   newMetrics(),
@@ -176,7 +189,7 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	for _, l := range cfg.Logs {
 		lm, err := m.open(ctx, l)
 		if err != nil {
-			_ = cfg.Storage.Close()
+			_ = st.Close()
 			return nil, err
 		}
 		m.logs[l.Origin] = lm

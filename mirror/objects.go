@@ -11,11 +11,11 @@ import (
 	"github.com/cairnlog/cairn/internal/atomicfile"
 )
 
-// Objects is where a mirror keeps one log: its tlog-tiles files (under
+// objects is where a mirror keeps one log: its tlog-tiles files (under
 // "log/": checkpoint, tile/…, tile/entries/…) and the mirror's own state
 // (pending.json, integrated.json, evidence/). Two implementations: a POSIX
-// directory and an S3 bucket prefix (internal/objstore).
-type Objects interface {
+// directory and an S3 bucket prefix (storage_s3.go).
+type objects interface {
 	// Put stores data at path, atomically and durably, replacing what
 	// was there.
 	Put(ctx context.Context, path string, data []byte) error
@@ -67,22 +67,22 @@ func (d dirObjects) List(_ context.Context, dir string) ([]string, error) {
 	return out, nil
 }
 
-// Storage opens the objects of each mirrored log. The mirror is the only
+// storage opens the objects of each mirrored log. The mirror is the only
 // writer of what it opens: a Storage shared by several frontends must make
-// sure only one serves (internal/objstore's lock does, for mysql+s3).
-type Storage interface {
+// sure only one serves (the mysql+s3 writer lock does).
+type storage interface {
 	// Open returns the objects of the log whose OriginID is id.
-	Open(ctx context.Context, id string) (Objects, error)
+	Open(ctx context.Context, id string) (objects, error)
 	// Close releases the storage.
 	Close() error
 }
 
-// DirStorage keeps every log in a subdirectory of a directory, named by its
+// dirStorage keeps every log in a subdirectory of a directory, named by its
 // OriginID.
-type DirStorage struct{ Dir string }
+type dirStorage struct{ Dir string }
 
-// Open implements Storage.
-func (s DirStorage) Open(_ context.Context, id string) (Objects, error) {
+// Open implements storage.
+func (s dirStorage) Open(_ context.Context, id string) (objects, error) {
 	root := filepath.Join(s.Dir, id)
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", root, err)
@@ -90,5 +90,5 @@ func (s DirStorage) Open(_ context.Context, id string) (Objects, error) {
 	return dirObjects{root: root}, nil
 }
 
-// Close implements Storage.
-func (DirStorage) Close() error { return nil }
+// Close implements storage.
+func (dirStorage) Close() error { return nil }

@@ -30,7 +30,7 @@ type logMirror struct {
 	id        string
 	// obj holds the log's tlog-tiles files under log/ and the mirror's
 	// state: pending.json, integrated.json, evidence/.
-	obj Objects
+	obj objects
 
 	// mu guards pending, recent, order, next, integrated, changed,
 	// mirrorSize and mirrorNote. It is never held while reading a request
