@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/internal/keyfile"
+	"github.com/cairnlog/cairn/internal/mysqls3"
 	"github.com/cairnlog/cairn/mirror"
 	"github.com/spf13/cobra"
 	fnote "github.com/transparency-dev/formats/note"
@@ -33,8 +34,9 @@ func newMirrorServeCmd() *cobra.Command {
 	var keyFiles []string
 	var logsFile, policyFile, storage, addr, tlsCert, tlsKey, logFormat, level string
 	var plaintext bool
+	var aws mysqls3.Config
 	cmd := &cobra.Command{
-		Use:   "serve --key FILE --logs FILE --storage posix:DIR",
+		Use:   "serve --key FILE --logs FILE --storage posix:DIR|mysql+s3",
 		Short: "Serve the C2SP tlog-mirror API and the mirrored logs' tiles",
 		Long: `Serve a C2SP tlog-mirror: a cosigner that stores a full copy of each log it
 mirrors and serves it over tlog-tiles.
@@ -51,6 +53,11 @@ mirrors and serves it over tlog-tiles.
 --logs is a witness-network log list (logs/v0), the same file a witness reads.
 --key may be repeated: every key cosigns each mirror checkpoint.
 
+--storage posix:DIR keeps each log in DIR/<hex sha256(origin)>/; mysql+s3 keeps
+it in the --s3-bucket under <hex sha256(origin)>/, with the log's flags
+(--mysql-dsn, --s3-*). A mirror has one writer per bucket: the database holds
+its lock, and a second mirror serve on the same bucket is refused.
+
 --policy names the witnesses (its witness lines) whose cosignatures the mirror
 relays on the checkpoints it serves, after verifying them; every other
 signature line a pushed checkpoint carries is dropped (without --policy, the
@@ -58,7 +65,13 @@ mirror serves the log's signature and its own only).`,
 		Example: `  # A second mirror beside 'make run' (which runs mirror-sa on 8281), for its log:
   cairn keygen --witness --name mirror-b.example.net --out data/mirror-b
   cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --policy data/policy.txt \
-    --storage posix:data/mirror-b --http 127.0.0.1:8282 --insecure-plaintext`,
+    --storage posix:data/mirror-b --http 127.0.0.1:8282 --insecure-plaintext
+  # The same on mysql+s3 (assumes 'make run-ha' or another MySQL and MinIO, and their
+  # DSN and key files):
+  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --policy data/policy.txt \
+    --storage mysql+s3 --mysql-dsn "$DSN" --s3-endpoint http://127.0.0.1:19000 --s3-bucket mirror-b \
+    --s3-region us-east-1 --s3-path-style --s3-access-key-file s3.id --s3-secret-key-file s3.secret \
+    --http 127.0.0.1:8282 --insecure-plaintext`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -75,8 +88,15 @@ mirror serves the log's signature and its own only).`,
 				return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
 			}
 			dir, ok := strings.CutPrefix(storage, "posix:")
-			if !ok || dir == "" {
-				return fmt.Errorf("--storage %q: want posix:DIR (mysql+s3 is not supported by the mirror yet)", storage)
+			switch {
+			case storage == "mysql+s3":
+				if aws.FirstSet() == "" {
+					return errors.New("--storage mysql+s3 needs --mysql-dsn, --s3-bucket, --s3-region, --s3-access-key-file and --s3-secret-key-file")
+				}
+			case !ok || dir == "":
+				return fmt.Errorf("--storage %q: want posix:DIR or mysql+s3", storage)
+			case aws.FirstSet() != "":
+				return fmt.Errorf("--storage %s: the --mysql-dsn and --s3-* flags apply only to --storage mysql+s3", storage)
 			}
 			var keys []string
 			for _, f := range keyFiles {
@@ -102,7 +122,7 @@ mirror serves the log's signature and its own only).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Witnesses: witnesses, Dir: dir, Logger: logger})
+			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Witnesses: witnesses, Dir: dir, AWS: aws, Logger: logger})
 			if err != nil {
 				return flagError(cmd, err)
 			}
@@ -119,7 +139,8 @@ mirror serves the log's signature and its own only).`,
 	f.StringArrayVar(&keyFiles, "key", nil, "file holding a mirror cosigner private key (cairn keygen --witness); repeatable")
 	f.StringVar(&logsFile, "logs", "", "log list (witness-network logs/v0 format) of the logs to mirror")
 	f.StringVar(&policyFile, "policy", "", "tlog-policy whose witness lines are the cosigners whose cosignatures the mirror relays (verified)")
-	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR")
+	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR, or mysql+s3 (with --mysql-dsn and --s3-*)")
+	registerMySQLS3(f, &aws, "the mirrored logs under <hex sha256(origin)>/")
 	f.StringVar(&addr, "http", "127.0.0.1:8281", "HTTP listen address")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert")

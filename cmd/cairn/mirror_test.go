@@ -61,7 +61,8 @@ func TestMirrorServeRefusesBadStartUps(t *testing.T) {
 	}{
 		{"a storage directory that is a file", key, "posix:" + filepath.Join(dir, "logs.txt"), "--storage: "},
 		{"not a cosigner key", dir + "/garbage.key", "posix:" + dir + "/st", "--key: "},
-		{"not posix", key, "mysql+s3", "--storage \"mysql+s3\""},
+		{"mysql+s3 without its flags", key, "mysql+s3", "--storage mysql+s3 needs --mysql-dsn"},
+		{"an unknown driver", key, "s3:bucket", "--storage \"s3:bucket\": want posix:DIR or mysql+s3"},
 	} {
 		stderr, code := serve(c.key, c.storage)
 		if code != 2 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "Config.") {
