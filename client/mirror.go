@@ -338,7 +338,6 @@ func (m *Mirror) entriesBody(ctx context.Context, src TileSource, reader tlog.Ha
 		sent += sp.End - sp.Start
 	}
 	var gz bytes.Buffer
-	gz.Grow(raw.Len() / 2)
 	w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
 	_, _ = w.Write(raw.Bytes())
 	_ = w.Close()

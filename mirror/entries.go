@@ -153,6 +153,7 @@ type bundleWriter struct {
 
 type writeResult struct {
 	start, end uint64
+	path       string // the bundle written, "" when it was stored already
 	err        error
 }
 
@@ -172,7 +173,8 @@ func (w *bundleWriter) write(ctx context.Context, p addentries.Package, leaves [
 	w.sem <- struct{}{}
 	w.wg.Go(func() {
 		defer func() { <-w.sem }()
-		if err := w.lm.obj.Put(ctx, logPath(layout.EntriesPath(k, width)), b.Bytes()); err != nil {
+		r.path = logPath(layout.EntriesPath(k, width))
+		if err := w.lm.obj.Put(ctx, r.path, b.Bytes()); err != nil {
 			r.err = fmt.Errorf("storing entry bundle %d of %q: %w", k, w.lm.log.Origin, err)
 			return
 		}
@@ -188,6 +190,16 @@ func (w *bundleWriter) write(ctx context.Context, p addentries.Package, leaves [
 // run of stored packages; it returns the first write error.
 func (w *bundleWriter) wait() error {
 	w.wg.Wait()
+	// The bundles are durable once their directories are synced.
+	var paths []string
+	for _, r := range w.results {
+		if r.err == nil && r.path != "" {
+			paths = append(paths, r.path)
+		}
+	}
+	if err := w.lm.obj.Sync(context.Background(), paths); err != nil {
+		return fmt.Errorf("storing the entry bundles of %q: %w", w.lm.log.Origin, err)
+	}
 	w.lm.mu.Lock()
 	defer w.lm.mu.Unlock()
 	for _, r := range w.results {
@@ -261,7 +273,7 @@ func (m *Mirror) commit(ctx context.Context, lm *logMirror, target pendingCheckp
 		return nil, err
 	}
 	served := append(append([]byte{}, target.Note...), cosigs...)
-	if err := lm.obj.Put(ctx, logPath(layout.CheckpointPath), served); err != nil {
+	if err := put(ctx, lm.obj, logPath(layout.CheckpointPath), served); err != nil {
 		return nil, fmt.Errorf("storing the mirror checkpoint of %q: %w", lm.log.Origin, err)
 	}
 	lm.mu.Lock()

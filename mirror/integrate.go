@@ -137,19 +137,24 @@ func (lm *logMirror) integrateTo(ctx context.Context, to uint64) error {
 	sem := make(chan struct{}, tileWriters)
 	var wg sync.WaitGroup
 	errs := make([]error, len(tiles))
+	paths := make([]string, len(tiles))
 	for i, t := range tiles {
+		paths[i] = logPath(layout.TilePath(uint64(t.L), uint64(t.N), uint8(t.W%layout.TileWidth)))
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = lm.obj.Put(ctx, logPath(layout.TilePath(uint64(t.L), uint64(t.N), uint8(t.W%layout.TileWidth))), data[i])
+			errs[i] = lm.obj.Put(ctx, paths[i], data[i])
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("storing tiles: %w", err)
 	}
+	if err := lm.obj.Sync(ctx, paths); err != nil {
+		return fmt.Errorf("storing tiles: %w", err)
+	}
 	st, _ := json.Marshal(integratedState{Size: to, Root: root[:]})
-	if err := lm.obj.Put(ctx, integratedPath, st); err != nil {
+	if err := put(ctx, lm.obj, integratedPath, st); err != nil {
 		return fmt.Errorf("storing the integrated size: %w", err)
 	}
 	lm.mu.Lock()

@@ -40,6 +40,9 @@ type memLog struct {
 	vkey     string
 	entries  [][]byte
 	hashes   []tlog.Hash
+	// bundles caches encoded entry bundles by index and width, as a log
+	// serves them from storage (a copy made by fork starts empty).
+	bundles *sync.Map // [2]uint64 → []byte
 }
 
 func newMemLog(t testing.TB, origin string) *memLog {
@@ -50,7 +53,7 @@ func newMemLog(t testing.TB, origin string) *memLog {
 	}
 	s, _ := note.NewSigner(skey)
 	v, _ := note.NewVerifier(vkey)
-	return &memLog{origin: origin, signer: s, verifier: v, vkey: vkey}
+	return &memLog{origin: origin, signer: s, verifier: v, vkey: vkey, bundles: &sync.Map{}}
 }
 
 func (m *memLog) ReadHashes(idx []int64) ([]tlog.Hash, error) {
@@ -79,6 +82,7 @@ func (m *memLog) fork() *memLog {
 	c := *m
 	c.hashes = append([]tlog.Hash(nil), m.hashes...)
 	c.entries = append([][]byte(nil), m.entries...)
+	c.bundles = &sync.Map{}
 	return &c
 }
 
@@ -115,12 +119,16 @@ func (m *memLog) ReadEntryBundle(_ context.Context, index uint64, p uint8) ([]by
 	if w == 0 {
 		w = 256
 	}
-	var b bytes.Buffer
-	for _, e := range m.entries[index*256 : index*256+w] {
-		_ = binary.Write(&b, binary.BigEndian, uint16(len(e)))
-		b.Write(e)
+	if b, ok := m.bundles.Load([2]uint64{index, w}); ok {
+		return b.([]byte), nil
 	}
-	return b.Bytes(), nil
+	var b []byte
+	for _, e := range m.entries[index*256 : index*256+w] {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
+		b = append(b, e...)
+	}
+	m.bundles.Store([2]uint64{index, w}, b)
+	return b, nil
 }
 
 func (m *memLog) proof(t testing.TB, old, n uint64) [][]byte {

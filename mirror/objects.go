@@ -16,9 +16,12 @@ import (
 // (pending.json, integrated.json, evidence/). Two implementations: a POSIX
 // directory and an S3 bucket prefix (storage_s3.go).
 type objects interface {
-	// Put stores data at path, atomically and durably, replacing what
-	// was there.
+	// Put stores data at path atomically, replacing what was there. It
+	// is durable once Sync of its path returned (put does both).
 	Put(ctx context.Context, path string, data []byte) error
+	// Sync makes the Puts of paths durable: for a directory, one sync of
+	// each parent directory however many files went into it.
+	Sync(ctx context.Context, paths []string) error
 	// Get returns what is stored at path; an error wrapping
 	// os.ErrNotExist when nothing is.
 	Get(ctx context.Context, path string) ([]byte, error)
@@ -26,8 +29,16 @@ type objects interface {
 	List(ctx context.Context, dir string) ([]string, error)
 }
 
-// dirObjects keeps a log's objects in a directory: every Put is a write to
-// a temporary file, fsync, rename and directory sync (internal/atomicfile).
+// put stores data at path durably.
+func put(ctx context.Context, o objects, path string, data []byte) error {
+	if err := o.Put(ctx, path, data); err != nil {
+		return err
+	}
+	return o.Sync(ctx, []string{path})
+}
+
+// dirObjects keeps a log's objects in a directory: a Put is a write to a
+// temporary file, fsync and rename; Sync syncs the directories.
 type dirObjects struct{ root string }
 
 func (d dirObjects) Put(_ context.Context, path string, data []byte) error {
@@ -42,7 +53,38 @@ func (d dirObjects) Put(_ context.Context, path string, data []byte) error {
 			return err
 		}
 	}
-	return atomicfile.Write(p, data, 0o644)
+	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(p)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+func (d dirObjects) Sync(_ context.Context, paths []string) error {
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		dirs[filepath.Dir(filepath.Join(d.root, filepath.FromSlash(p)))] = true
+	}
+	for dir := range dirs {
+		if err := atomicfile.SyncDir(dir); err != nil {
+			return fmt.Errorf("syncing %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 func (d dirObjects) Get(_ context.Context, path string) ([]byte, error) {

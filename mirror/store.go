@@ -162,7 +162,7 @@ func (lm *logMirror) savePending(c pendingCheckpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := lm.obj.Put(context.Background(), "pending.json", b); err != nil {
+	if err := put(context.Background(), lm.obj, "pending.json", b); err != nil {
 		return err
 	}
 	if _, ok := lm.recent[c.Size]; ok {
@@ -205,7 +205,7 @@ func (lm *logMirror) keepEvidence(m *Mirror, cur pendingCheckpoint, r addcheckpo
 	}
 	b, err := json.MarshalIndent(ev, "", "  ")
 	if err == nil {
-		err = lm.obj.Put(context.Background(), fmt.Sprintf("evidence/%d.json", now.UnixNano()), b)
+		err = put(context.Background(), lm.obj, fmt.Sprintf("evidence/%d.json", now.UnixNano()), b)
 	}
 	if err != nil {
 		m.logger.Error("could not store evidence", slog.String("origin", cleanOrigin(lm.log.Origin)), slog.Any("error", err))
