@@ -124,11 +124,13 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 		if err != nil {
 			return nil, err
 		}
-		if minIndex > 0 && start < minIndex {
+		// The bundle holding the minimum index is still served
+		// (tlog-tiles: only bundles ending at or below it may go).
+		if avail := minIndex / layout.EntryBundleWidth * layout.EntryBundleWidth; minIndex > 0 && start < avail {
 			if start, err = m.probeNext(ctx, c); err != nil {
 				return nil, err
 			}
-			if start < minIndex {
+			if start < avail {
 				return nil, fmt.Errorf("mirror %s needs entries from %d, but the log pruned everything below its minimum index %d: seed the mirror from another mirror (cairn mirror push --log OTHER_MIRROR_URL)", m.URL, start, minIndex)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -81,6 +82,12 @@ type Config struct {
 	// bucket under <OriginID>/, with the database holding the writer lock
 	// (one mirror frontend per bucket; a second is refused).
 	AWS mysqls3.Config
+	// Seeds start some logs at a minimum index, by origin (seed.go);
+	// every other log is mirrored from entry 0.
+	Seeds map[string]Seed
+	// HTTPClient reads a seeded log's tiles; nil means a client without
+	// proxy and with a 30 s timeout.
+	HTTPClient *http.Client
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of evidence times (tests); nil means time.Now.
@@ -117,6 +124,14 @@ func (c Config) Validate() error {
 			return fielderr.Errorf("Config.Logs", "origin %q is listed twice", l.Origin)
 		}
 		seen[l.Origin] = true
+	}
+	for origin, sd := range c.Seeds {
+		switch {
+		case !seen[origin]:
+			return fielderr.Errorf("Config.Seeds", "origin %q is not in Config.Logs", origin)
+		case sd.MinimumIndex > 0 && sd.URL == "":
+			return fielderr.Errorf("Config.Seeds", "origin %q starts at minimum index %d but has no URL to read the tree left of it from", origin, sd.MinimumIndex)
+		}
 	}
 	return nil
 }
@@ -164,6 +179,9 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	}
 	var st storage = dirStorage{Dir: cfg.Dir}
 	if cfg.Dir == "" {
 		s, err := openMySQLS3(ctx, cfg.AWS)
@@ -187,7 +205,7 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 		byID:      map[string]*logMirror{},
 	}
 	for _, l := range cfg.Logs {
-		lm, err := m.open(ctx, l)
+		lm, err := m.open(ctx, l, cfg.Seeds[l.Origin], cfg.HTTPClient)
 		if err != nil {
 			_ = st.Close()
 			return nil, err
@@ -198,7 +216,11 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	ictx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	m.stop = stop
 	for _, lm := range m.logs {
-		m.wg.Go(func() { lm.integrate(ictx, m.logger) })
+		m.wg.Go(func() {
+			if lm.seed(ictx, m.logger) {
+				lm.integrate(ictx, m.logger)
+			}
+		})
 	}
 	// The integration also ends with ctx (Close waits for it either way).
 	m.wg.Go(func() {

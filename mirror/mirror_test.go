@@ -298,6 +298,13 @@ func get(t testing.TB, url string) (int, http.Header, []byte) {
 // its leaf.
 func checkServed(t *testing.T, tm *testMirror, l *memLog, want uint64) {
 	t.Helper()
+	checkServedFrom(t, tm, l, want, 0)
+}
+
+// checkServedFrom is checkServed for a mirror whose minimum index is from:
+// the entries from there on are served and verify.
+func checkServedFrom(t *testing.T, tm *testMirror, l *memLog, want, from uint64) {
+	t.Helper()
 	base := tm.srv.URL + "/" + OriginID(l.origin)
 	code, h, cp := get(t, base+"/checkpoint")
 	if code != 200 || h.Get("Content-Type") != "text/plain; charset=utf-8" || h.Get("Cache-Control") != "no-cache" {
@@ -316,7 +323,7 @@ func checkServed(t *testing.T, tm *testMirror, l *memLog, want uint64) {
 		t.Fatalf("mirror checkpoint size %d, want %d", tree.N, want)
 	}
 	hr := tlog.TileHashReader(tree, httpTiles{t, base})
-	for k := uint64(0); k*256 < want; k++ {
+	for k := from / 256; k*256 < want; k++ {
 		w := min(256, want-k*256)
 		code, h, b := get(t, base+"/"+layout.EntriesPath(k, uint8(w%256)))
 		if code != 200 || h.Get("Cache-Control") != "max-age=31536000, immutable" || h.Get("Content-Type") != "application/octet-stream" {
@@ -614,6 +621,10 @@ func serveMemLogWithMinimum(t testing.TB, l *memLog, min uint64) *httptest.Serve
 			http.NotFound(w, r)
 			return
 		}
+		if min > 0 && (i+1)*256 <= min {
+			http.Error(w, "pruned", http.StatusNotFound) // tlog-tiles pruning
+			return
+		}
 		b, _ := l.ReadEntryBundle(r.Context(), i, p)
 		_, _ = w.Write(b)
 	})
@@ -769,4 +780,52 @@ func TestMirrorRelaysOnlyCosignaturesThatVerify(t *testing.T) {
 	if !strings.Contains(string(metrics), `cairn_mirror_dropped_cosignatures_total{origin="example.com/log"}`) {
 		t.Fatalf("no dropped-cosignature metric:\n%s", metrics)
 	}
+}
+
+// A mirror configured to start at a log's minimum index (rounded down to a
+// bundle: 1100 → 1024) reads the tree left
+// of it from the log once (verified against a checkpoint), then stores and
+// cosigns everything from there: the entries it serves verify with x/mod,
+// the pruned ones are 404, and it keeps going after a restart.
+func TestMirrorStartsAtTheLogsMinimumIndex(t *testing.T) {
+	l := newMemLog(t, "example.com/log")
+	l.add(t, 3000, "a")
+	srv := serveMemLogWithMinimum(t, l, 1024)
+	p, err := policy.Parse([]byte("log " + l.vkey + "\nquorum none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := client.NewLog(srv.URL, p, client.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey := newCosignerKey(t, "mirror.test/m1")
+	seeded := func(c *Config) { c.Seeds = map[string]Seed{l.origin: {MinimumIndex: 1100, URL: srv.URL}} }
+	tm := startMirrorWith(t, seeded, skey, vkey, t.TempDir(), l)
+	ctx := context.Background()
+	res, err := tm.pusher(t).Push(ctx, src, l.verifier, l.checkpointAt(t, l.size()))
+	if err != nil || res.Size != 3000 || res.Entries != 3000-1024 {
+		t.Fatalf("push from the minimum index: %+v %v", res, err)
+	}
+	checkServedFrom(t, tm, l, 3000, 1024)
+	base := tm.srv.URL + "/" + OriginID(l.origin)
+	for _, path := range []string{"/tile/entries/000", "/tile/entries/003", "/tile/0/000", "/tile/0/003"} {
+		if code, _, _ := get(t, base+path); code != 404 {
+			t.Errorf("%s below the minimum index: %d, want 404", path, code)
+		}
+	}
+	l.add(t, 70000, "b") // across a level-1 tile boundary
+	if _, err := tm.pusher(t).Push(ctx, src, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	checkServedFrom(t, tm, l, l.size(), 1024)
+
+	tm.srv.Close()
+	tm.Close()
+	tm2 := startMirrorWith(t, seeded, skey, vkey, tm.dir, l)
+	l.add(t, 10, "c")
+	if _, err := tm2.pusher(t).Push(ctx, src, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	checkServedFrom(t, tm2, l, l.size(), 1024)
 }

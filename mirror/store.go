@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -31,6 +32,11 @@ type logMirror struct {
 	// obj holds the log's tlog-tiles files under log/ and the mirror's
 	// state: pending.json, integrated.json, evidence/.
 	obj objects
+	// minIndex is the mirror's minimum index for this log (a multiple of
+	// 256); seedURL and hc read the tree left of it from the log.
+	minIndex uint64
+	seedURL  string
+	hc       *http.Client
 
 	// mu guards pending, recent, order, next, integrated, changed,
 	// mirrorSize and mirrorNote. It is never held while reading a request
@@ -61,7 +67,7 @@ type pendingFile struct {
 }
 
 // open loads a log's state, creating it on first use.
-func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
+func (m *Mirror) open(ctx context.Context, l loglist.Log, sd Seed, hc *http.Client) (*logMirror, error) {
 	id := OriginID(l.Origin)
 	obj, err := m.storage.Open(ctx, id)
 	if err != nil {
@@ -71,6 +77,7 @@ func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
 		log: l, own: m.verifiers, witnesses: m.witnesses, dropped: m.metrics.dropped.WithLabelValues(l.Origin), id: id, obj: obj,
 		recent: map[uint64]pendingCheckpoint{}, evidenceSeen: map[string]bool{}, changed: make(chan struct{}),
 		leafCache: map[uint64][]tlog.Hash{},
+		minIndex:  sd.MinimumIndex / layout.EntryBundleWidth * layout.EntryBundleWidth, seedURL: sd.URL, hc: hc,
 	}
 	b, err := obj.Get(ctx, "pending.json")
 	switch {
@@ -125,7 +132,9 @@ func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
 		}
 		lm.integrated = max(is.Size, lm.mirrorSize)
 	}
-	lm.next = lm.integrated
+	// tlog-mirror: the next entry is the first one at or past the
+	// minimum index that is not stored.
+	lm.next = max(lm.integrated, lm.minIndex)
 	m.metrics.pendingSize.WithLabelValues(l.Origin).Set(float64(lm.pending.Size))
 	return lm, nil
 }
