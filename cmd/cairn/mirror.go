@@ -1,17 +1,22 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/keyfile"
 	"github.com/cairnlog/cairn/internal/mysqls3"
 	"github.com/cairnlog/cairn/mirror"
@@ -35,6 +40,8 @@ func newMirrorServeCmd() *cobra.Command {
 	var logsFile, policyFile, storage, addr, tlsCert, tlsKey, logFormat, level string
 	var plaintext bool
 	var aws mysqls3.Config
+	var minIndexes []string
+	var tlsCA string
 	cmd := &cobra.Command{
 		Use:   "serve --key FILE --logs FILE --storage posix:DIR|mysql+s3",
 		Short: "Serve the C2SP tlog-mirror API and the mirrored logs' tiles",
@@ -57,6 +64,12 @@ mirrors and serves it over tlog-tiles.
 it in the --s3-bucket under <hex sha256(origin)>/, with the log's flags
 (--mysql-dsn, --s3-*). A mirror has one writer per bucket: the database holds
 its lock, and a second mirror serve on the same bucket is refused.
+
+--minimum-index ORIGIN=N starts a log at N (a log with retention that pruned
+its start): the mirror stores and cosigns the entries from N (rounded down to a
+multiple of 256) on, and reads the tree left of N once from the log's URL on
+its --policy log line, verified against a checkpoint the log signed. Its
+cosignature then vouches only for the entries from N on (docs/mirror.md).
 
 --policy names the witnesses (its witness lines) whose cosignatures the mirror
 relays on the checkpoints it serves, after verifying them; every other
@@ -111,18 +124,31 @@ mirror serves the log's signature and its own only).`,
 				return err
 			}
 			var witnesses []note.Verifier
+			var pol *policy.Policy
 			if policyFile != "" {
-				p, err := (&clientFlags{policy: policyFile}).loadPolicy()
-				if err != nil {
+				if pol, err = (&clientFlags{policy: policyFile}).loadPolicy(); err != nil {
 					return err
 				}
-				for _, w := range p.Witnesses {
+				for _, w := range pol.Witnesses {
 					witnesses = append(witnesses, w.Verifier)
 				}
 			}
+			seeds, err := parseMinimumIndexes(minIndexes, pol)
+			if err != nil {
+				return err
+			}
+			hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+			if tlsCA != "" {
+				roots, err := certpool.LoadWithSystem(tlsCA)
+				if err != nil {
+					return fmt.Errorf("--tls-ca: %w", err)
+				}
+				hc.Transport = &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Witnesses: witnesses, Dir: dir, AWS: aws, Logger: logger})
+			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Witnesses: witnesses, Dir: dir, AWS: aws,
+				Seeds: seeds, HTTPClient: hc, Logger: logger})
 			if err != nil {
 				return flagError(cmd, err)
 			}
@@ -141,6 +167,8 @@ mirror serves the log's signature and its own only).`,
 	f.StringVar(&policyFile, "policy", "", "tlog-policy whose witness lines are the cosigners whose cosignatures the mirror relays (verified)")
 	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR, or mysql+s3 (with --mysql-dsn and --s3-*)")
 	registerMySQLS3(f, &aws, "the mirrored logs under <hex sha256(origin)>/")
+	f.StringArrayVar(&minIndexes, "minimum-index", nil, "ORIGIN=N: mirror that log from index N on (rounded down to 256), reading the tree left of N from the log's URL in --policy; repeatable")
+	f.StringVar(&tlsCA, "tls-ca", "", "PEM CA bundle (beside the system roots) for reading a --minimum-index log over HTTPS")
 	f.StringVar(&addr, "http", "127.0.0.1:8281", "HTTP listen address")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert")
@@ -150,6 +178,7 @@ mirror serves the log's signature and its own only).`,
 	annotateField(f, "key", "Config.PrivateKeys")
 	annotateField(f, "logs", "Config.Logs")
 	annotateField(f, "policy", "Config.Witnesses")
+	annotateField(f, "minimum-index", "Config.Seeds")
 	annotateField(f, "storage", "Config.Dir")
 	documentEnv(cmd)
 	return cmd
@@ -270,4 +299,26 @@ func newMirrorEvidenceCmd() *cobra.Command {
 	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
 	return cmd
+}
+
+// parseMinimumIndexes turns --minimum-index ORIGIN=N flags into the
+// mirror's seeds; the log's URL comes from its log line in the policy.
+func parseMinimumIndexes(flags []string, pol *policy.Policy) (map[string]mirror.Seed, error) {
+	seeds := map[string]mirror.Seed{}
+	for _, f := range flags {
+		origin, n, ok := strings.Cut(f, "=")
+		idx, err := strconv.ParseUint(n, 10, 64)
+		if !ok || origin == "" || err != nil {
+			return nil, fmt.Errorf("--minimum-index %q: want ORIGIN=N (a decimal index)", f)
+		}
+		if pol == nil {
+			return nil, fmt.Errorf("--minimum-index %s: needs --policy, whose log line gives the URL the tree left of %d is read from", origin, idx)
+		}
+		l, found := pol.LogFor(origin)
+		if !found || l.URL == "" {
+			return nil, fmt.Errorf("--minimum-index %s: the --policy has no log line with a URL for that origin", origin)
+		}
+		seeds[origin] = mirror.Seed{MinimumIndex: idx, URL: l.URL}
+	}
+	return seeds, nil
 }
