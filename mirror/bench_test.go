@@ -17,7 +17,7 @@ import (
 // to a mirror over HTTP (gzip bodies of 32 packages, as client.Mirror
 // sends them) and reports entries/s: "stored" until every package is
 // authenticated and on disk, "cosigned" until the mirror checkpoint (tiles
-// integrated by Tessera) is signed.
+// integrated) is signed.
 func BenchmarkMirrorIngest(b *testing.B) {
 	const n = 100_000
 	l := newMemLog(b, "example.com/log")
@@ -108,7 +108,7 @@ func BenchmarkMirrorLag(b *testing.B) {
 // 1 KiB, in add-entries requests of 32 packages built (and gzipped) before
 // the clock starts, as a client streams them. entries_stored/s covers every
 // package but the last being authenticated and durably written (202s);
-// commit_s is the last request: Tessera integrating the tiles, the root
+// commit_s is the last request: the rest of the integration, the root
 // check and the cosignature.
 func BenchmarkMirrorStore(b *testing.B) {
 	const n = 100_000

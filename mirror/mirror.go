@@ -6,9 +6,9 @@
 // Updates come in three steps, as the spec lays out: add-checkpoint moves the
 // pending checkpoint (witness semantics, no cosignature), add-entries stores
 // entry packages each proven against a pending checkpoint, and once every
-// entry up to a pending checkpoint is stored the mirror integrates them
-// (Tessera's migration writer builds the tiles), cosigns that checkpoint and
-// serves it. The mirror checkpoint never moves backwards.
+// entry up to a pending checkpoint is stored and integrated (integrate.go
+// builds the tiles beside the uploads) the mirror cosigns that checkpoint
+// and serves it. The mirror checkpoint never moves backwards.
 package mirror
 
 import (
