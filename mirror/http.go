@@ -33,12 +33,14 @@ const (
 //	POST /add-entries                          tlog-mirror
 //	GET  /<hex sha256(origin)>/checkpoint      the mirror checkpoint (log signature + mirror cosignature)
 //	GET  /<hex sha256(origin)>/tile/...        tlog-tiles hash tiles and entry bundles
+//	GET  /<hex sha256(origin)>/minimum-index   the mirror's minimum index, as the log serves its own (404: 0)
 //	GET  /healthz, /metrics
 func (m *Mirror) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add-checkpoint", m.handleAddCheckpoint)
 	mux.HandleFunc("POST /add-entries", m.handleAddEntries)
 	mux.HandleFunc("GET /{id}/checkpoint", m.handleCheckpoint)
+	mux.HandleFunc("GET /{id}/minimum-index", m.handleMinimumIndex)
 	mux.HandleFunc("GET /{id}/tile/entries/{path...}", m.handleEntryBundle)
 	mux.HandleFunc("GET /{id}/tile/{level}/{path...}", m.handleTile)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(rw, "ok\n") })
@@ -158,6 +160,19 @@ func (m *Mirror) handleCheckpoint(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	rw.Header().Set("Cache-Control", cacheCheckpoint)
 	_, _ = rw.Write(cp)
+}
+
+// handleMinimumIndex answers like the log's GET /minimum-index: the index
+// below which this copy holds nothing, or 404 when it holds everything.
+func (m *Mirror) handleMinimumIndex(rw http.ResponseWriter, r *http.Request) {
+	lm, ok := m.lookupID(r.PathValue("id"))
+	if !ok || lm.minIndex == 0 {
+		http.Error(rw, "no minimum index: every entry is kept", http.StatusNotFound)
+		return
+	}
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rw.Header().Set("Cache-Control", cacheCheckpoint)
+	_, _ = fmt.Fprintf(rw, "%d\n", lm.minIndex)
 }
 
 func (m *Mirror) handleTile(rw http.ResponseWriter, r *http.Request) {

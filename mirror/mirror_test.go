@@ -809,6 +809,9 @@ func TestMirrorStartsAtTheLogsMinimumIndex(t *testing.T) {
 	}
 	checkServedFrom(t, tm, l, 3000, 1024)
 	base := tm.srv.URL + "/" + OriginID(l.origin)
+	if code, _, b := get(t, base+"/minimum-index"); code != 200 || string(b) != "1024\n" {
+		t.Errorf("minimum-index: %d %q, want 1024", code, b)
+	}
 	for _, path := range []string{"/tile/entries/000", "/tile/entries/003", "/tile/0/000", "/tile/0/003"} {
 		if code, _, _ := get(t, base+path); code != 404 {
 			t.Errorf("%s below the minimum index: %d, want 404", path, code)
