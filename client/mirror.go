@@ -270,8 +270,11 @@ func (m *Mirror) addCheckpoint(ctx context.Context, reader tlog.HashReader, c ch
 // entriesBody builds one add-entries request from start to the checkpoint's
 // size: at most MaxPackagesPerRequest packages, gzipped.
 func (m *Mirror) entriesBody(ctx context.Context, src TileSource, reader tlog.HashReader, c checkpoint.Checkpoint, start uint64, ticket []byte) ([]byte, uint64, error) {
-	var raw bytes.Buffer
-	raw.Write(addentries.Header{Origin: c.Origin, UploadStart: start, UploadEnd: c.Size, Ticket: ticket}.Marshal())
+	// Packages are compressed as they are built: no uncompressed copy of
+	// the body is kept.
+	var gz bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	_, _ = w.Write(addentries.Header{Origin: c.Origin, UploadStart: start, UploadEnd: c.Size, Ticket: ticket}.Marshal())
 	// Every perfect-subtree hash the request's proofs need is read in one
 	// ReadHashes call: x/mod verifies the tiles it reads against the root
 	// once per call, not once per hash.
@@ -312,6 +315,7 @@ func (m *Mirror) entriesBody(ctx context.Context, src TileSource, reader tlog.Ha
 		return known[tlog.StoredHashIndex(int(level), int64(index))], nil
 	}
 	var sent uint64
+	var pkg []byte
 	for _, sp := range spans {
 		k := sp.SubtreeStart / layout.EntryBundleWidth
 		b, err := src.ReadEntryBundle(ctx, k, layout.PartialTileSize(0, k, c.Size))
@@ -332,16 +336,12 @@ func (m *Mirror) entriesBody(ctx context.Context, src TileSource, reader tlog.Ha
 		if err != nil {
 			return nil, 0, fmt.Errorf("building the proof of entries [%d, %d): %w", sp.SubtreeStart, sp.End, err)
 		}
-		pkg, err := addentries.AppendPackage(nil, eb.Entries[lo:hi], proof)
-		if err != nil {
+		if pkg, err = addentries.AppendPackage(pkg[:0], eb.Entries[lo:hi], proof); err != nil {
 			return nil, 0, err
 		}
-		raw.Write(pkg)
+		_, _ = w.Write(pkg) // into memory: cannot fail
 		sent += sp.End - sp.Start
 	}
-	var gz bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	_, _ = w.Write(raw.Bytes())
 	_ = w.Close()
 	return gz.Bytes(), sent, nil
 }
