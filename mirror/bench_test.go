@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -159,4 +160,25 @@ func (tm *testMirror) postGzip(t testing.TB, path string, body []byte) (int, htt
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, rb
+}
+
+// BenchmarkMirrorIngestMySQLS3 is BenchmarkMirrorIngest on mysql+s3: the
+// run's MariaDB and MinIO (skipped when they are not installed), a bucket of
+// its own per iteration.
+func BenchmarkMirrorIngestMySQLS3(b *testing.B) {
+	const n = 100_000
+	l := newMemLog(b, "example.com/log")
+	l.add(b, n, strings.Repeat("x", 1000))
+	skey, vkey := newCosignerKey(b, "mirror.test/m1")
+	for i := range b.N {
+		aws := testAWS(b, fmt.Sprintf("bench-ingest-%d-%d", time.Now().UnixNano(), i))
+		tm := startMirrorWith(b, func(c *Config) { c.AWS = aws }, skey, vkey, "", l)
+		start := time.Now()
+		if _, err := tm.pusher(b).Push(context.Background(), l, l.verifier, l.checkpointAt(b, n)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries_cosigned/s")
+		tm.srv.Close()
+		tm.Close()
+	}
 }
