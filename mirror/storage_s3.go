@@ -10,6 +10,9 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	aaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -31,7 +34,16 @@ type s3Storage struct {
 	s3     *s3.Client
 	bucket string
 	db     *sql.DB
-	lock   *sql.Conn // holds GET_LOCK(lockName) while the mirror runs
+
+	// lockMu guards lock: the connection holding GET_LOCK(lockName),
+	// replaced by watchLock when the database dropped it.
+	lockMu sync.Mutex
+	lock   *sql.Conn
+	// lost is set when the lock is gone and another frontend took it:
+	// every Put fails from then on.
+	lost atomic.Bool
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // ErrStorageLocked says another mirror frontend writes to the same bucket.
@@ -77,7 +89,44 @@ func openMySQLS3(ctx context.Context, c mysqls3.Config) (*s3Storage, error) {
 		cfg, _ := mysql.ParseDSN(c.MySQLDSN)
 		return nil, fielderr.Errorf("Config.AWS.S3Bucket", "%w: bucket %s (lock %q on database %s at %s): a mirror has one writer; run one mirror serve per bucket", ErrStorageLocked, c.S3Bucket, name, cfg.DBName, cfg.Addr)
 	}
-	return &s3Storage{s3: client, bucket: c.S3Bucket, db: db, lock: conn}, nil
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &s3Storage{s3: client, bucket: c.S3Bucket, db: db, lock: conn, stop: stop, done: make(chan struct{})}
+	go s.watchLock(wctx)
+	return s, nil
+}
+
+// lockCheck is how often the writer lock is checked.
+const lockCheck = 5 * time.Second
+
+// watchLock checks that the writer lock is still held (a database restart
+// drops it with the connection) and takes it again; when another frontend
+// took it meanwhile, the storage stops writing (lost).
+func (s *s3Storage) watchLock(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(lockCheck)
+	defer t.Stop()
+	name := lockName(s.bucket)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.lockMu.Lock()
+		var held sql.NullInt64
+		err := s.lock.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", name).Scan(&held)
+		if err != nil || !held.Valid || held.Int64 != 1 {
+			_ = s.lock.Close()
+			if conn, cerr := s.db.Conn(ctx); cerr == nil {
+				s.lock = conn
+				var got sql.NullInt64
+				if qerr := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); qerr == nil && got.Valid && got.Int64 == 0 {
+					s.lost.Store(true) // another frontend holds it now
+				}
+			}
+		}
+		s.lockMu.Unlock()
+	}
 }
 
 // lockName is the MySQL user lock of a bucket (at most 64 characters).
@@ -91,11 +140,15 @@ func lockName(bucket string) string {
 
 // Open implements storage.
 func (s *s3Storage) Open(_ context.Context, id string) (objects, error) {
-	return s3Objects{s3: s.s3, bucket: s.bucket, prefix: id + "/"}, nil
+	return s3Objects{s3: s.s3, bucket: s.bucket, prefix: id + "/", lost: &s.lost}, nil
 }
 
 // Close releases the writer lock and the connections.
 func (s *s3Storage) Close() error {
+	s.stop()
+	<-s.done
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
 	_, err := s.lock.ExecContext(context.Background(), "DO RELEASE_LOCK(?)", lockName(s.bucket))
 	return errors.Join(err, s.lock.Close(), s.db.Close())
 }
@@ -106,9 +159,13 @@ type s3Objects struct {
 	s3     *s3.Client
 	bucket string
 	prefix string
+	lost   *atomic.Bool // the writer lock went to another frontend
 }
 
 func (o s3Objects) Put(ctx context.Context, path string, data []byte) error {
+	if o.lost != nil && o.lost.Load() {
+		return fmt.Errorf("%w: bucket %s: the writer lock was lost (a database restart) and another frontend took it; this one stopped writing", ErrStorageLocked, o.bucket)
+	}
 	_, err := o.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aaws.String(o.bucket), Key: aaws.String(o.prefix + path), Body: bytes.NewReader(data)})
 	if err != nil {
 		return fmt.Errorf("storing s3://%s/%s%s: %w", o.bucket, o.prefix, path, err)

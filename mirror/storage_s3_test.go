@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -288,4 +289,41 @@ func eventually(t testing.TB, d time.Duration, cond func() bool, why func() stri
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// When the database drops the writer lock (its connection killed, as in a
+// database restart) and another frontend takes it, the first stops writing:
+// its uploads fail, the new holder's succeed.
+func TestMySQLS3MirrorStopsWritingWhenItsLockWasTaken(t *testing.T) {
+	aws := testAWS(t, "mirror-lock-lost")
+	l := newMemLog(t, "example.com/log")
+	skey, vkey := newCosignerKey(t, "mirror.test/m1")
+	a := startMirrorWith(t, func(c *Config) { c.AWS = aws }, skey, vkey, "", l)
+	ctx := context.Background()
+	l.add(t, 300, "a")
+	if _, err := a.pusher(t).Push(ctx, l, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", aws.MySQLDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var holder int64
+	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", lockName(aws.S3Bucket)).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("KILL %d", holder)); err != nil {
+		t.Fatal(err)
+	}
+	b := startMirrorWith(t, func(c *Config) { c.AWS = aws }, skey, vkey, "", l)
+	l.add(t, 300, "b")
+	eventually(t, time.Minute, func() bool {
+		_, err := a.pusher(t).Push(ctx, l, l.verifier, l.checkpointAt(t, l.size()))
+		return err != nil && strings.Contains(err.Error(), "500")
+	}, func() string { return "the first frontend still writes" })
+	if _, err := b.pusher(t).Push(ctx, l, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	checkServed(t, b, l, l.size())
 }
