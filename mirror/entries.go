@@ -71,7 +71,7 @@ func (m *Mirror) AddEntries(ctx context.Context, body io.Reader) ([]byte, error)
 	}
 
 	stored := 0
-	w := &bundleWriter{m: m, lm: lm, sem: make(chan struct{}, maxWritesInFlight)}
+	w := &bundleWriter{m: m, lm: lm, sem: make(chan struct{}, lm.obj.Parallel())}
 	for sp := range addentries.Spans(h.UploadStart, h.UploadEnd) {
 		p, err := addentries.ReadPackage(br, sp)
 		if err != nil {
@@ -107,10 +107,9 @@ func (lm *logMirror) nextEntry() uint64 {
 	return lm.next
 }
 
-// maxWritesInFlight bounds the entry bundles one request writes at once:
-// each write is a durable rename and directory sync, so writing several
-// bundles in parallel is what keeps ingest from being one fsync at a time.
-const maxWritesInFlight = 8
+// A request writes up to objects.Parallel() entry bundles at once: each is
+// an fsync (or a round trip to the object store), so writing several in
+// parallel is what keeps ingest from being one at a time.
 
 // verifyPackage authenticates one package against target: its entries (with
 // the stored ones before it in its bundle) must be the subtree its proof

@@ -35,9 +35,6 @@ const stepEntries = 1 << 16
 // minIntermediateStep is the least progress worth an intermediate step.
 const minIntermediateStep = 8192
 
-// tileWriters is how many tiles are written at once.
-const tileWriters = 16
-
 // integratedPath holds the integrated tree: its size and root.
 const integratedPath = "integrated.json"
 
@@ -134,7 +131,7 @@ func (lm *logMirror) integrateTo(ctx context.Context, to uint64) error {
 	if err != nil {
 		return fmt.Errorf("hashing the tree at %d: %w", to, err)
 	}
-	sem := make(chan struct{}, tileWriters)
+	sem := make(chan struct{}, 2*lm.obj.Parallel())
 	var wg sync.WaitGroup
 	errs := make([]error, len(tiles))
 	paths := make([]string, len(tiles))

@@ -27,6 +27,8 @@ type objects interface {
 	Get(ctx context.Context, path string) ([]byte, error)
 	// List returns the names of the objects directly under dir, sorted.
 	List(ctx context.Context, dir string) ([]string, error)
+	// Parallel is how many Puts are worth running at once.
+	Parallel() int
 }
 
 // put stores data at path durably.
@@ -86,6 +88,9 @@ func (d dirObjects) Sync(_ context.Context, paths []string) error {
 	}
 	return nil
 }
+
+// Parallel implements objects: each Put is an fsync on the local disk.
+func (dirObjects) Parallel() int { return 8 }
 
 func (d dirObjects) Get(_ context.Context, path string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(d.root, filepath.FromSlash(path)))

@@ -173,6 +173,9 @@ func (o s3Objects) Put(ctx context.Context, path string, data []byte) error {
 	return nil
 }
 
+// Parallel implements objects: each Put is a round trip to the store.
+func (s3Objects) Parallel() int { return s3Writers }
+
 // Sync implements objects: an answered PutObject is durable already.
 func (o s3Objects) Sync(context.Context, []string) error { return nil }
 
