@@ -105,7 +105,7 @@ func (c Config) Validate() error {
 	}
 	switch aws := c.AWS.FirstSet(); {
 	case aws != "" && c.Dir != "":
-		return fielderr.Errorf(aws, "the mirror stores either in Config.Dir (posix) or on mysql+s3 (Config.AWS), not both")
+		return fielderr.Errorf(aws, "the mirror stores either in Config.Dir (posix) or on mysql+s3, not both")
 	case aws != "":
 		if err := c.AWS.Validate(); err != nil {
 			return err

@@ -151,7 +151,11 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	for i := range plan.procs {
-		plan.procs[i].env = env
+		// Only the log frontends use the database (the mirror, which
+		// reads CAIRN_MYSQL_DSN too, stores to posix in the demo).
+		if strings.HasPrefix(plan.procs[i].name, "log") {
+			plan.procs[i].env = env
+		}
 	}
 	roots, err := certpool.Load(plan.ca)
 	if err != nil {

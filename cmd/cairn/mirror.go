@@ -103,6 +103,7 @@ mirror serves the log's signature and its own only).`,
 			dir, ok := strings.CutPrefix(storage, "posix:")
 			switch {
 			case storage == "mysql+s3":
+				dir = ""
 				if aws.FirstSet() == "" {
 					return errors.New("--storage mysql+s3 needs --mysql-dsn, --s3-bucket, --s3-region, --s3-access-key-file and --s3-secret-key-file")
 				}
