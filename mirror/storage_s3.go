@@ -208,3 +208,33 @@ func (o s3Objects) List(ctx context.Context, dir string) ([]string, error) {
 	sort.Strings(names)
 	return names, nil
 }
+
+// ReadEvidenceMySQLS3 returns the evidence kept in a mirror's mysql+s3
+// bucket, for every log, oldest first per log. It only reads the bucket
+// (no writer lock), so it works beside a running mirror.
+func ReadEvidenceMySQLS3(ctx context.Context, c mysqls3.Config) ([]Evidence, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	sdk, opts, err := c.SDK(4)
+	if err != nil {
+		return nil, err
+	}
+	client := s3.NewFromConfig(*sdk, opts)
+	var out []Evidence
+	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: aaws.String(c.S3Bucket), Delimiter: aaws.String("/")})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fielderr.Errorf("Config.AWS.S3Bucket", "listing %s: %w", c.S3Bucket, err)
+		}
+		for _, cp := range page.CommonPrefixes {
+			evs, err := evidenceIn(ctx, s3Objects{s3: client, bucket: c.S3Bucket, prefix: aaws.ToString(cp.Prefix)})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, evs...)
+		}
+	}
+	return out, nil
+}

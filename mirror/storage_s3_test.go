@@ -181,6 +181,19 @@ func TestMySQLS3MirrorServesAVerifiedCopyWithOneWriter(t *testing.T) {
 		t.Fatalf("a second frontend on the same bucket: %v, want ErrStorageLocked naming the bucket", err)
 	}
 
+	// A fork is refused and its evidence kept in the bucket, readable
+	// beside the running mirror.
+	fork := l.fork()
+	fork.entries, fork.hashes = nil, nil
+	fork.add(t, int(l.size()), "fork")
+	if code, b := tm.addCheckpoint(t, fork, l.size(), l.size()); code != 422 {
+		t.Fatalf("a forked checkpoint: %d %s", code, b)
+	}
+	evs, err := ReadEvidenceMySQLS3(ctx, aws)
+	if err != nil || len(evs) != 1 || evs[0].Origin != l.origin {
+		t.Fatalf("evidence on mysql+s3: %+v %v", evs, err)
+	}
+
 	tm.srv.Close()
 	tm.Close()
 	tm2 := startMirrorWith(t, func(c *Config) { c.AWS = aws }, skey, vkey, "", l)

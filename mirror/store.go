@@ -242,24 +242,35 @@ func ReadEvidence(dir string) ([]Evidence, error) {
 	}
 	var out []Evidence
 	for _, l := range logs {
-		files, err := os.ReadDir(filepath.Join(dir, l.Name(), "evidence"))
-		if errors.Is(err, os.ErrNotExist) {
+		if !l.IsDir() {
 			continue
 		}
+		evs, err := evidenceIn(context.Background(), dirObjects{root: filepath.Join(dir, l.Name())})
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
-			b, err := os.ReadFile(filepath.Join(dir, l.Name(), "evidence", f.Name()))
-			if err != nil {
-				return nil, err
-			}
-			var ev Evidence
-			if err := json.Unmarshal(b, &ev); err != nil {
-				return nil, fmt.Errorf("%s: %w", f.Name(), err)
-			}
-			out = append(out, ev)
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// evidenceIn reads the evidence kept among one log's objects.
+func evidenceIn(ctx context.Context, o objects) ([]Evidence, error) {
+	names, err := o.List(ctx, "evidence")
+	if err != nil {
+		return nil, err
+	}
+	var out []Evidence
+	for _, name := range names {
+		b, err := o.Get(ctx, "evidence/"+name)
+		if err != nil {
+			return nil, err
 		}
+		var ev Evidence
+		if err := json.Unmarshal(b, &ev); err != nil {
+			return nil, fmt.Errorf("evidence/%s: %w", name, err)
+		}
+		out = append(out, ev)
 	}
 	return out, nil
 }

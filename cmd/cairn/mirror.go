@@ -273,19 +273,31 @@ mirror's answer. Prints the size each mirror now cosigns.`,
 
 func newMirrorEvidenceCmd() *cobra.Command {
 	var storage, output string
+	var aws mysqls3.Config
 	cmd := &cobra.Command{
-		Use:     "evidence --storage posix:DIR",
-		Short:   "Print the inconsistent checkpoints this mirror refused",
-		Example: `  cairn mirror evidence --storage posix:data/mirror-b --output json`,
-		Args:    cobra.NoArgs,
+		Use:   "evidence --storage posix:DIR|mysql+s3",
+		Short: "Print the inconsistent checkpoints this mirror refused",
+		Example: `  cairn mirror evidence --storage posix:data/mirror-b --output json
+  # On mysql+s3 (reads the bucket only; works beside the running mirror):
+  cairn mirror evidence --storage mysql+s3 --mysql-dsn "$DSN" --s3-endpoint http://127.0.0.1:19000 \
+    --s3-bucket mirror-b --s3-region us-east-1 --s3-path-style --s3-access-key-file s3.id --s3-secret-key-file s3.secret`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, ok := strings.CutPrefix(storage, "posix:")
-			if !ok {
-				return fmt.Errorf("--storage %q: want posix:DIR", storage)
+			if err := bindEnv(cmd); err != nil {
+				return err
 			}
-			evs, err := mirror.ReadEvidence(dir)
-			if err != nil {
-				return fmt.Errorf("--storage: %w", err)
+			var evs []mirror.Evidence
+			var err error
+			if dir, ok := strings.CutPrefix(storage, "posix:"); ok {
+				if evs, err = mirror.ReadEvidence(dir); err != nil {
+					return fmt.Errorf("--storage: %w", err)
+				}
+			} else if storage == "mysql+s3" {
+				if evs, err = mirror.ReadEvidenceMySQLS3(cmd.Context(), aws); err != nil {
+					return flagError(cmd, err)
+				}
+			} else {
+				return fmt.Errorf("--storage %q: want posix:DIR or mysql+s3", storage)
 			}
 			if evs == nil {
 				evs = []mirror.Evidence{}
@@ -297,8 +309,10 @@ func newMirrorEvidenceCmd() *cobra.Command {
 			return printEvidence(cmd.OutOrStdout(), output, "mirror", evs, rows)
 		},
 	}
-	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage")
+	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage: posix:DIR or mysql+s3")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	registerMySQLS3(cmd.Flags(), &aws, "the mirrored logs")
+	documentEnv(cmd)
 	return cmd
 }
 
