@@ -46,14 +46,8 @@ type dirObjects struct{ root string }
 func (d dirObjects) Put(_ context.Context, path string, data []byte) error {
 	p := filepath.Join(d.root, filepath.FromSlash(path))
 	dir := filepath.Dir(p)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		// The new directory's name must be durable too.
-		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
-			return err
-		}
+	if err := mkdirDurable(dir); err != nil {
+		return err
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(p)+"-*")
 	if err != nil {
@@ -74,6 +68,21 @@ func (d dirObjects) Put(_ context.Context, path string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	return os.Rename(tmp.Name(), p)
+}
+
+// mkdirDurable creates dir and any missing parents, syncing the parent of
+// each one it creates so that the new names survive a crash.
+func mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := mkdirDurable(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 func (d dirObjects) Sync(_ context.Context, paths []string) error {
