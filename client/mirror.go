@@ -124,11 +124,13 @@ func (m *Mirror) Push(ctx context.Context, src TileSource, logVerifier note.Veri
 		if err != nil {
 			return nil, err
 		}
-		if minIndex > 0 && start < minIndex {
+		// The bundle holding the minimum index is still served
+		// (tlog-tiles: only bundles ending at or below it may go).
+		if avail := minIndex / layout.EntryBundleWidth * layout.EntryBundleWidth; minIndex > 0 && start < avail {
 			if start, err = m.probeNext(ctx, c); err != nil {
 				return nil, err
 			}
-			if start < minIndex {
+			if start < avail {
 				return nil, fmt.Errorf("mirror %s needs entries from %d, but the log pruned everything below its minimum index %d: seed the mirror from another mirror (cairn mirror push --log OTHER_MIRROR_URL)", m.URL, start, minIndex)
 			}
 		}
@@ -268,21 +270,53 @@ func (m *Mirror) addCheckpoint(ctx context.Context, reader tlog.HashReader, c ch
 // entriesBody builds one add-entries request from start to the checkpoint's
 // size: at most MaxPackagesPerRequest packages, gzipped.
 func (m *Mirror) entriesBody(ctx context.Context, src TileSource, reader tlog.HashReader, c checkpoint.Checkpoint, start uint64, ticket []byte) ([]byte, uint64, error) {
-	var raw bytes.Buffer
-	raw.Write(addentries.Header{Origin: c.Origin, UploadStart: start, UploadEnd: c.Size, Ticket: ticket}.Marshal())
-	perfect := func(level, index uint64) ([]byte, error) {
-		h, err := reader.ReadHashes([]int64{tlog.StoredHashIndex(int(level), int64(index))})
-		if err != nil {
-			return nil, err
-		}
-		return h[0][:], nil
-	}
-	var sent uint64
-	n := 0
+	// Packages are compressed as they are built: no uncompressed copy of
+	// the body is kept.
+	var gz bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	_, _ = w.Write(addentries.Header{Origin: c.Origin, UploadStart: start, UploadEnd: c.Size, Ticket: ticket}.Marshal())
+	// Every perfect-subtree hash the request's proofs need is read in one
+	// ReadHashes call: x/mod verifies the tiles it reads against the root
+	// once per call, not once per hash.
+	var spans []addentries.Span
 	for sp := range addentries.Spans(start, c.Size) {
-		if n++; n > MaxPackagesPerRequest {
+		if len(spans) == MaxPackagesPerRequest {
 			break
 		}
+		spans = append(spans, sp)
+	}
+	known := map[int64][]byte{}
+	var need []int64
+	collect := func(level, index uint64) ([]byte, error) {
+		x := tlog.StoredHashIndex(int(level), int64(index))
+		if _, ok := known[x]; !ok {
+			known[x] = nil
+			need = append(need, x)
+		}
+		return make([]byte, 32), nil
+	}
+	for _, sp := range spans {
+		if _, err := addentries.Proof(sp.SubtreeStart, sp.End, c.Size, func(r addentries.Range) ([]byte, error) {
+			return addentries.RangeHash(r, collect)
+		}); err != nil {
+			return nil, 0, fmt.Errorf("building the proof of entries [%d, %d): %w", sp.SubtreeStart, sp.End, err)
+		}
+	}
+	if len(need) > 0 {
+		hs, err := reader.ReadHashes(need)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, x := range need {
+			known[x] = hs[i][:]
+		}
+	}
+	perfect := func(level, index uint64) ([]byte, error) {
+		return known[tlog.StoredHashIndex(int(level), int64(index))], nil
+	}
+	var sent uint64
+	var pkg []byte
+	for _, sp := range spans {
 		k := sp.SubtreeStart / layout.EntryBundleWidth
 		b, err := src.ReadEntryBundle(ctx, k, layout.PartialTileSize(0, k, c.Size))
 		if err != nil {
@@ -302,16 +336,12 @@ func (m *Mirror) entriesBody(ctx context.Context, src TileSource, reader tlog.Ha
 		if err != nil {
 			return nil, 0, fmt.Errorf("building the proof of entries [%d, %d): %w", sp.SubtreeStart, sp.End, err)
 		}
-		pkg, err := addentries.AppendPackage(nil, eb.Entries[lo:hi], proof)
-		if err != nil {
+		if pkg, err = addentries.AppendPackage(pkg[:0], eb.Entries[lo:hi], proof); err != nil {
 			return nil, 0, err
 		}
-		raw.Write(pkg)
+		_, _ = w.Write(pkg) // into memory: cannot fail
 		sent += sp.End - sp.Start
 	}
-	var gz bytes.Buffer
-	w, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	_, _ = w.Write(raw.Bytes())
 	_ = w.Close()
 	return gz.Bytes(), sent, nil
 }

@@ -274,11 +274,11 @@ func (c Config) validateStorage() error {
 		if arg != "" {
 			return fielderr.Errorf("Config.Storage", "%q: mysql+s3 takes no argument; configure it with Config.AWS", c.Storage)
 		}
-		return c.AWS.validate()
+		return c.AWS.Validate()
 	default:
 		return fielderr.Errorf("Config.Storage", "%q: unknown driver %q (want posix:DIR or mysql+s3)", c.Storage, kind)
 	}
-	if f := c.AWS.firstSet(); f != "" {
+	if f := c.AWS.FirstSet(); f != "" {
 		return fielderr.Errorf(f, "applies only to Config.Storage mysql+s3 (not %q)", c.Storage)
 	}
 	return nil

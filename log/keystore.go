@@ -293,7 +293,7 @@ func openKeyStore(ctx context.Context, spec string, aws AWSConfig) (keyStore, er
 	}
 	// Local mistakes (a missing or readable credential file) are reported
 	// before anything connects, as openAWS would.
-	if err := aws.validate(); err != nil {
+	if err := aws.Validate(); err != nil {
 		return nil, err
 	}
 	if _, err := readCredential("Config.AWS.S3AccessKeyFile", aws.S3AccessKeyFile, false); err != nil {

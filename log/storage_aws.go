@@ -7,18 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
-	"time"
 
 	aaws "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/cairnlog/cairn/internal/fielderr"
-	"github.com/cairnlog/cairn/internal/keyfile"
-	"github.com/go-sql-driver/mysql"
+	"github.com/cairnlog/cairn/internal/mysqls3"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
 	tessaws "github.com/transparency-dev/tessera/storage/aws"
@@ -28,78 +23,13 @@ import (
 // AWSConfig configures the mysql+s3 driver: Tessera's storage/aws on any
 // MySQL-compatible database (sequencing, coordination, antispam) and any
 // S3-compatible object store (tiles, bundles, checkpoints). Every frontend
-// pointed at the same database and bucket serves the same log.
-type AWSConfig struct {
-	// MySQLDSN is a go-sql-driver DSN, e.g. cairn:pw@tcp(db:3306)/cairn.
-	MySQLDSN string
-	// S3Endpoint is the object store's URL (e.g. http://127.0.0.1:9000);
-	// empty means AWS S3 itself.
-	S3Endpoint string
-	S3Bucket   string
-	S3Region   string
-	// S3PathStyle addresses buckets as endpoint/bucket (MinIO and most
-	// S3-compatible stores) instead of bucket.endpoint.
-	S3PathStyle bool
-	// S3AccessKeyFile and S3SecretKeyFile hold static credentials. The SDK
-	// never looks elsewhere (no environment chain, no instance metadata).
-	S3AccessKeyFile, S3SecretKeyFile string
-}
+// pointed at the same database and bucket serves the same log. The settings
+// are shared with the mirror (internal/mysqls3).
+type AWSConfig = mysqls3.Config
 
-// fields lists the settings with their Config paths.
-func (c AWSConfig) fields() []struct{ path, value string } {
-	return []struct{ path, value string }{
-		{"Config.AWS.MySQLDSN", c.MySQLDSN}, {"Config.AWS.S3Bucket", c.S3Bucket}, {"Config.AWS.S3Region", c.S3Region},
-		{"Config.AWS.S3AccessKeyFile", c.S3AccessKeyFile}, {"Config.AWS.S3SecretKeyFile", c.S3SecretKeyFile},
-		{"Config.AWS.S3Endpoint", c.S3Endpoint},
-	}
-}
-
-// firstSet returns the path of the first field that is set, or "".
-func (c AWSConfig) firstSet() string {
-	for _, f := range c.fields() {
-		if f.value != "" {
-			return f.path
-		}
-	}
-	if c.S3PathStyle {
-		return "Config.AWS.S3PathStyle"
-	}
-	return ""
-}
-
-// validate checks that every required field is given and the DSN parses.
-func (c AWSConfig) validate() error {
-	var missing []string
-	for _, f := range c.fields() {
-		if f.value == "" && f.path != "Config.AWS.S3Endpoint" {
-			missing = append(missing, f.path)
-		}
-	}
-	if len(missing) > 0 {
-		return fielderr.Errorf(missing[0], "required with Config.Storage mysql+s3 (missing: %s)", strings.Join(missing, ", "))
-	}
-	if _, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
-		return fielderr.New("Config.AWS.MySQLDSN", err)
-	}
-	return nil
-}
-
-// readCredential reads one of the static S3 credentials. The secret key must
-// be private to this user (internal/keyfile); the key ID is not a secret.
+// readCredential reads one of the static S3 credentials (mysqls3.ReadCredential).
 func readCredential(field, path string, secret bool) (string, error) {
-	read := os.ReadFile
-	if secret {
-		read = keyfile.Read
-	}
-	b, err := read(path)
-	if err != nil {
-		return "", fielderr.New(field, err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fielderr.Errorf(field, "%s is empty", path)
-	}
-	return s, nil
+	return mysqls3.ReadCredential(field, path, secret)
 }
 
 // openAWS opens the mysql+s3 driver with its persistent antispam on the
@@ -111,29 +41,18 @@ func readCredential(field, path string, secret bool) (string, error) {
 // process environment (AWS_EC2_METADATA_DISABLED and the like) is neither
 // needed nor changed (TestMySQLS3NeverAsksInstanceMetadata).
 func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client, lag uint) (*driver, error) {
-	if err := c.validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	ak, err := readCredential("Config.AWS.S3AccessKeyFile", c.S3AccessKeyFile, false)
+	sdk, base, err := c.SDK(64)
 	if err != nil {
 		return nil, err
 	}
-	sk, err := readCredential("Config.AWS.S3SecretKeyFile", c.S3SecretKeyFile, true)
-	if err != nil {
-		return nil, err
-	}
-	creds := credentials.NewStaticCredentialsProvider(ak, sk, "")
-	sdk := &aaws.Config{Region: c.S3Region, Credentials: creds, HTTPClient: &http.Client{Timeout: s3RequestTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
 	s3opts := func(o *s3.Options) {
-		o.Region = c.S3Region
-		o.Credentials = creds
-		o.UsePathStyle = c.S3PathStyle
-		if c.S3Endpoint != "" {
-			o.BaseEndpoint = aaws.String(c.S3Endpoint)
-		}
+		base(o)
 		o.APIOptions = append(o.APIOptions, answerEmptyDeleteObjects)
 	}
-	if err := ensureBucket(ctx, s3.NewFromConfig(*sdk, s3opts), c.S3Bucket); err != nil {
+	if err := mysqls3.EnsureBucket(ctx, s3.NewFromConfig(*sdk, s3opts), c.S3Bucket); err != nil {
 		return nil, err
 	}
 	dsn, err := readCommittedDSN(ctx, c.MySQLDSN)
@@ -186,49 +105,15 @@ func openAWS(ctx context.Context, c AWSConfig, httpClient *http.Client, lag uint
 
 // s3RequestTimeout bounds one request to the object store, and the start-up
 // question to the database.
-const s3RequestTimeout = 30 * time.Second
+const s3RequestTimeout = mysqls3.RequestTimeout
 
 // dbIdleConns is how many idle connections each pool keeps.
 const dbIdleConns = 64
 
-// readCommittedDSN returns dsn with its sessions at READ COMMITTED, unless
-// it already sets an isolation level. Under the default REPEATABLE READ,
-// Tessera's integration transaction (SELECT … FROM Seq … FOR UPDATE) holds a
-// gap lock past the last sequenced batch for as long as it writes to the
-// object store; while the store fails, every frontend's sequencing waits on
-// that lock instead of answering. READ COMMITTED takes no gap locks; every
-// coordination Tessera relies on is a row lock on a single-row table, which
-// it keeps. MySQL 8 names the variable transaction_isolation, MariaDB
-// before 11.1 tx_isolation; the server is asked which it has.
+// readCommittedDSN sets the sessions of dsn to READ COMMITTED
+// (mysqls3.ReadCommittedDSN says why).
 func readCommittedDSN(ctx context.Context, dsn string) (string, error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return "", fielderr.New("Config.AWS.MySQLDSN", err)
-	}
-	for k := range cfg.Params {
-		if k == "transaction_isolation" || k == "tx_isolation" {
-			return dsn, nil
-		}
-	}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		return "", fielderr.New("Config.AWS.MySQLDSN", err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, s3RequestTimeout)
-	defer cancel()
-	var name, value string
-	err = db.QueryRowContext(ctx, "SHOW VARIABLES LIKE 'transaction_isolation'").Scan(&name, &value)
-	if errors.Is(err, sql.ErrNoRows) {
-		name = "tx_isolation"
-	} else if err != nil {
-		return "", fielderr.Errorf("Config.AWS.MySQLDSN", "connecting to %s: %w", cfg.Addr, err)
-	}
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
-	}
-	cfg.Params[name] = "'READ-COMMITTED'"
-	return cfg.FormatDSN(), nil
+	return mysqls3.ReadCommittedDSN(ctx, dsn)
 }
 
 // s3Reader reports a missing tile or bundle as os.ErrNotExist, as the POSIX
@@ -263,24 +148,6 @@ func (r s3Reader) classify(ctx context.Context, key string, err error) error {
 		return fmt.Errorf("%w: %s", os.ErrNotExist, key)
 	}
 	return err
-}
-
-// ensureBucket creates the bucket if it does not exist yet.
-func ensureBucket(ctx context.Context, c *s3.Client, bucket string) error {
-	_, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aaws.String(bucket)})
-	if err == nil {
-		return nil
-	}
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) || (apiErr.ErrorCode() != "NotFound" && apiErr.ErrorCode() != "NoSuchBucket") {
-		return fielderr.Errorf("Config.AWS.S3Bucket", "%s: %w", bucket, err)
-	}
-	// Several frontends may race to create it: losing that race is fine.
-	var owned *types.BucketAlreadyOwnedByYou
-	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aaws.String(bucket)}); err != nil && !errors.As(err, &owned) {
-		return fmt.Errorf("creating bucket %s: %w", bucket, err)
-	}
-	return nil
 }
 
 // answerEmptyDeleteObjects works around transparency-dev/tessera#1179: the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -17,7 +18,7 @@ import (
 // to a mirror over HTTP (gzip bodies of 32 packages, as client.Mirror
 // sends them) and reports entries/s: "stored" until every package is
 // authenticated and on disk, "cosigned" until the mirror checkpoint (tiles
-// integrated by Tessera) is signed.
+// integrated) is signed.
 func BenchmarkMirrorIngest(b *testing.B) {
 	const n = 100_000
 	l := newMemLog(b, "example.com/log")
@@ -108,7 +109,7 @@ func BenchmarkMirrorLag(b *testing.B) {
 // 1 KiB, in add-entries requests of 32 packages built (and gzipped) before
 // the clock starts, as a client streams them. entries_stored/s covers every
 // package but the last being authenticated and durably written (202s);
-// commit_s is the last request: Tessera integrating the tiles, the root
+// commit_s is the last request: the rest of the integration, the root
 // check and the cosignature.
 func BenchmarkMirrorStore(b *testing.B) {
 	const n = 100_000
@@ -159,4 +160,25 @@ func (tm *testMirror) postGzip(t testing.TB, path string, body []byte) (int, htt
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, rb
+}
+
+// BenchmarkMirrorIngestMySQLS3 is BenchmarkMirrorIngest on mysql+s3: the
+// run's MariaDB and MinIO (skipped when they are not installed), a bucket of
+// its own per iteration.
+func BenchmarkMirrorIngestMySQLS3(b *testing.B) {
+	const n = 100_000
+	l := newMemLog(b, "example.com/log")
+	l.add(b, n, strings.Repeat("x", 1000))
+	skey, vkey := newCosignerKey(b, "mirror.test/m1")
+	for i := range b.N {
+		aws := testAWS(b, fmt.Sprintf("bench-ingest-%d-%d", time.Now().UnixNano(), i))
+		tm := startMirrorWith(b, func(c *Config) { c.AWS = aws }, skey, vkey, "", l)
+		start := time.Now()
+		if _, err := tm.pusher(b).Push(context.Background(), l, l.verifier, l.checkpointAt(b, n)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries_cosigned/s")
+		tm.srv.Close()
+		tm.Close()
+	}
 }

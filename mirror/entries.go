@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sync"
 
 	"github.com/cairnlog/cairn/format/addentries"
-	"github.com/cairnlog/cairn/internal/atomicfile"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // InfoError is an add-entries answer that carries a mirror-info body: 409
@@ -73,7 +71,7 @@ func (m *Mirror) AddEntries(ctx context.Context, body io.Reader) ([]byte, error)
 	}
 
 	stored := 0
-	w := &bundleWriter{m: m, lm: lm, sem: make(chan struct{}, maxWritesInFlight)}
+	w := &bundleWriter{m: m, lm: lm, sem: make(chan struct{}, lm.obj.Parallel())}
 	for sp := range addentries.Spans(h.UploadStart, h.UploadEnd) {
 		p, err := addentries.ReadPackage(br, sp)
 		if err != nil {
@@ -89,11 +87,12 @@ func (m *Mirror) AddEntries(ctx context.Context, body io.Reader) ([]byte, error)
 			return nil, &InfoError{Accepted: true, Info: addentries.MirrorInfo{Size: h.UploadEnd, Next: lm.nextEntry()},
 				Reason: fmt.Sprintf("the body ended after %d packages: %v", stored, err)}
 		}
-		if err := m.verifyPackage(ctx, lm, target, &p); err != nil {
+		hashes, err := m.verifyPackage(ctx, lm, target, &p)
+		if err != nil {
 			_ = w.wait() // what was proven before stays stored
 			return nil, err
 		}
-		w.write(ctx, p)
+		w.write(ctx, p, hashes)
 		stored++
 	}
 	if err := w.wait(); err != nil {
@@ -108,33 +107,35 @@ func (lm *logMirror) nextEntry() uint64 {
 	return lm.next
 }
 
-// maxWritesInFlight bounds the entry bundles one request writes at once:
-// each write is a durable rename and directory sync, so writing several
-// bundles in parallel is what keeps ingest from being one fsync at a time.
-const maxWritesInFlight = 8
+// A request writes up to objects.Parallel() entry bundles at once: each is
+// an fsync (or a round trip to the object store), so writing several in
+// parallel is what keeps ingest from being one at a time.
 
 // verifyPackage authenticates one package against target: its entries (with
 // the stored ones before it in its bundle) must be the subtree its proof
 // places in the checkpoint at upload_end. On success p.Entries holds the
 // whole bundle prefix [SubtreeStart, End).
-func (m *Mirror) verifyPackage(ctx context.Context, lm *logMirror, target pendingCheckpoint, p *addentries.Package) error {
+// The leaf hashes of that prefix are returned for integration.
+func (m *Mirror) verifyPackage(ctx context.Context, lm *logMirror, target pendingCheckpoint, p *addentries.Package) ([]tlog.Hash, error) {
 	k := p.SubtreeStart / layout.EntryBundleWidth
 	if p.Start > p.SubtreeStart {
 		// The package starts mid-bundle: the entries before it are stored.
 		prefix, err := lm.storedPrefix(ctx, k, p.Start-p.SubtreeStart)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.Entries = append(prefix, p.Entries...)
 	}
 	hashes := make([][]byte, len(p.Entries))
+	leaves := make([]tlog.Hash, len(p.Entries))
 	for i, e := range p.Entries {
-		hashes[i] = rfc6962.DefaultHasher.HashLeaf(e)
+		leaves[i] = tlog.RecordHash(e)
+		hashes[i] = leaves[i][:]
 	}
 	if err := addentries.VerifySubtree(p.SubtreeStart, hashes, target.Size, p.Proof, target.Root[:]); err != nil {
-		return fmt.Errorf("%w: package [%d, %d): %v", ErrBadProof, p.Start, p.End, err)
+		return nil, fmt.Errorf("%w: package [%d, %d): %v", ErrBadProof, p.Start, p.End, err)
 	}
-	return nil
+	return leaves, nil
 }
 
 // bundleWriter stores a request's authenticated packages as entry bundles,
@@ -151,10 +152,11 @@ type bundleWriter struct {
 
 type writeResult struct {
 	start, end uint64
+	path       string // the bundle written, "" when it was stored already
 	err        error
 }
 
-func (w *bundleWriter) write(ctx context.Context, p addentries.Package) {
+func (w *bundleWriter) write(ctx context.Context, p addentries.Package, leaves []tlog.Hash) {
 	r := &writeResult{start: p.Start, end: p.End}
 	w.results = append(w.results, r)
 	if w.lm.nextEntry() >= p.End {
@@ -170,9 +172,16 @@ func (w *bundleWriter) write(ctx context.Context, p addentries.Package) {
 	w.sem <- struct{}{}
 	w.wg.Go(func() {
 		defer func() { <-w.sem }()
-		if err := w.lm.writer.SetEntryBundle(ctx, k, width, b.Bytes()); err != nil {
+		r.path = logPath(layout.EntriesPath(k, width))
+		if err := w.lm.obj.Put(ctx, r.path, b.Bytes()); err != nil {
 			r.err = fmt.Errorf("storing entry bundle %d of %q: %w", k, w.lm.log.Origin, err)
+			return
 		}
+		w.lm.mu.Lock()
+		if len(leaves) > len(w.lm.leafCache[k]) {
+			w.lm.leafCache[k] = leaves
+		}
+		w.lm.mu.Unlock()
 	})
 }
 
@@ -180,6 +189,16 @@ func (w *bundleWriter) write(ctx context.Context, p addentries.Package) {
 // run of stored packages; it returns the first write error.
 func (w *bundleWriter) wait() error {
 	w.wg.Wait()
+	// The bundles are durable once their directories are synced.
+	var paths []string
+	for _, r := range w.results {
+		if r.err == nil && r.path != "" {
+			paths = append(paths, r.path)
+		}
+	}
+	if err := w.lm.obj.Sync(context.Background(), paths); err != nil {
+		return fmt.Errorf("storing the entry bundles of %q: %w", w.lm.log.Origin, err)
+	}
 	w.lm.mu.Lock()
 	defer w.lm.mu.Unlock()
 	for _, r := range w.results {
@@ -192,6 +211,7 @@ func (w *bundleWriter) wait() error {
 		if r.end > w.lm.next {
 			w.m.metrics.entries.WithLabelValues(w.lm.log.Origin).Add(float64(r.end - max(w.lm.next, r.start)))
 			w.lm.next = r.end
+			w.lm.notify()
 		}
 	}
 	w.results = nil
@@ -205,7 +225,7 @@ func (lm *logMirror) storedPrefix(ctx context.Context, k, n uint64) ([][]byte, e
 	if next < (k+1)*layout.EntryBundleWidth {
 		width = uint8(next - k*layout.EntryBundleWidth)
 	}
-	raw, err := lm.reader.ReadEntryBundle(ctx, k, width)
+	raw, err := lm.obj.Get(ctx, logPath(layout.EntriesPath(k, width)))
 	if err != nil {
 		return nil, fmt.Errorf("reading stored entry bundle %d of %q: %w", k, lm.log.Origin, err)
 	}
@@ -219,9 +239,14 @@ func (lm *logMirror) storedPrefix(ctx context.Context, k, n uint64) ([][]byte, e
 	return eb.Entries[:n], nil
 }
 
-// commit integrates every stored entry up to target.Size, cosigns target
-// and makes it the mirror checkpoint, unless that would move it backwards.
+// commit waits until every stored entry up to target.Size is integrated
+// (integrate.go runs it beside the uploads), checks the stored tiles against
+// target's root with x/mod's tlog, cosigns target and makes it the mirror
+// checkpoint, unless that would move it backwards.
 func (m *Mirror) commit(ctx context.Context, lm *logMirror, target pendingCheckpoint) ([]byte, error) {
+	if err := lm.awaitIntegrated(ctx, target.Size); err != nil {
+		return nil, err
+	}
 	lm.commitMu.Lock()
 	defer lm.commitMu.Unlock()
 	lm.mu.Lock()
@@ -232,21 +257,14 @@ func (m *Mirror) commit(ctx context.Context, lm *logMirror, target pendingCheckp
 		info.Reason = fmt.Sprintf("the mirror checkpoint is already at %d, past upload_end %d", mirrorSize, target.Size)
 		return nil, info
 	}
-	integrated, err := lm.writer.IntegratedSize(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading the integrated size of %q: %w", lm.log.Origin, err)
-	}
-	switch {
-	case integrated > target.Size && mirrorSize != target.Size:
-		info.Reason = fmt.Sprintf("entries up to %d are integrated, past upload_end %d", integrated, target.Size)
-		return nil, info
-	case integrated < target.Size && mirrorSize != target.Size:
-		root, err := lm.writer.AwaitIntegration(ctx, target.Size)
-		if err != nil {
-			return nil, fmt.Errorf("integrating %q up to %d: %w", lm.log.Origin, target.Size, err)
+	if mirrorSize != target.Size {
+		err := lm.verifyStored(ctx, target.Size, target.Root)
+		if errors.Is(err, errSkipped) {
+			info.Reason = fmt.Sprintf("entries were integrated past upload_end %d without stopping there", target.Size)
+			return nil, info
 		}
-		if !bytes.Equal(root, target.Root[:]) {
-			return nil, fmt.Errorf("integrating %q up to %d gave root %x, the checkpoint says %x: storage is corrupt", lm.log.Origin, target.Size, root, target.Root)
+		if err != nil {
+			return nil, fmt.Errorf("the tiles of %q at %d do not verify against the checkpoint: storage is corrupt: %w", lm.log.Origin, target.Size, err)
 		}
 	}
 	cosigs, err := m.cosign(target.Text)
@@ -254,7 +272,7 @@ func (m *Mirror) commit(ctx context.Context, lm *logMirror, target pendingCheckp
 		return nil, err
 	}
 	served := append(append([]byte{}, target.Note...), cosigs...)
-	if err := atomicfile.Write(filepath.Join(lm.tiles, layout.CheckpointPath), served, 0o644); err != nil {
+	if err := put(ctx, lm.obj, logPath(layout.CheckpointPath), served); err != nil {
 		return nil, fmt.Errorf("storing the mirror checkpoint of %q: %w", lm.log.Origin, err)
 	}
 	lm.mu.Lock()

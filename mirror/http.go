@@ -33,12 +33,14 @@ const (
 //	POST /add-entries                          tlog-mirror
 //	GET  /<hex sha256(origin)>/checkpoint      the mirror checkpoint (log signature + mirror cosignature)
 //	GET  /<hex sha256(origin)>/tile/...        tlog-tiles hash tiles and entry bundles
+//	GET  /<hex sha256(origin)>/minimum-index   the mirror's minimum index, as the log serves its own (404: 0)
 //	GET  /healthz, /metrics
 func (m *Mirror) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /add-checkpoint", m.handleAddCheckpoint)
 	mux.HandleFunc("POST /add-entries", m.handleAddEntries)
 	mux.HandleFunc("GET /{id}/checkpoint", m.handleCheckpoint)
+	mux.HandleFunc("GET /{id}/minimum-index", m.handleMinimumIndex)
 	mux.HandleFunc("GET /{id}/tile/entries/{path...}", m.handleEntryBundle)
 	mux.HandleFunc("GET /{id}/tile/{level}/{path...}", m.handleTile)
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(rw, "ok\n") })
@@ -160,6 +162,19 @@ func (m *Mirror) handleCheckpoint(rw http.ResponseWriter, r *http.Request) {
 	_, _ = rw.Write(cp)
 }
 
+// handleMinimumIndex answers like the log's GET /minimum-index: the index
+// below which this copy holds nothing, or 404 when it holds everything.
+func (m *Mirror) handleMinimumIndex(rw http.ResponseWriter, r *http.Request) {
+	lm, ok := m.lookupID(r.PathValue("id"))
+	if !ok || lm.minIndex == 0 {
+		http.Error(rw, "no minimum index: every entry is kept", http.StatusNotFound)
+		return
+	}
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rw.Header().Set("Cache-Control", cacheCheckpoint)
+	_, _ = fmt.Fprintf(rw, "%d\n", lm.minIndex)
+}
+
 func (m *Mirror) handleTile(rw http.ResponseWriter, r *http.Request) {
 	lm, ok := m.lookupID(r.PathValue("id"))
 	if !ok {
@@ -171,7 +186,7 @@ func (m *Mirror) handleTile(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, fmt.Sprintf("malformed tile path %q: %v", r.URL.Path, err), http.StatusBadRequest)
 		return
 	}
-	t, err := lm.reader.ReadTile(r.Context(), level, index, p)
+	t, err := lm.obj.Get(r.Context(), logPath(layout.TilePath(level, index, p)))
 	writeStatic(rw, r, t, err)
 }
 
@@ -186,7 +201,7 @@ func (m *Mirror) handleEntryBundle(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, fmt.Sprintf("malformed entry bundle path %q: %v", r.URL.Path, err), http.StatusBadRequest)
 		return
 	}
-	b, err := lm.reader.ReadEntryBundle(r.Context(), index, p)
+	b, err := lm.obj.Get(r.Context(), logPath(layout.EntriesPath(index, p)))
 	writeStatic(rw, r, b, err)
 }
 
@@ -213,6 +228,7 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	entries     *prometheus.CounterVec
 	evidence    prometheus.Counter
+	dropped     *prometheus.CounterVec
 	pendingSize *prometheus.GaugeVec
 	mirrorSize  *prometheus.GaugeVec
 }
@@ -229,6 +245,9 @@ func newMetrics() *metrics {
 		evidence: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cairn_mirror_evidence_total", Help: "Inconsistent checkpoints refused and kept as evidence.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_mirror_dropped_cosignatures_total", Help: "Signature lines on received checkpoints not relayed: unknown key, or a known key's cosignature that does not verify, per log.",
+		}, []string{"origin"}),
 		pendingSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_mirror_pending_size_entries", Help: "Size of the pending checkpoint, per log.",
 		}, []string{"origin"}),
@@ -236,6 +255,6 @@ func newMetrics() *metrics {
 			Name: "cairn_mirror_checkpoint_size_entries", Help: "Size of the cosigned mirror checkpoint, per log.",
 		}, []string{"origin"}),
 	}
-	m.registry.MustRegister(m.requests, m.entries, m.evidence, m.pendingSize, m.mirrorSize)
+	m.registry.MustRegister(m.requests, m.entries, m.evidence, m.dropped, m.pendingSize, m.mirrorSize)
 	return m
 }

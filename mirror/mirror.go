@@ -6,9 +6,9 @@
 // Updates come in three steps, as the spec lays out: add-checkpoint moves the
 // pending checkpoint (witness semantics, no cosignature), add-entries stores
 // entry packages each proven against a pending checkpoint, and once every
-// entry up to a pending checkpoint is stored the mirror integrates them
-// (Tessera's migration writer builds the tiles), cosigns that checkpoint and
-// serves it. The mirror checkpoint never moves backwards.
+// entry up to a pending checkpoint is stored and integrated (integrate.go
+// builds the tiles beside the uploads) the mirror cosigns that checkpoint
+// and serves it. The mirror checkpoint never moves backwards.
 package mirror
 
 import (
@@ -19,8 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +29,7 @@ import (
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/loglist"
 	"github.com/cairnlog/cairn/internal/fielderr"
+	"github.com/cairnlog/cairn/internal/mysqls3"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -67,8 +68,26 @@ type Config struct {
 	PrivateKeys []string
 	// Logs are the logs this mirror stores.
 	Logs []loglist.Log
-	// Dir is the storage directory (posix): one subdirectory per log.
+	// Witnesses are the cosigners (witnesses, other mirrors) whose
+	// cosignatures on a log's checkpoint the mirror relays. Every other
+	// signature line is dropped: one by a known key only if it verifies,
+	// one by an unknown key always, since the mirror cannot vouch for it
+	// and a client that knows that key would reject the whole checkpoint
+	// over a forged line.
+	Witnesses []note.Verifier
+	// Dir is the storage directory (posix): one subdirectory per log,
+	// named by its OriginID.
 	Dir string
+	// AWS, when set instead of Dir, keeps the logs on mysql+s3: in the
+	// bucket under <OriginID>/, with the database holding the writer lock
+	// (one mirror frontend per bucket; a second is refused).
+	AWS mysqls3.Config
+	// Seeds start some logs at a minimum index, by origin (seed.go);
+	// every other log is mirrored from entry 0.
+	Seeds map[string]Seed
+	// HTTPClient reads a seeded log's tiles; nil means a client without
+	// proxy and with a 30 s timeout.
+	HTTPClient *http.Client
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of evidence times (tests); nil means time.Now.
@@ -84,8 +103,15 @@ func (c Config) Validate() error {
 	if _, _, err := newCosigners(c.PrivateKeys); err != nil {
 		return fielderr.New("Config.PrivateKeys", err)
 	}
-	if c.Dir == "" {
-		return fielderr.New("Config.Dir", errors.New("a storage directory is required"))
+	switch aws := c.AWS.FirstSet(); {
+	case aws != "" && c.Dir != "":
+		return fielderr.Errorf(aws, "the mirror stores either in Config.Dir (posix) or on mysql+s3, not both")
+	case aws != "":
+		if err := c.AWS.Validate(); err != nil {
+			return err
+		}
+	case c.Dir == "":
+		return fielderr.New("Config.Dir", errors.New("a storage directory (or Config.AWS) is required"))
 	}
 	seen := map[string]bool{}
 	for i, l := range c.Logs {
@@ -98,6 +124,14 @@ func (c Config) Validate() error {
 			return fielderr.Errorf("Config.Logs", "origin %q is listed twice", l.Origin)
 		}
 		seen[l.Origin] = true
+	}
+	for origin, sd := range c.Seeds {
+		switch {
+		case !seen[origin]:
+			return fielderr.Errorf("Config.Seeds", "origin %q is not in Config.Logs", origin)
+		case sd.MinimumIndex > 0 && sd.URL == "":
+			return fielderr.Errorf("Config.Seeds", "origin %q starts at minimum index %d but has no URL to read the tree left of it from", origin, sd.MinimumIndex)
+		}
 	}
 	return nil
 }
@@ -113,13 +147,19 @@ func OriginID(origin string) string {
 type Mirror struct {
 	cosigners []note.Signer
 	verifiers []note.Verifier
-	dir       string
+	witnesses []note.Verifier
+	storage   storage
 	logger    *slog.Logger
 	now       func() time.Time
 	metrics   *metrics
 
 	// maxExcess bounds re-sent entries per request (DefaultMaxExcessEntries).
 	maxExcess uint64
+
+	// stop ends the integration goroutines; wg waits for them (Close).
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 
 	mu   sync.RWMutex
 	logs map[string]*logMirror // by origin; guarded by mu
@@ -139,13 +179,24 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	}
+	var st storage = dirStorage{Dir: cfg.Dir}
+	if cfg.Dir == "" {
+		s, err := openMySQLS3(ctx, cfg.AWS)
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	} else if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fielderr.Errorf("Config.Dir", "creating %s: %w", cfg.Dir, err)
 	}
 	m := &Mirror{
 		cosigners: signers,
 		verifiers: verifiers,
-		dir:       cfg.Dir,
+		witnesses: cfg.Witnesses,
+		storage:   st,
 		logger:    cfg.Logger,
 		now:       cfg.Now,
 		metrics:   newMetrics(),
@@ -154,14 +205,44 @@ func New(ctx context.Context, cfg Config) (*Mirror, error) {
 		byID:      map[string]*logMirror{},
 	}
 	for _, l := range cfg.Logs {
-		lm, err := m.open(ctx, l)
+		lm, err := m.open(ctx, l, cfg.Seeds[l.Origin], cfg.HTTPClient)
 		if err != nil {
+			_ = st.Close()
 			return nil, err
 		}
 		m.logs[l.Origin] = lm
 		m.byID[lm.id] = lm
 	}
+	ictx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m.stop = stop
+	for _, lm := range m.logs {
+		m.wg.Go(func() {
+			if lm.seed(ictx, m.logger) {
+				lm.integrate(ictx, m.logger)
+			}
+		})
+	}
+	// The integration also ends with ctx (Close waits for it either way).
+	m.wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			stop()
+		case <-ictx.Done():
+		}
+	})
 	return m, nil
+}
+
+// Close stops the mirror's background integration and waits for it. The
+// HTTP handler must no longer be serving.
+func (m *Mirror) Close() {
+	m.stop()
+	m.wg.Wait()
+	m.closeOnce.Do(func() {
+		if err := m.storage.Close(); err != nil {
+			m.logger.Warn("closing the mirror storage", slog.Any("error", err))
+		}
+	})
 }
 
 // Name is the name of the mirror's first cosigner key.
@@ -216,20 +297,41 @@ func (lm *logMirror) openNote(msg []byte) (pendingCheckpoint, error) {
 	if c.Origin != lm.log.Origin {
 		return pendingCheckpoint{}, fmt.Errorf("%w: checkpoint origin %q is not %q", ErrMalformed, c.Origin, lm.log.Origin)
 	}
-	// Keep the log's signatures and the other signature lines as received
-	// (witness cosignatures: clients verify them against their policy), but
-	// never a line that claims to be by one of the mirror's own keys.
+	// Keep the log's signatures and the cosignatures that verify with a
+	// known witness key; drop the rest (Config.Witnesses).
 	var kept bytes.Buffer
 	kept.WriteString(n.Text + "\n")
 	for _, s := range n.Sigs {
 		fmt.Fprintf(&kept, "— %s %s\n", s.Name, s.Base64)
 	}
 	for _, s := range n.UnverifiedSigs {
-		if !lm.ownKey(s) {
+		if lm.relays(n.Text, s) {
 			fmt.Fprintf(&kept, "— %s %s\n", s.Name, s.Base64)
 		}
 	}
 	return pendingCheckpoint{Size: c.Size, Root: c.Root, Text: n.Text, Note: kept.Bytes()}, nil
+}
+
+// relays reports whether a signature line on a checkpoint is one the mirror
+// keeps: a cosignature by a known witness key that verifies. Lines by the
+// mirror's own keys are never kept (it signs only what it stored).
+func (lm *logMirror) relays(text string, s note.Signature) bool {
+	if lm.ownKey(s) {
+		return false
+	}
+	for _, v := range lm.witnesses {
+		if v.Name() == s.Name && v.KeyHash() == s.Hash {
+			// Verified as a note of its own, exactly as a client will.
+			one := fmt.Sprintf("%s\n— %s %s\n", text, s.Name, s.Base64)
+			if _, err := note.Open([]byte(one), note.VerifierList(v)); err == nil {
+				return true
+			}
+			lm.dropped.Inc()
+			return false
+		}
+	}
+	lm.dropped.Inc()
+	return false
 }
 
 // AddCheckpoint implements tlog-mirror add-checkpoint: tlog-witness
@@ -327,9 +429,6 @@ func truncate(s string) string {
 	}
 	return s
 }
-
-// logDir is where a log's state and tiles live.
-func (m *Mirror) logDir(origin string) string { return filepath.Join(m.dir, OriginID(origin)) }
 
 // cleanOrigin is the origin as it appears in log lines.
 func cleanOrigin(s string) string { return strings.ToValidUTF8(truncate(s), "?") }

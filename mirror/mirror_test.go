@@ -40,6 +40,9 @@ type memLog struct {
 	vkey     string
 	entries  [][]byte
 	hashes   []tlog.Hash
+	// bundles caches encoded entry bundles by index and width, as a log
+	// serves them from storage (a copy made by fork starts empty).
+	bundles *sync.Map // [2]uint64 → []byte
 }
 
 func newMemLog(t testing.TB, origin string) *memLog {
@@ -50,7 +53,7 @@ func newMemLog(t testing.TB, origin string) *memLog {
 	}
 	s, _ := note.NewSigner(skey)
 	v, _ := note.NewVerifier(vkey)
-	return &memLog{origin: origin, signer: s, verifier: v, vkey: vkey}
+	return &memLog{origin: origin, signer: s, verifier: v, vkey: vkey, bundles: &sync.Map{}}
 }
 
 func (m *memLog) ReadHashes(idx []int64) ([]tlog.Hash, error) {
@@ -79,6 +82,7 @@ func (m *memLog) fork() *memLog {
 	c := *m
 	c.hashes = append([]tlog.Hash(nil), m.hashes...)
 	c.entries = append([][]byte(nil), m.entries...)
+	c.bundles = &sync.Map{}
 	return &c
 }
 
@@ -115,12 +119,16 @@ func (m *memLog) ReadEntryBundle(_ context.Context, index uint64, p uint8) ([]by
 	if w == 0 {
 		w = 256
 	}
-	var b bytes.Buffer
-	for _, e := range m.entries[index*256 : index*256+w] {
-		_ = binary.Write(&b, binary.BigEndian, uint16(len(e)))
-		b.Write(e)
+	if b, ok := m.bundles.Load([2]uint64{index, w}); ok {
+		return b.([]byte), nil
 	}
-	return b.Bytes(), nil
+	var b []byte
+	for _, e := range m.entries[index*256 : index*256+w] {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
+		b = append(b, e...)
+	}
+	m.bundles.Store([2]uint64{index, w}, b)
+	return b, nil
 }
 
 func (m *memLog) proof(t testing.TB, old, n uint64) [][]byte {
@@ -161,14 +169,23 @@ func newCosignerKey(t testing.TB, name string) (skey, vkey string) {
 
 func startMirror(t testing.TB, skey, vkey, dir string, logs ...*memLog) *testMirror {
 	t.Helper()
+	return startMirrorWith(t, func(*Config) {}, skey, vkey, dir, logs...)
+}
+
+// startMirrorWith starts a mirror whose Config edit may change first.
+func startMirrorWith(t testing.TB, edit func(*Config), skey, vkey, dir string, logs ...*memLog) *testMirror {
+	t.Helper()
 	var ll []loglist.Log
 	for _, l := range logs {
 		ll = append(ll, loglist.Log{Origin: l.origin, VKey: l.vkey, Verifier: l.verifier})
 	}
-	m, err := New(context.Background(), Config{PrivateKeys: []string{skey}, Logs: ll, Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{PrivateKeys: []string{skey}, Logs: ll, Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	edit(&cfg)
+	m, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Close)
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(srv.Close)
 	return &testMirror{Mirror: m, skey: skey, vkey: vkey, dir: dir, srv: srv, logs: logs}
@@ -281,6 +298,13 @@ func get(t testing.TB, url string) (int, http.Header, []byte) {
 // its leaf.
 func checkServed(t *testing.T, tm *testMirror, l *memLog, want uint64) {
 	t.Helper()
+	checkServedFrom(t, tm, l, want, 0)
+}
+
+// checkServedFrom is checkServed for a mirror whose minimum index is from:
+// the entries from there on are served and verify.
+func checkServedFrom(t *testing.T, tm *testMirror, l *memLog, want, from uint64) {
+	t.Helper()
 	base := tm.srv.URL + "/" + OriginID(l.origin)
 	code, h, cp := get(t, base+"/checkpoint")
 	if code != 200 || h.Get("Content-Type") != "text/plain; charset=utf-8" || h.Get("Cache-Control") != "no-cache" {
@@ -299,7 +323,7 @@ func checkServed(t *testing.T, tm *testMirror, l *memLog, want uint64) {
 		t.Fatalf("mirror checkpoint size %d, want %d", tree.N, want)
 	}
 	hr := tlog.TileHashReader(tree, httpTiles{t, base})
-	for k := uint64(0); k*256 < want; k++ {
+	for k := from / 256; k*256 < want; k++ {
 		w := min(256, want-k*256)
 		code, h, b := get(t, base+"/"+layout.EntriesPath(k, uint8(w%256)))
 		if code != 200 || h.Get("Cache-Control") != "max-age=31536000, immutable" || h.Get("Content-Type") != "application/octet-stream" {
@@ -560,6 +584,7 @@ func TestRestartMidUploadResumes(t *testing.T) {
 		t.Fatalf("a checkpoint is served before any commit: %d", code)
 	}
 	tm.srv.Close()
+	tm.Close()
 	tm2 := startMirror(t, tm.skey, tm.vkey, tm.dir, l)
 	res, err := tm2.pusher(t).Push(context.Background(), l, l.verifier, l.checkpointAt(t, 3000))
 	if err != nil {
@@ -594,6 +619,10 @@ func serveMemLogWithMinimum(t testing.TB, l *memLog, min uint64) *httptest.Serve
 		i, p, err := layout.ParseTileIndexPartial(r.PathValue("path"))
 		if err != nil || (i*256+uint64(p) > l.size()) || (p == 0 && (i+1)*256 > l.size()) {
 			http.NotFound(w, r)
+			return
+		}
+		if min > 0 && (i+1)*256 <= min {
+			http.Error(w, "pruned", http.StatusNotFound) // tlog-tiles pruning
 			return
 		}
 		b, _ := l.ReadEntryBundle(r.Context(), i, p)
@@ -684,4 +713,122 @@ func TestPushBelowTheLogsMinimumIndexSaysSo(t *testing.T) {
 	if _, err := tm.pusher(t).Push(context.Background(), rl2, l.verifier, l.checkpointAt(t, 1000)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The mirror relays a witness cosignature only when it knows the witness's
+// key and the cosignature verifies: a forged line by a known witness, or any
+// line by an unknown key, is dropped, so the served checkpoint never carries
+// a line that would make a client reject it.
+func TestMirrorRelaysOnlyCosignaturesThatVerify(t *testing.T) {
+	l := newMemLog(t, "example.com/log")
+	known, knownV := newCosignerKey(t, "witness.test/known")
+	forged, forgedV := newCosignerKey(t, "witness.test/forged")
+	stranger, _ := newCosignerKey(t, "witness.test/stranger")
+	var vs []note.Verifier
+	for _, k := range []string{knownV, forgedV} {
+		v, err := fnote.NewVerifierForCosignatureV1(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	skey, vkey := newCosignerKey(t, "mirror.test/m1")
+	tm := startMirrorWith(t, func(c *Config) { c.Witnesses = vs }, skey, vkey, t.TempDir(), l)
+
+	l.add(t, 300, "a")
+	cp := l.checkpointAt(t, l.size())
+	text, _, _ := bytes.Cut(cp, []byte("\n\n"))
+	var lines []string
+	for _, k := range []string{known, forged, stranger} {
+		s, err := fnote.NewSignerForCosignatureV1(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := note.Sign(&note.Note{Text: string(text) + "\n"}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(signed[len(text)+2:]))
+	}
+	// The forged line names the known key "forged" but carries the
+	// signature bytes of another cosignature.
+	fsig := strings.Fields(lines[1])
+	ksig := strings.Fields(lines[0])
+	kb, _ := base64.StdEncoding.DecodeString(ksig[2])
+	fb, _ := base64.StdEncoding.DecodeString(fsig[2])
+	lines[1] = fmt.Sprintf("— %s %s\n", fsig[1], base64.StdEncoding.EncodeToString(append(fb[:4:4], kb[4:]...)))
+	cosigned := append(append([]byte{}, cp...), strings.Join(lines, "")...)
+
+	res, err := tm.pusher(t).Push(context.Background(), l, l.verifier, cosigned)
+	if err != nil || res.Size != l.size() {
+		t.Fatalf("push: %+v %v", res, err)
+	}
+	_, _, served := get(t, tm.srv.URL+"/"+OriginID(l.origin)+"/checkpoint")
+	// A client that knows every key, the forged one's included, accepts it.
+	n, err := note.Open(served, note.VerifierList(l.verifier, vs[0], vs[1], tm.verifier(t)))
+	if err != nil {
+		t.Fatalf("a client knowing every key rejects the mirror checkpoint: %v\n%s", err, served)
+	}
+	var names []string
+	for _, s := range n.Sigs {
+		names = append(names, s.Name)
+	}
+	if got := strings.Join(names, " "); got != "example.com/log witness.test/known mirror.test/m1" || len(n.UnverifiedSigs) != 0 {
+		t.Fatalf("served signatures %q (+%d unverified), want the log's, the known witness's and the mirror's\n%s", got, len(n.UnverifiedSigs), served)
+	}
+	_, _, metrics := get(t, tm.srv.URL+"/metrics")
+	if !strings.Contains(string(metrics), `cairn_mirror_dropped_cosignatures_total{origin="example.com/log"}`) {
+		t.Fatalf("no dropped-cosignature metric:\n%s", metrics)
+	}
+}
+
+// A mirror configured to start at a log's minimum index (rounded down to a
+// bundle: 1100 → 1024) reads the tree left
+// of it from the log once (verified against a checkpoint), then stores and
+// cosigns everything from there: the entries it serves verify with x/mod,
+// the pruned ones are 404, and it keeps going after a restart.
+func TestMirrorStartsAtTheLogsMinimumIndex(t *testing.T) {
+	l := newMemLog(t, "example.com/log")
+	l.add(t, 3000, "a")
+	srv := serveMemLogWithMinimum(t, l, 1024)
+	p, err := policy.Parse([]byte("log " + l.vkey + "\nquorum none\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := client.NewLog(srv.URL, p, client.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey := newCosignerKey(t, "mirror.test/m1")
+	seeded := func(c *Config) { c.Seeds = map[string]Seed{l.origin: {MinimumIndex: 1100, URL: srv.URL}} }
+	tm := startMirrorWith(t, seeded, skey, vkey, t.TempDir(), l)
+	ctx := context.Background()
+	res, err := tm.pusher(t).Push(ctx, src, l.verifier, l.checkpointAt(t, l.size()))
+	if err != nil || res.Size != 3000 || res.Entries != 3000-1024 {
+		t.Fatalf("push from the minimum index: %+v %v", res, err)
+	}
+	checkServedFrom(t, tm, l, 3000, 1024)
+	base := tm.srv.URL + "/" + OriginID(l.origin)
+	if code, _, b := get(t, base+"/minimum-index"); code != 200 || string(b) != "1024\n" {
+		t.Errorf("minimum-index: %d %q, want 1024", code, b)
+	}
+	for _, path := range []string{"/tile/entries/000", "/tile/entries/003", "/tile/0/000", "/tile/0/003"} {
+		if code, _, _ := get(t, base+path); code != 404 {
+			t.Errorf("%s below the minimum index: %d, want 404", path, code)
+		}
+	}
+	l.add(t, 70000, "b") // across a level-1 tile boundary
+	if _, err := tm.pusher(t).Push(ctx, src, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	checkServedFrom(t, tm, l, l.size(), 1024)
+
+	tm.srv.Close()
+	tm.Close()
+	tm2 := startMirrorWith(t, seeded, skey, vkey, tm.dir, l)
+	l.add(t, 10, "c")
+	if _, err := tm2.pusher(t).Push(ctx, src, l.verifier, l.checkpointAt(t, l.size())); err != nil {
+		t.Fatal(err)
+	}
+	checkServedFrom(t, tm2, l, l.size(), 1024)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,43 +15,46 @@ import (
 	"github.com/cairnlog/cairn/format/addcheckpoint"
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/loglist"
-	"github.com/cairnlog/cairn/internal/atomicfile"
-	"github.com/transparency-dev/tessera"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera/api/layout"
-	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
-
-// tileWriter is what the mirror needs of Tessera's migration writer (the
-// storage lifecycle Tessera provides for copying a log): store entry
-// bundles, then integrate them into tiles up to a size.
-type tileWriter interface {
-	SetEntryBundle(ctx context.Context, index uint64, partial uint8, bundle []byte) error
-	AwaitIntegration(ctx context.Context, sourceSize uint64) ([]byte, error)
-	IntegratedSize(ctx context.Context) (uint64, error)
-}
 
 // logMirror is the state of one mirrored log.
 type logMirror struct {
-	log    loglist.Log
-	own    []note.Verifier // the mirror's keys
-	id     string
-	dir    string // state: pending.json, evidence/
-	tiles  string // Tessera posix root: checkpoint, tile/, .state/
-	writer tileWriter
-	reader tessera.LogReader
+	log loglist.Log
+	own []note.Verifier // the mirror's keys
+	// witnesses are the cosigners whose lines are relayed (Config.Witnesses).
+	witnesses []note.Verifier
+	dropped   prometheus.Counter
+	id        string
+	// obj holds the log's tlog-tiles files under log/ and the mirror's
+	// state: pending.json, integrated.json, evidence/.
+	obj objects
+	// minIndex is the mirror's minimum index for this log (a multiple of
+	// 256); seedURL and hc read the tree left of it from the log.
+	minIndex uint64
+	seedURL  string
+	hc       *http.Client
 
-	// mu guards pending, recent, next, mirrorSize and mirrorNote. It is
-	// never held while reading a request body or integrating.
+	// mu guards pending, recent, order, next, integrated, changed,
+	// mirrorSize and mirrorNote. It is never held while reading a request
+	// body or integrating.
 	mu         sync.Mutex
 	pending    pendingCheckpoint            // the latest pending checkpoint
 	recent     map[uint64]pendingCheckpoint // past pending checkpoints by size, for upload_end
 	order      []uint64                     // sizes in recent, oldest first
 	next       uint64                       // first entry not stored
+	integrated uint64                       // entries in the stored tiles (integrated.json)
+	changed    chan struct{}                // closed (and replaced) when next, pending or integrated change
+	// leafCache holds, per entry bundle, the leaf hashes verification
+	// computed, until integration has used them.
+	leafCache  map[uint64][]tlog.Hash
 	mirrorSize uint64
 	mirrorNote []byte // the served checkpoint: log signature + mirror cosignatures
 
-	// commitMu serialises integration and the mirror checkpoint update.
+	// commitMu serialises mirror checkpoint updates.
 	commitMu sync.Mutex
 
 	evidenceMu   sync.Mutex
@@ -63,26 +67,19 @@ type pendingFile struct {
 }
 
 // open loads a log's state, creating it on first use.
-func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
-	dir := m.logDir(l.Origin)
+func (m *Mirror) open(ctx context.Context, l loglist.Log, sd Seed, hc *http.Client) (*logMirror, error) {
+	id := OriginID(l.Origin)
+	obj, err := m.storage.Open(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("opening the storage of %q: %w", l.Origin, err)
+	}
 	lm := &logMirror{
-		log: l, own: m.verifiers, id: OriginID(l.Origin), dir: dir, tiles: filepath.Join(dir, "log"),
-		recent: map[uint64]pendingCheckpoint{}, evidenceSeen: map[string]bool{},
+		log: l, own: m.verifiers, witnesses: m.witnesses, dropped: m.metrics.dropped.WithLabelValues(l.Origin), id: id, obj: obj,
+		recent: map[uint64]pendingCheckpoint{}, evidenceSeen: map[string]bool{}, changed: make(chan struct{}),
+		leafCache: map[uint64][]tlog.Hash{},
+		minIndex:  sd.MinimumIndex / layout.EntryBundleWidth * layout.EntryBundleWidth, seedURL: sd.URL, hc: hc,
 	}
-	if err := os.MkdirAll(lm.tiles, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", lm.tiles, err)
-	}
-	d, err := posix.New(ctx, posix.Config{Path: lm.tiles})
-	if err != nil {
-		return nil, fmt.Errorf("opening storage of %q: %w", l.Origin, err)
-	}
-	w, r, err := d.(*posix.Storage).MigrationWriter(ctx, tessera.NewMigrationOptions())
-	if err != nil {
-		return nil, fmt.Errorf("opening storage of %q: %w", l.Origin, err)
-	}
-	lm.writer, lm.reader = w, r
-
-	b, err := os.ReadFile(filepath.Join(dir, "pending.json"))
+	b, err := obj.Get(ctx, "pending.json")
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -90,17 +87,17 @@ func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
 	default:
 		var pf pendingFile
 		if err := json.Unmarshal(b, &pf); err != nil {
-			return nil, fmt.Errorf("%s: corrupt pending checkpoints: %w", dir, err)
+			return nil, fmt.Errorf("%s: corrupt pending checkpoints: %w", id, err)
 		}
 		for _, n := range pf.Pending {
 			c, err := lm.openNote([]byte(n))
 			if err != nil {
-				return nil, fmt.Errorf("%s: a stored pending checkpoint does not verify with the log key: %w", dir, err)
+				return nil, fmt.Errorf("%s: a stored pending checkpoint does not verify with the log key: %w", id, err)
 			}
 			lm.remember(c)
 		}
 	}
-	cp, err := os.ReadFile(filepath.Join(lm.tiles, layout.CheckpointPath))
+	cp, err := obj.Get(ctx, logPath(layout.CheckpointPath))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -109,21 +106,35 @@ func (m *Mirror) open(ctx context.Context, l loglist.Log) (*logMirror, error) {
 		v := append([]note.Verifier{l.Verifier}, m.verifiers...)
 		n, err := note.Open(cp, note.VerifierList(v...))
 		if err != nil {
-			return nil, fmt.Errorf("%s: the mirror checkpoint does not verify: %w", lm.tiles, err)
+			return nil, fmt.Errorf("%s: the mirror checkpoint does not verify: %w", id, err)
 		}
 		c, err := checkpoint.Parse([]byte(n.Text))
 		if err != nil {
-			return nil, fmt.Errorf("%s: the mirror checkpoint: %w", lm.tiles, err)
+			return nil, fmt.Errorf("%s: the mirror checkpoint: %w", id, err)
 		}
 		lm.mirrorSize, lm.mirrorNote = c.Size, cp
 		m.metrics.mirrorSize.WithLabelValues(l.Origin).Set(float64(c.Size))
 	}
 	// Entries up to the integrated size are stored; later bundles may be
 	// too, but a client re-sending them costs less than trusting a scan.
-	if lm.next, err = w.IntegratedSize(ctx); err != nil {
+	// (A directory written before integrated.json existed has its tiles
+	// at least up to the mirror checkpoint.)
+	st, err := obj.Get(ctx, integratedPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		lm.integrated = lm.mirrorSize
+	case err != nil:
 		return nil, fmt.Errorf("reading the integrated size of %q: %w", l.Origin, err)
+	default:
+		var is integratedState
+		if err := json.Unmarshal(st, &is); err != nil {
+			return nil, fmt.Errorf("%s: corrupt %s: %w", id, integratedPath, err)
+		}
+		lm.integrated = max(is.Size, lm.mirrorSize)
 	}
-	lm.next = max(lm.next, lm.mirrorSize)
+	// tlog-mirror: the next entry is the first one at or past the
+	// minimum index that is not stored.
+	lm.next = max(lm.integrated, lm.minIndex)
 	m.metrics.pendingSize.WithLabelValues(l.Origin).Set(float64(lm.pending.Size))
 	return lm, nil
 }
@@ -140,6 +151,7 @@ func (lm *logMirror) remember(c pendingCheckpoint) {
 		lm.order = lm.order[1:]
 	}
 	lm.pending = c
+	lm.notify()
 }
 
 // savePending stores c as the new pending checkpoint, durably, then makes it
@@ -159,7 +171,7 @@ func (lm *logMirror) savePending(c pendingCheckpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(lm.dir, "pending.json"), b, 0o600); err != nil {
+	if err := put(context.Background(), lm.obj, "pending.json", b); err != nil {
 		return err
 	}
 	if _, ok := lm.recent[c.Size]; ok {
@@ -202,10 +214,7 @@ func (lm *logMirror) keepEvidence(m *Mirror, cur pendingCheckpoint, r addcheckpo
 	}
 	b, err := json.MarshalIndent(ev, "", "  ")
 	if err == nil {
-		dir := filepath.Join(lm.dir, "evidence")
-		if err = os.MkdirAll(dir, 0o700); err == nil {
-			err = atomicfile.Write(filepath.Join(dir, fmt.Sprintf("%d.json", now.UnixNano())), b, 0o600)
-		}
+		err = put(context.Background(), lm.obj, fmt.Sprintf("evidence/%d.json", now.UnixNano()), b)
 	}
 	if err != nil {
 		m.logger.Error("could not store evidence", slog.String("origin", cleanOrigin(lm.log.Origin)), slog.Any("error", err))
@@ -233,24 +242,35 @@ func ReadEvidence(dir string) ([]Evidence, error) {
 	}
 	var out []Evidence
 	for _, l := range logs {
-		files, err := os.ReadDir(filepath.Join(dir, l.Name(), "evidence"))
-		if errors.Is(err, os.ErrNotExist) {
+		if !l.IsDir() {
 			continue
 		}
+		evs, err := evidenceIn(context.Background(), dirObjects{root: filepath.Join(dir, l.Name())})
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
-			b, err := os.ReadFile(filepath.Join(dir, l.Name(), "evidence", f.Name()))
-			if err != nil {
-				return nil, err
-			}
-			var ev Evidence
-			if err := json.Unmarshal(b, &ev); err != nil {
-				return nil, fmt.Errorf("%s: %w", f.Name(), err)
-			}
-			out = append(out, ev)
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// evidenceIn reads the evidence kept among one log's objects.
+func evidenceIn(ctx context.Context, o objects) ([]Evidence, error) {
+	names, err := o.List(ctx, "evidence")
+	if err != nil {
+		return nil, err
+	}
+	var out []Evidence
+	for _, name := range names {
+		b, err := o.Get(ctx, "evidence/"+name)
+		if err != nil {
+			return nil, err
 		}
+		var ev Evidence
+		if err := json.Unmarshal(b, &ev); err != nil {
+			return nil, fmt.Errorf("evidence/%s: %w", name, err)
+		}
+		out = append(out, ev)
 	}
 	return out, nil
 }

@@ -151,7 +151,11 @@ func runDev(ctx context.Context, out io.Writer, o devOptions) error {
 		return err
 	}
 	for i := range plan.procs {
-		plan.procs[i].env = env
+		// Only the log frontends use the database (the mirror, which
+		// reads CAIRN_MYSQL_DSN too, stores to posix in the demo).
+		if strings.HasPrefix(plan.procs[i].name, "log") {
+			plan.procs[i].env = env
+		}
 	}
 	roots, err := certpool.Load(plan.ca)
 	if err != nil {
@@ -293,7 +297,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	plan.mirrorURL = "https://" + mirrorAddr + "/" + mirror.OriginID(devOrigin)
 	plan.procs = append(plan.procs, devProc{
 		name: devMirror,
-		args: []string{"mirror", "serve", "--key", filepath.Join(keys, devMirror+".key"), "--logs", logList,
+		args: []string{"mirror", "serve", "--key", filepath.Join(keys, devMirror+".key"), "--logs", logList, "--policy", plan.policyPath,
 			"--storage", "posix:" + filepath.Join(dir, devMirror), "--http", mirrorAddr, "--tls-cert", pki.cert[devMirror], "--tls-key", pki.key[devMirror]},
 		health: "https://" + mirrorAddr + "/healthz",
 	})

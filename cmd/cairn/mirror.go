@@ -1,18 +1,24 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/keyfile"
+	"github.com/cairnlog/cairn/internal/mysqls3"
 	"github.com/cairnlog/cairn/mirror"
 	"github.com/spf13/cobra"
 	fnote "github.com/transparency-dev/formats/note"
@@ -31,10 +37,13 @@ func mirrorCmds() []*cobra.Command {
 
 func newMirrorServeCmd() *cobra.Command {
 	var keyFiles []string
-	var logsFile, storage, addr, tlsCert, tlsKey, logFormat, level string
+	var logsFile, policyFile, storage, addr, tlsCert, tlsKey, logFormat, level string
 	var plaintext bool
+	var aws mysqls3.Config
+	var minIndexes []string
+	var tlsCA string
 	cmd := &cobra.Command{
-		Use:   "serve --key FILE --logs FILE --storage posix:DIR",
+		Use:   "serve --key FILE --logs FILE --storage posix:DIR|mysql+s3",
 		Short: "Serve the C2SP tlog-mirror API and the mirrored logs' tiles",
 		Long: `Serve a C2SP tlog-mirror: a cosigner that stores a full copy of each log it
 mirrors and serves it over tlog-tiles.
@@ -49,10 +58,32 @@ mirrors and serves it over tlog-tiles.
   GET  /<hex sha256(origin)>/checkpoint, /tile/...   the mirrored log
 
 --logs is a witness-network log list (logs/v0), the same file a witness reads.
---key may be repeated: every key cosigns each mirror checkpoint.`,
+--key may be repeated: every key cosigns each mirror checkpoint.
+
+--storage posix:DIR keeps each log in DIR/<hex sha256(origin)>/; mysql+s3 keeps
+it in the --s3-bucket under <hex sha256(origin)>/, with the log's flags
+(--mysql-dsn, --s3-*). A mirror has one writer per bucket: the database holds
+its lock, and a second mirror serve on the same bucket is refused.
+
+--minimum-index ORIGIN=N starts a log at N (a log with retention that pruned
+its start): the mirror stores and cosigns the entries from N (rounded down to a
+multiple of 256) on, and reads the tree left of N once from the log's URL on
+its --policy log line, verified against a checkpoint the log signed. Its
+cosignature then vouches only for the entries from N on (docs/mirror.md).
+
+--policy names the witnesses (its witness lines) whose cosignatures the mirror
+relays on the checkpoints it serves, after verifying them; every other
+signature line a pushed checkpoint carries is dropped (without --policy, the
+mirror serves the log's signature and its own only).`,
 		Example: `  # A second mirror beside 'make run' (which runs mirror-sa on 8281), for its log:
   cairn keygen --witness --name mirror-b.example.net --out data/mirror-b
-  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --storage posix:data/mirror-b \
+  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --policy data/policy.txt \
+    --storage posix:data/mirror-b --http 127.0.0.1:8282 --insecure-plaintext
+  # The same on mysql+s3 (assumes 'make run-ha' or another MySQL and MinIO, and their
+  # DSN and key files):
+  cairn mirror serve --key data/mirror-b.key --logs data/witness-logs.txt --policy data/policy.txt \
+    --storage mysql+s3 --mysql-dsn "$DSN" --s3-endpoint http://127.0.0.1:19000 --s3-bucket mirror-b \
+    --s3-region us-east-1 --s3-path-style --s3-access-key-file s3.id --s3-secret-key-file s3.secret \
     --http 127.0.0.1:8282 --insecure-plaintext`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -70,8 +101,16 @@ mirrors and serves it over tlog-tiles.
 				return errors.New("--tls-cert and --tls-key are required (or --insecure-plaintext to serve without TLS)")
 			}
 			dir, ok := strings.CutPrefix(storage, "posix:")
-			if !ok || dir == "" {
-				return fmt.Errorf("--storage %q: want posix:DIR (mysql+s3 is not supported by the mirror yet)", storage)
+			switch {
+			case storage == "mysql+s3":
+				dir = ""
+				if aws.FirstSet() == "" {
+					return errors.New("--storage mysql+s3 needs --mysql-dsn, --s3-bucket, --s3-region, --s3-access-key-file and --s3-secret-key-file")
+				}
+			case !ok || dir == "":
+				return fmt.Errorf("--storage %q: want posix:DIR or mysql+s3", storage)
+			case aws.FirstSet() != "":
+				return fmt.Errorf("--storage %s: the --mysql-dsn and --s3-* flags apply only to --storage mysql+s3", storage)
 			}
 			var keys []string
 			for _, f := range keyFiles {
@@ -85,12 +124,36 @@ mirrors and serves it over tlog-tiles.
 			if err != nil {
 				return err
 			}
+			var witnesses []note.Verifier
+			var pol *policy.Policy
+			if policyFile != "" {
+				if pol, err = (&clientFlags{policy: policyFile}).loadPolicy(); err != nil {
+					return err
+				}
+				for _, w := range pol.Witnesses {
+					witnesses = append(witnesses, w.Verifier)
+				}
+			}
+			seeds, err := parseMinimumIndexes(minIndexes, pol)
+			if err != nil {
+				return err
+			}
+			hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+			if tlsCA != "" {
+				roots, err := certpool.LoadWithSystem(tlsCA)
+				if err != nil {
+					return fmt.Errorf("--tls-ca: %w", err)
+				}
+				hc.Transport = &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Dir: dir, Logger: logger})
+			m, err := mirror.New(ctx, mirror.Config{PrivateKeys: keys, Logs: logs, Witnesses: witnesses, Dir: dir, AWS: aws,
+				Seeds: seeds, HTTPClient: hc, Logger: logger})
 			if err != nil {
 				return flagError(cmd, err)
 			}
+			defer m.Close()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("--http %s: %w", addr, err)
@@ -102,7 +165,11 @@ mirrors and serves it over tlog-tiles.
 	f := cmd.Flags()
 	f.StringArrayVar(&keyFiles, "key", nil, "file holding a mirror cosigner private key (cairn keygen --witness); repeatable")
 	f.StringVar(&logsFile, "logs", "", "log list (witness-network logs/v0 format) of the logs to mirror")
-	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR")
+	f.StringVar(&policyFile, "policy", "", "tlog-policy whose witness lines are the cosigners whose cosignatures the mirror relays (verified)")
+	f.StringVar(&storage, "storage", "posix:./data/mirror", "where the copies live: posix:DIR, or mysql+s3 (with --mysql-dsn and --s3-*)")
+	registerMySQLS3(f, &aws, "the mirrored logs under <hex sha256(origin)>/")
+	f.StringArrayVar(&minIndexes, "minimum-index", nil, "ORIGIN=N: mirror that log from index N on (rounded down to 256), reading the tree left of N from the log's URL in --policy; repeatable")
+	f.StringVar(&tlsCA, "tls-ca", "", "PEM CA bundle (beside the system roots) for reading a --minimum-index log over HTTPS")
 	f.StringVar(&addr, "http", "127.0.0.1:8281", "HTTP listen address")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert")
@@ -111,6 +178,8 @@ mirrors and serves it over tlog-tiles.
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	annotateField(f, "key", "Config.PrivateKeys")
 	annotateField(f, "logs", "Config.Logs")
+	annotateField(f, "policy", "Config.Witnesses")
+	annotateField(f, "minimum-index", "Config.Seeds")
 	annotateField(f, "storage", "Config.Dir")
 	documentEnv(cmd)
 	return cmd
@@ -204,19 +273,31 @@ mirror's answer. Prints the size each mirror now cosigns.`,
 
 func newMirrorEvidenceCmd() *cobra.Command {
 	var storage, output string
+	var aws mysqls3.Config
 	cmd := &cobra.Command{
-		Use:     "evidence --storage posix:DIR",
-		Short:   "Print the inconsistent checkpoints this mirror refused",
-		Example: `  cairn mirror evidence --storage posix:data/mirror-b --output json`,
-		Args:    cobra.NoArgs,
+		Use:   "evidence --storage posix:DIR|mysql+s3",
+		Short: "Print the inconsistent checkpoints this mirror refused",
+		Example: `  cairn mirror evidence --storage posix:data/mirror-b --output json
+  # On mysql+s3 (reads the bucket only; works beside the running mirror):
+  cairn mirror evidence --storage mysql+s3 --mysql-dsn "$DSN" --s3-endpoint http://127.0.0.1:19000 \
+    --s3-bucket mirror-b --s3-region us-east-1 --s3-path-style --s3-access-key-file s3.id --s3-secret-key-file s3.secret`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, ok := strings.CutPrefix(storage, "posix:")
-			if !ok {
-				return fmt.Errorf("--storage %q: want posix:DIR", storage)
+			if err := bindEnv(cmd); err != nil {
+				return err
 			}
-			evs, err := mirror.ReadEvidence(dir)
-			if err != nil {
-				return fmt.Errorf("--storage: %w", err)
+			var evs []mirror.Evidence
+			var err error
+			if dir, ok := strings.CutPrefix(storage, "posix:"); ok {
+				if evs, err = mirror.ReadEvidence(dir); err != nil {
+					return fmt.Errorf("--storage: %w", err)
+				}
+			} else if storage == "mysql+s3" {
+				if evs, err = mirror.ReadEvidenceMySQLS3(cmd.Context(), aws); err != nil {
+					return flagError(cmd, err)
+				}
+			} else {
+				return fmt.Errorf("--storage %q: want posix:DIR or mysql+s3", storage)
 			}
 			if evs == nil {
 				evs = []mirror.Evidence{}
@@ -228,7 +309,31 @@ func newMirrorEvidenceCmd() *cobra.Command {
 			return printEvidence(cmd.OutOrStdout(), output, "mirror", evs, rows)
 		},
 	}
-	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage")
+	cmd.Flags().StringVar(&storage, "storage", "posix:./data/mirror", "the mirror's storage: posix:DIR or mysql+s3")
 	cmd.Flags().StringVar(&output, "output", "text", "text or json")
+	registerMySQLS3(cmd.Flags(), &aws, "the mirrored logs")
+	documentEnv(cmd)
 	return cmd
+}
+
+// parseMinimumIndexes turns --minimum-index ORIGIN=N flags into the
+// mirror's seeds; the log's URL comes from its log line in the policy.
+func parseMinimumIndexes(flags []string, pol *policy.Policy) (map[string]mirror.Seed, error) {
+	seeds := map[string]mirror.Seed{}
+	for _, f := range flags {
+		origin, n, ok := strings.Cut(f, "=")
+		idx, err := strconv.ParseUint(n, 10, 64)
+		if !ok || origin == "" || err != nil {
+			return nil, fmt.Errorf("--minimum-index %q: want ORIGIN=N (a decimal index)", f)
+		}
+		if pol == nil {
+			return nil, fmt.Errorf("--minimum-index %s: needs --policy, whose log line gives the URL the tree left of %d is read from", origin, idx)
+		}
+		l, found := pol.LogFor(origin)
+		if !found || l.URL == "" {
+			return nil, fmt.Errorf("--minimum-index %s: the --policy has no log line with a URL for that origin", origin)
+		}
+		seeds[origin] = mirror.Seed{MinimumIndex: idx, URL: l.URL}
+	}
+	return seeds, nil
 }
