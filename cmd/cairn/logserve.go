@@ -147,13 +147,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringVar(&cfg.Origin, "origin", "", "checkpoint origin; must equal the key name")
 	f.StringVar(&keyFile, "key", "", "file holding the log's Ed25519 private key (cairn keygen); must be mode 0600")
 	f.StringVar(&cfg.Storage, "storage", cairnlog.DefaultStorage, "storage driver: posix:DIR, or mysql+s3 (several frontends on one MySQL-compatible database and one S3-compatible bucket)")
-	f.StringVar(&cfg.AWS.MySQLDSN, "mysql-dsn", "", "mysql+s3: go-sql-driver DSN of the sequencing database, e.g. cairn:PASSWORD@tcp(127.0.0.1:3306)/cairn")
-	f.StringVar(&cfg.AWS.S3Endpoint, "s3-endpoint", "", "mysql+s3: object store URL, e.g. http://127.0.0.1:9000 (empty: AWS S3)")
-	f.StringVar(&cfg.AWS.S3Bucket, "s3-bucket", "", "mysql+s3: bucket holding checkpoints, tiles and bundles (created if missing)")
-	f.StringVar(&cfg.AWS.S3Region, "s3-region", "", "mysql+s3: region, e.g. us-east-1 (required: never discovered from instance metadata)")
-	f.BoolVar(&cfg.AWS.S3PathStyle, "s3-path-style", false, "mysql+s3: path-style bucket addressing (MinIO and most S3-compatible stores)")
-	f.StringVar(&cfg.AWS.S3AccessKeyFile, "s3-access-key-file", "", "mysql+s3: file holding the S3 access key ID")
-	f.StringVar(&cfg.AWS.S3SecretKeyFile, "s3-secret-key-file", "", "mysql+s3: file holding the S3 secret access key; must be mode 0600")
+	registerMySQLS3(f, &cfg.AWS, "checkpoints, tiles and bundles")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", cairnlog.DefaultGCInterval, "how often obsolete partial tiles and entry bundles are deleted")
 	f.StringVar(&cfg.HTTPAddr, "http", cairnlog.DefaultHTTPAddr, "HTTP listen address (tlog-tiles, /add, health, metrics)")
 	f.StringVar(&cfg.GRPCAddr, "grpc", cairnlog.DefaultGRPCAddr, "gRPC listen address (cairn.v1.Log)")
@@ -187,9 +181,6 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
 	for flag, field := range map[string]string{
 		"origin": "Config.Origin", "key": "Config.PrivateKey", "storage": "Config.Storage",
-		"mysql-dsn": "Config.AWS.MySQLDSN", "s3-endpoint": "Config.AWS.S3Endpoint", "s3-bucket": "Config.AWS.S3Bucket",
-		"s3-region": "Config.AWS.S3Region", "s3-path-style": "Config.AWS.S3PathStyle",
-		"s3-access-key-file": "Config.AWS.S3AccessKeyFile", "s3-secret-key-file": "Config.AWS.S3SecretKeyFile",
 		"gc-interval": "Config.GCInterval", "http": "Config.HTTPAddr", "grpc": "Config.GRPCAddr",
 		"checkpoint-interval": "Config.CheckpointInterval", "checkpoint-republish-interval": "Config.CheckpointRepublishInterval",
 		"batch-max-size": "Config.BatchMaxSize", "batch-max-age": "Config.BatchMaxAge",

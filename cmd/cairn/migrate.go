@@ -133,20 +133,12 @@ Nothing may serve from --storage while a migration runs.`,
 	f.StringVar(&keyFile, "key", "", "the Cairn log's Ed25519 private key (cairn keygen), the one 'cairn log serve' will use; must be mode 0600")
 	f.UintVar(&cfg.Workers, "batch", migrate.DefaultWorkers, "entry bundles (256 leaves each) copied at once; Trillian is read four bundles per GetLeavesByRange call")
 	f.StringVar(&cfg.Target.Storage, "storage", cairnlog.DefaultStorage, "target storage: posix:DIR, or mysql+s3 (the flags below)")
-	f.StringVar(&cfg.Target.AWS.MySQLDSN, "mysql-dsn", "", "mysql+s3: go-sql-driver DSN of the sequencing database")
-	f.StringVar(&cfg.Target.AWS.S3Endpoint, "s3-endpoint", "", "mysql+s3: object store URL (empty: AWS S3)")
-	f.StringVar(&cfg.Target.AWS.S3Bucket, "s3-bucket", "", "mysql+s3: bucket for tiles and bundles (created if missing)")
-	f.StringVar(&cfg.Target.AWS.S3Region, "s3-region", "", "mysql+s3: region, e.g. us-east-1")
-	f.BoolVar(&cfg.Target.AWS.S3PathStyle, "s3-path-style", false, "mysql+s3: path-style bucket addressing (MinIO)")
-	f.StringVar(&cfg.Target.AWS.S3AccessKeyFile, "s3-access-key-file", "", "mysql+s3: file holding the S3 access key ID")
-	f.StringVar(&cfg.Target.AWS.S3SecretKeyFile, "s3-secret-key-file", "", "mysql+s3: file holding the S3 secret access key; must be mode 0600")
+	registerMySQLS3(f, &cfg.Target.AWS, "tiles and bundles")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&lv, "log-level", "info", "log level: debug, info, warn, error")
 	for flag, field := range map[string]string{
 		"trillian": "Config.Trillian", "tree-id": "Config.TreeID", "batch": "Config.Workers",
-		"storage": "Config.Storage", "mysql-dsn": "Config.AWS.MySQLDSN", "s3-endpoint": "Config.AWS.S3Endpoint",
-		"s3-bucket": "Config.AWS.S3Bucket", "s3-region": "Config.AWS.S3Region", "s3-path-style": "Config.AWS.S3PathStyle",
-		"s3-access-key-file": "Config.AWS.S3AccessKeyFile", "s3-secret-key-file": "Config.AWS.S3SecretKeyFile",
+		"storage": "Config.Storage",
 	} {
 		annotateField(f, flag, field)
 	}
