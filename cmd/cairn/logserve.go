@@ -207,6 +207,10 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringArrayVar(&mirrorURLs, "mirror", nil, "a tlog-mirror's submission URL to push each published checkpoint and its entries to; repeatable (docs/mirror.md)")
 	f.StringArrayVar(&mirrorKeys, "mirror-key", nil, "the cosignature vkey of the --mirror at the same position (default: the --witness-policy witness with that URL)")
 	annotateField(f, "mirror", "Config.Mirrors")
+	f.BoolVar(&cfg.DisableUI, "disable-ui", false, "do not serve the explorer web page at /ui/ (docs/explorer.md)")
+	f.StringVar(&cfg.IndexURL, "index-url", "", "the search index's base URL (cairn index serve): the explorer at /ui/ shows search and history pages querying it")
+	annotateField(f, "disable-ui", "Config.DisableUI")
+	annotateField(f, "index-url", "Config.IndexURL")
 	documentEnv(cmd)
 	return cmd
 }
