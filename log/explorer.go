@@ -120,7 +120,7 @@ func hasLog(p *policy.Policy, origin string) bool {
 // hash, the public key in place of the seed.
 func logVKey(skey string) (string, error) {
 	rest, ok := strings.CutPrefix(strings.TrimSpace(skey), "PRIVATE+KEY+")
-	f := strings.Split(rest, "+")
+	f := strings.SplitN(rest, "+", 3)
 	if !ok || len(f) != 3 {
 		return "", fmt.Errorf("Config.PrivateKey: not a signed-note private key")
 	}
