@@ -24,7 +24,9 @@ import (
 
 // The explorer (package ui) is mounted at /ui/: its embedded assets, and the
 // small JSON API below that the page reads. Status is public like the
-// checkpoint; records need the read role, like GET /record/N.
+// checkpoint; records are served like entry bundles (public unless
+// Config.ReadAccess is authenticated), sealed ones decrypted only for the
+// read role, like GET /record/N.
 
 // Bounds of GET /ui/api/records.
 const (
@@ -207,8 +209,24 @@ func (l *Log) handleUIStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, s)
 }
 
+// explorerAccess says what the caller may see: record contents when they
+// are public or it has the read role (as for entry bundles), and sealed
+// records decrypted only with the read role (as for GET /record/N).
+func (l *Log) explorerAccess(r *http.Request) (decrypt bool, err error) {
+	p, perr := l.guard.fromHTTP(r)
+	if err := l.guard.canReadContents(p, perr); err != nil {
+		return false, err
+	}
+	return l.guard.canDecrypt(p, perr) == nil, nil
+}
+
+// stateSealed is the explorer's state of a record naming data subjects
+// shown to a caller without the read role.
+const stateSealed = "sealed"
+
 func (l *Log) handleUIRecords(w http.ResponseWriter, r *http.Request) {
-	if err := l.guard.canDecrypt(l.guard.fromHTTP(r)); err != nil {
+	decrypt, err := l.explorerAccess(r)
+	if err != nil {
 		writeHTTPError(w, err)
 		return
 	}
@@ -248,7 +266,7 @@ func (l *Log) handleUIRecords(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, leaf := range leaves {
-			s, _ := l.summarize(r.Context(), i, leaf)
+			s, _ := l.summarize(r.Context(), i, leaf, decrypt)
 			list.Records = append(list.Records, s)
 			i++
 		}
@@ -265,7 +283,10 @@ func (l *Log) handleUIRecords(w http.ResponseWriter, r *http.Request) {
 
 // summarize decodes a leaf for the explorer; rec is the readable envelope
 // (zero when the record is erased, sealed without a key, or malformed).
-func (l *Log) summarize(ctx context.Context, index uint64, leaf []byte) (ui.RecordSummary, record.Decoded) {
+func (l *Log) summarize(ctx context.Context, index uint64, leaf []byte, decrypt bool) (ui.RecordSummary, record.Decoded) {
+	if !decrypt && record.LeafVersion(leaf) == record.SealedVersion {
+		return ui.RecordSummary{Index: index, State: stateSealed, Detail: "it names a data subject: reading it needs the read role"}, record.Decoded{Index: index}
+	}
 	d, err := l.decode(ctx, index, leaf)
 	if err != nil {
 		return ui.RecordSummary{Index: index, State: record.StateMalformed, Detail: err.Error()}, d
@@ -280,7 +301,8 @@ func (l *Log) summarize(ctx context.Context, index uint64, leaf []byte) (ui.Reco
 }
 
 func (l *Log) handleUIRecord(w http.ResponseWriter, r *http.Request) {
-	if err := l.guard.canDecrypt(l.guard.fromHTTP(r)); err != nil {
+	decrypt, err := l.explorerAccess(r)
+	if err != nil {
 		writeHTTPError(w, err)
 		return
 	}
@@ -304,7 +326,7 @@ func (l *Log) handleUIRecord(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, err)
 		return
 	}
-	s, d := l.summarize(r.Context(), index, leaf)
+	s, d := l.summarize(r.Context(), index, leaf, decrypt)
 	hash := rfc6962.DefaultHasher.HashLeaf(leaf)
 	v := ui.RecordView{RecordSummary: s, SubjectHashes: d.SubjectHashes, ErasedAt: d.ErasedAtUnixMillis,
 		Leaf: leaf, LeafHash: hex.EncodeToString(hash), TreeSize: size, Proof: parsed.Proof, Receipt: string(rc)}

@@ -52,7 +52,8 @@ type Cosigner struct {
 // RecordSummary is one row of GET /ui/api/records.
 type RecordSummary struct {
 	Index uint64 `json:"index"`
-	// State is a format/record Decoded state, or "pruned".
+	// State is a format/record Decoded state, "pruned" (below the minimum
+	// index), or "sealed" (names a data subject; the caller lacks the read role).
 	State       string `json:"state"`
 	Submitter   string `json:"submitter,omitempty"`
 	Timestamp   uint64 `json:"timestamp_unix_millis,omitempty"`

@@ -35,7 +35,7 @@
   const main = () => document.getElementById('main');
   function show(...nodes) {
     const m = main();
-    m.replaceChildren(...nodes);
+    m.replaceChildren(...nodes.flat(2).filter((n) => n !== null && n !== undefined));
   }
 
   class HTTPError extends Error {
@@ -85,7 +85,7 @@
   }
   function badge(kind, text) { return el('span', { class: 'badge ' + kind }, text); }
   function stateBadge(state) {
-    const kind = { plain: 'ok', decrypted: 'ok', erased: 'warn', pruned: 'muted', tampered: 'bad', malformed: 'bad' }[state] || 'muted';
+    const kind = { plain: 'ok', decrypted: 'ok', erased: 'warn', pruned: 'muted', sealed: 'muted', tampered: 'bad', malformed: 'bad' }[state] || 'muted';
     return badge(kind, state);
   }
 
