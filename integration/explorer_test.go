@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,7 +132,7 @@ func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(ch
 // CAIRN_UPDATE_SCREENSHOTS is set, else under the test's directory.
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png := browserGet(t, ctx, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := browserGet(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 	out := filepath.Join(dir, "explorer-"+name+".png")
 	if os.Getenv("CAIRN_UPDATE_SCREENSHOTS") != "" {
 		out = filepath.Join("..", "docs", "img", "explorer-"+name+".png")
@@ -475,4 +476,92 @@ func TestExplorerAsksForAToken(t *testing.T) {
 	if stored := eval[string](t, ctx, `JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie`); strings.Contains(stored, d.token) {
 		t.Errorf("the token was stored: %q", stored)
 	}
+}
+
+// TestExplorerSearchVerifiesHits: with --index-url the explorer shows search
+// and history pages that query the index (docs/search.md) and verify every
+// hit in the browser: its proof and checkpoint against the policy, its
+// claims against its own leaf. The index here is a stand-in serving hits
+// made of the log's real leaves, proofs and checkpoints (cairn index serve
+// is built on another branch), one of them lying about its principal.
+func TestExplorerSearchVerifiesHits(t *testing.T) {
+	chromiumPath(t)
+	dir := t.TempDir()
+	if _, stderr, code := run(t, nil, "keygen", "--name", "search.test/log", "--out", dir+"/log"); code != 0 {
+		t.Fatal(stderr)
+	}
+	logAddr := freeAddr(t)
+	var index *httptest.Server
+	index = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*") // the stand-in is on another origin
+		switch r.URL.Path {
+		case "/fields":
+			_, _ = io.WriteString(w, `{"fields":{"event":".event"}}`)
+		case "/search", "/history":
+			w.Header().Set("Content-Type", "application/jsonl")
+			for i := range 3 {
+				resp, err := http.Get(fmt.Sprintf("http://%s/ui/api/record/%d", logAddr, i))
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				var rec struct {
+					Index       uint64   `json:"index"`
+					Submitter   string   `json:"submitter"`
+					ContentType string   `json:"content_type"`
+					Timestamp   uint64   `json:"timestamp_unix_millis"`
+					State       string   `json:"state"`
+					Leaf        []byte   `json:"leaf"`
+					Proof       [][]byte `json:"proof"`
+					Receipt     string   `json:"receipt"`
+				}
+				err = json.NewDecoder(resp.Body).Decode(&rec)
+				resp.Body.Close()
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				_, cp, _ := strings.Cut(rec.Receipt, "\n\n")
+				principal := rec.Submitter
+				if i == 2 {
+					principal = "someone-else" // the index lies about this one
+				}
+				_ = json.NewEncoder(w).Encode(map[string]any{"index": rec.Index, "principal": principal, "content_type": rec.ContentType,
+					"timestamp_unix_millis": rec.Timestamp, "state": rec.State, "leaf": rec.Leaf, "proof": rec.Proof, "checkpoint": cp,
+					"fields": map[string]string{"event": "login"}})
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(index.Close)
+
+	p := &proc{name: "log-search", args: []string{"log", "serve", "--origin", "search.test/log", "--key", dir + "/log.key",
+		"--storage", "posix:" + dir + "/log", "--http", logAddr, "--grpc", freeAddr(t), "--insecure-plaintext",
+		"--checkpoint-interval", "200ms", "--index-url", index.URL + "/"}}
+	p.start(t)
+	t.Cleanup(func() { p.kill9() })
+	p.waitServing(t, "http://"+logAddr+"/readyz")
+	for i := range 3 {
+		resp, err := http.Post("http://"+logAddr+"/add", "application/json", strings.NewReader(fmt.Sprintf(`{"event":"login","n":%d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	eventually(t, time.Minute, func() error { return answers("http://"+logAddr+"/ui/api/record/2", http.StatusOK) })
+
+	ctx := browser(t)
+	step(t, ctx, "search", open("http://"+logAddr+"/ui/#/search"), visible(`#q-value`),
+		chromedp.SendKeys(chromedp.CSS(`#q-value`), "login"), click(`#search-form button`),
+		visible(`#hits tbody tr`))
+	verified := eval[[]string](t, ctx, `[...document.querySelectorAll('#hits tbody tr')].map(r => r.dataset.verified)`)
+	if strings.Join(verified, ",") != "true,true,false" {
+		t.Errorf("hits verified %v, want the first two and not the third (its principal is a lie)", verified)
+	}
+	if why := text(t, ctx, `#hits tbody tr:nth-child(3)`); !strings.Contains(why, "the index says principal someone-else") {
+		t.Errorf("the lying hit's row: %q", why)
+	}
+	screenshot(t, ctx, t.TempDir(), "search")
+	step(t, ctx, "history", open("http://"+logAddr+"/ui/#/history"), visible(`#q-value`))
 }

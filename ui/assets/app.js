@@ -95,6 +95,7 @@
     status = await api('api/status');
     document.getElementById('origin').textContent = status.origin;
     document.getElementById('nav-search').hidden = !status.index_url;
+    document.getElementById('nav-history').hidden = !status.index_url;
     if (status.read_access === 'authenticated' && !token) askToken('');
     return status;
   }
@@ -131,7 +132,7 @@
 
   function cosignerTable(rows, size, id) {
     const body = rows.map((c) => el('tr', {},
-      el('td', {}, c.name, c.url ? el('div', { class: 'hint mono' }, c.url) : null),
+      el('td', {}, c.name, c.url && c.url !== c.name ? el('div', { class: 'hint mono' }, c.url) : null),
       el('td', { class: 'num' }, c.known ? fmtInt(c.size) : '—'),
       el('td', { class: 'num' }, c.known ? fmtInt(c.behind) : '—'),
       el('td', {}, c.cosigned_latest ? badge('ok', 'cosigned latest') : c.known ? (c.behind > 0 ? badge('warn', 'behind') : badge('ok', 'current')) : badge('muted', 'not heard from'),
@@ -147,15 +148,16 @@
     const s = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title, id });
     const vals = points.map(value);
     const maxV = Math.max(1, ...vals);
-    const n = Math.max(points.length, 1);
-    const x = (i) => L + (i + 0.5) * (W - L - R) / n;
+    // At least an hour wide, the newest minute at the right edge.
+    const n = Math.max(points.length, 60);
+    const x = (i) => L + (n - points.length + i + 0.5) * (W - L - R) / n;
     const y = (v) => H - B - (v / maxV) * (H - B - T);
     s.append(svg('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }));
     s.append(svg('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
     s.append(svg('text', { x: L - 4, y: T + 10, 'text-anchor': 'end' }, maxV.toFixed(maxV < 10 ? 1 : 0)));
     s.append(svg('text', { x: L - 4, y: H - B, 'text-anchor': 'end' }, '0'));
     if (points.length) {
-      const t0 = new Date(points[0].start * 1000).toISOString().slice(11, 16);
+      const t0 = new Date((points[points.length - 1].start - (n - 1) * 60) * 1000).toISOString().slice(11, 16);
       const t1 = new Date(points[points.length - 1].start * 1000).toISOString().slice(11, 16);
       s.append(svg('text', { x: L, y: H - 6 }, t0 + ' UTC'));
       s.append(svg('text', { x: W - R, y: H - 6, 'text-anchor': 'end' }, t1 + ' UTC'));
@@ -171,6 +173,11 @@
       });
     } else if (points.length) {
       s.append(svg('polyline', { class: 'line', points: points.map((p, i) => `${x(i)},${y(vals[i])}`).join(' ') }));
+      points.forEach((p, i) => {
+        const c = svg('circle', { class: 'dot', cx: x(i), cy: y(vals[i]), r: 2.5 });
+        c.append(svg('title', {}, `${new Date(p.start * 1000).toISOString().slice(11, 16)} UTC: ${fmtAge(vals[i])}`));
+        s.append(c);
+      });
     }
     return el('figure', { class: 'chart' }, el('figcaption', {}, title), s);
   }
@@ -417,27 +424,105 @@
       el('p', {}, `Keys trusted, from ${why}:`), trusted);
   }
 
-  // ---- search (the index's API, when the log names one) ----
+  // ---- search and history (the index's API, docs/search.md) ----
 
-  async function pageSearch(params) {
+  // indexFetch asks the index; the token, if any, goes along (the index
+  // takes the log's access file).
+  async function indexFetch(path, params) {
+    const u = new URL(path, status.index_url.replace(/\/?$/, '/'));
+    for (const [k, v] of params) u.searchParams.append(k, v);
+    const headers = token ? { Authorization: 'Bearer ' + token } : {};
+    const resp = await fetch(u, { headers, cache: 'no-store' });
+    const text = await resp.text();
+    if (!resp.ok) {
+      if (resp.status === 401 || resp.status === 403) askToken(text.trim());
+      throw new HTTPError(resp.status, 'the index answered ' + resp.status + ': ' + text.trim());
+    }
+    return text;
+  }
+
+  // receiptOf rebuilds a hit's tlog-proof from its index, proof and checkpoint.
+  function receiptOf(hit) {
+    return 'c2sp.org/tlog-proof@v1\nindex ' + hit.index + '\n' + (hit.proof || []).map((h) => h + '\n').join('') + '\n' + hit.checkpoint;
+  }
+
+  // checkHit verifies a hit with the WebAssembly verifier against the
+  // trusted policy, and that its claims match the proven leaf.
+  function checkHit(verifyFn, hit) {
+    const res = JSON.parse(verifyFn(status.policy, receiptOf(hit), b64ToBytes(hit.leaf)));
+    if (!res.ok) return { ok: false, why: res.error };
+    const r = res.record;
+    if (r) {
+      if (r.submitter !== hit.principal) return { ok: false, why: `the index says principal ${hit.principal}, the proven record ${r.submitter}` };
+      if (r.content_type !== hit.content_type) return { ok: false, why: `the index says content type ${hit.content_type}, the proven record ${r.content_type}` };
+      if ((r.timestamp_unix_millis || 0) !== (hit.timestamp_unix_millis || 0)) return { ok: false, why: 'the index says another timestamp than the proven record' };
+    }
+    return { ok: true, why: r ? 'in the log, claims match the leaf' : 'in the log (sealed: claims not checkable here)' };
+  }
+
+  async function pageSearch(params, mode) {
     if (!status) { try { await loadStatus(); } catch (e) { show(errorBox(e)); return; } }
-    if (!status.index_url) { show(el('h1', {}, 'Search'), el('p', {}, 'This log names no search index (cairn log serve --index-url).')); return; }
-    const q = el('input', { type: 'text', id: 'search-q', value: params.get('q') || '' });
-    const form = el('form', { class: 'row', id: 'search-form' }, el('div', {}, el('label', { for: 'search-q' }, 'Search records'), q), el('button', { type: 'submit' }, 'Search'));
-    form.addEventListener('submit', (ev) => { ev.preventDefault(); location.hash = '#/search?q=' + encodeURIComponent(q.value); });
-    const out = el('div', { id: 'search-results' });
-    show(el('h1', {}, 'Search'), el('p', { class: 'hint' }, 'Answers come from the index at ' + status.index_url + '; open a record to see it from the log itself.'), form, out);
-    const query = params.get('q');
-    if (!query) return;
+    const title = mode === 'history' ? 'History' : 'Search';
+    if (!status.index_url) { show(el('h1', {}, title), el('p', {}, 'This log names no search index (cairn log serve --index-url).')); return; }
+    let fields = {};
+    try { fields = JSON.parse(await indexFetch('fields', [])).fields || {}; } catch (e) { show(el('h1', {}, title), errorBox(e)); return; }
+    const input = (name, label, type) => el('div', {}, el('label', { for: 'q-' + name }, label), el('input', { id: 'q-' + name, name, type: type || 'text', value: params.get(name) || '' }));
+    const fieldNames = Object.keys(fields).sort();
+    const current = fieldNames.find((f) => params.has(f)) || fieldNames[0] || '';
+    const fieldSel = el('select', { id: 'q-field', 'aria-label': 'Indexed field' }, fieldNames.map((f) => el('option', { value: f, selected: f === current }, `${f} (${fields[f]})`)));
+    const fieldVal = el('input', { id: 'q-value', type: 'text', 'aria-label': 'Field value', value: current ? params.get(current) || '' : '' });
+    const form = el('form', { id: 'search-form' },
+      el('div', { class: 'row' }, el('div', {}, el('label', { for: 'q-field' }, 'Field'), fieldSel), el('div', {}, el('label', { for: 'q-value' }, 'equals'), fieldVal)),
+      mode === 'history' ? [] : el('div', { class: 'row' }, input('principal', 'Principal'), input('content_type', 'Content type'), input('since', 'Since (RFC 3339)'), input('until', 'Until (RFC 3339)')),
+      el('div', { class: 'pager' }, el('button', { type: 'submit' }, mode === 'history' ? 'Show history' : 'Search')));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const q = new URLSearchParams();
+      if (fieldSel.value && fieldVal.value) q.set(fieldSel.value, fieldVal.value);
+      for (const name of ['principal', 'content_type', 'since', 'until']) {
+        const i = form.querySelector('#q-' + name);
+        if (i && i.value) q.set(name, i.value);
+      }
+      q.set('go', '1');
+      location.hash = '#/' + mode + '?' + q.toString();
+    });
+    const out = el('div', { id: 'search-results', 'aria-live': 'polite' });
+    show(el('h1', {}, title),
+      el('p', { class: 'hint' }, `Answers come from the index at ${status.index_url}. The index is not trusted: every hit is verified here, with the WebAssembly verifier, against the policy (its proof and checkpoint) and against its own leaf (principal, content type, timestamp). It could still leave records out.`),
+      form, out);
+    if (!params.get('go')) return;
+    const q = [...params].filter(([k]) => k !== 'go');
+    out.replaceChildren(el('p', { class: 'hint' }, 'Searching…'));
     try {
-      const u = new URL('search', status.index_url.replace(/\/?$/, '/'));
-      u.searchParams.set('q', query);
-      const headers = token ? { Authorization: 'Bearer ' + token } : {};
-      const resp = await fetch(u, { headers });
-      if (!resp.ok) throw new HTTPError(resp.status, (await resp.text()).trim());
-      const ans = await resp.json();
-      const hits = ans.hits || ans.results || [];
-      out.replaceChildren(el('p', {}, `${hits.length} hits`), el('ul', {}, hits.map((h) => el('li', {}, el('a', { href: '#/record/' + Number(h.index) }, 'record ' + Number(h.index)), ' ', h.submitter || h.principal || '', ' ', h.content_type || ''))));
+      const lines = (await indexFetch(mode, q)).split('\n').filter((l) => l.trim());
+      const hits = [];
+      let next = '';
+      for (const l of lines) {
+        const o = JSON.parse(l);
+        if (o.next_page) next = o.next_page; else hits.push(o);
+      }
+      const verifyFn = hits.length ? await loadVerifier() : null;
+      const rows = hits.map((h) => {
+        const c = checkHit(verifyFn, h);
+        return el('tr', { 'data-verified': String(c.ok) },
+          el('td', { class: 'num' }, el('a', { href: '#/record/' + Number(h.index) }, String(Number(h.index)))),
+          el('td', {}, fmtTime(h.timestamp_unix_millis)),
+          el('td', {}, h.principal || '—'),
+          el('td', {}, h.content_type || '—'),
+          el('td', { class: 'mono' }, Object.entries(h.fields || {}).map(([k, v]) => `${k}=${v}`).join(' ')),
+          el('td', {}, stateBadge(h.state)),
+          el('td', {}, badge(c.ok ? 'ok' : 'bad', c.ok ? 'verified' : 'NOT verified'), el('div', { class: 'hint' }, c.why)));
+      });
+      const more = [];
+      if (next) {
+        const p = new URLSearchParams(params);
+        p.set('page', next);
+        more.push(el('p', {}, el('a', { href: '#/' + mode + '?' + p.toString(), id: 'next-page' }, 'Next page \u2192')));
+      }
+      out.replaceChildren(el('p', {}, `${hits.length} hits`),
+        el('div', { class: 'table-wrap' }, el('table', { id: 'hits' },
+          el('thead', {}, el('tr', {}, el('th', { class: 'num' }, 'Index'), el('th', {}, 'Timestamp'), el('th', {}, 'Principal'), el('th', {}, 'Content type'), el('th', {}, 'Fields'), el('th', {}, 'State'), el('th', {}, 'Checked'))),
+          el('tbody', {}, rows))), more);
     } catch (e) { out.replaceChildren(errorBox(e)); }
   }
 
@@ -457,7 +542,8 @@
       case 'records': await pageRecords(params); break;
       case 'record': await pageRecord(parts[1]); break;
       case 'verify': await pageVerify(); break;
-      case 'search': await pageSearch(params); break;
+      case 'search': await pageSearch(params, 'search'); break;
+      case 'history': await pageSearch(params, 'history'); break;
       default: await pageStatus();
     }
   }
