@@ -364,6 +364,15 @@ func TestExplorerInTheBrowser(t *testing.T) {
 		if color := eval[string](t, ctx, `getComputedStyle(document.querySelector('#verdict')).backgroundColor`); color != "rgb(230, 244, 234)" {
 			t.Errorf("good verdict background %s, want green", color)
 		}
+		// A figure, not an assertion: one verification in the WebAssembly verifier.
+		ms := eval[float64](t, ctx, `(() => {
+			const leaf = new Uint8Array(0);
+			const p = document.querySelector('#policy').value, r = document.querySelector('#receipt-input').value;
+			const t0 = performance.now();
+			for (let i = 0; i < 20; i++) cairnVerifyReceipt(p, r, leaf);
+			return (performance.now() - t0) / 20;
+		})()`)
+		t.Logf("one receipt verification in WebAssembly: %.2f ms", ms)
 		screenshot(t, ctx, shots, "verify-ok")
 	})
 

@@ -130,3 +130,15 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkVerify is one receipt verification: what `cairn verify receipt`
+// and the explorer's WebAssembly verifier do per receipt or search hit.
+func BenchmarkVerify(b *testing.B) {
+	p, leaves, rc := signedReceipt(b, 3)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Verify(p, leaves[3], rc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
