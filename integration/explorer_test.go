@@ -574,3 +574,75 @@ func TestExplorerSearchVerifiesHits(t *testing.T) {
 	screenshot(t, ctx, t.TempDir(), "search")
 	step(t, ctx, "history", open("http://"+logAddr+"/ui/#/history"), visible(`#q-value`))
 }
+
+// TestExplorerShowsErasedAndPrunedRecords: a record whose data subject was
+// erased shows as erased (with when), records below the minimum index as
+// pruned, in the list and on their page.
+func TestExplorerShowsErasedAndPrunedRecords(t *testing.T) {
+	chromiumPath(t)
+	dir := t.TempDir()
+	if _, stderr, code := run(t, nil, "keygen", "--name", "erase.test/log", "--out", dir+"/log"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if _, stderr, code := run(t, nil, "keygen", "--kek", "--out", dir+"/log.kek"); code != 0 {
+		t.Fatal(stderr)
+	}
+	mustWrite(t, dir+"/retention.txt", []byte("keep 2s\ngrace 1h\nthen purge\n"))
+	addr := freeAddr(t)
+	p := &proc{name: "log-erase", args: []string{"log", "serve", "--origin", "erase.test/log", "--key", dir + "/log.key",
+		"--storage", "posix:" + dir + "/log", "--http", addr, "--grpc", freeAddr(t), "--insecure-plaintext", "--kek-file", dir + "/log.kek",
+		"--checkpoint-interval", "200ms", "--retention", dir + "/retention.txt", "--retention-interval", "500ms"}}
+	p.start(t)
+	t.Cleanup(func() { p.kill9() })
+	p.waitServing(t, "http://"+addr+"/readyz")
+	post := func(body string, h map[string]string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/add", strings.NewReader(body))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /add: %s %s", resp.Status, b)
+		}
+	}
+	// One full bundle (256 records) to expire, then a record about alice.
+	batch := strings.Repeat("x", 10)
+	for i := range 256 {
+		post(fmt.Sprintf("%s %d", batch, i), nil)
+	}
+	post(`{"user":"alice","event":"login"}`, map[string]string{"Content-Type": "application/json", "Cairn-Subject": "alice"})
+	post("after alice", nil)
+	resp, err := http.Post("http://"+addr+"/erase", "application/json", strings.NewReader(`{"subject":"alice","reason":"GDPR request 42"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /erase: %s %s", resp.Status, b)
+	}
+	eventually(t, time.Minute, func() error { return answers("http://"+addr+"/tile/entries/000", http.StatusGone) })
+
+	ctx := browser(t)
+	ui := "http://" + addr + "/ui/"
+	step(t, ctx, "the erased record", open(ui+"#/record/256"), visible(`#envelope`))
+	if env := text(t, ctx, `#envelope`); !strings.Contains(env, "erased") || !strings.Contains(env, "Erased at") {
+		t.Errorf("the erased record's envelope: %q", env)
+	}
+	step(t, ctx, "a pruned record", open(ui+"#/record/5"), visible(`main .error`))
+	if h1, msg := text(t, ctx, `main h1`), text(t, ctx, `main .error`); !strings.Contains(h1, "pruned") || !strings.Contains(msg, "minimum index 256") {
+		t.Errorf("a pruned record's page: %q / %q", h1, msg)
+	}
+	step(t, ctx, "the list across the minimum index", open(ui+"#/records?before=258"), visible(`#records tbody tr`))
+	states := eval[[]string](t, ctx, `[...document.querySelectorAll('#records tbody tr td:last-child')].map(td => td.textContent)`)
+	if len(states) != 20 || states[0] != "plain" || states[1] != "erased" || states[2] != "pruned" || states[19] != "pruned" {
+		t.Errorf("states of records 257 down to 238: %v", states)
+	}
+	screenshot(t, ctx, t.TempDir(), "pruned")
+}

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,9 +277,7 @@ func (l *Log) handleUIRecords(w http.ResponseWriter, r *http.Request) {
 		list.Records = append(list.Records, ui.RecordSummary{Index: i, State: "pruned", Detail: fmt.Sprintf("below the minimum index %d (retention)", minIndex)})
 	}
 	// Newest first.
-	for a, b := 0, len(list.Records)-1; a < b; a, b = a+1, b-1 {
-		list.Records[a], list.Records[b] = list.Records[b], list.Records[a]
-	}
+	slices.SortFunc(list.Records, func(a, b ui.RecordSummary) int { return cmp.Compare(b.Index, a.Index) })
 	writeJSON(w, list)
 }
 
