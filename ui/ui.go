@@ -80,12 +80,20 @@ func (h *Handler) SetSecurityHeaders(w http.ResponseWriter) {
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 
-var contentTypes = map[string]string{
-	".html": "text/html; charset=utf-8",
-	".js":   "text/javascript; charset=utf-8",
-	".css":  "text/css; charset=utf-8",
-	".wasm": "application/wasm",
-	".svg":  "image/svg+xml",
+// contentType is the media type of an asset by its extension; ok is false
+// for anything else, which is not served.
+func contentType(ext string) (ct string, ok bool) {
+	switch ext {
+	case ".html":
+		return "text/html; charset=utf-8", true
+	case ".js":
+		return "text/javascript; charset=utf-8", true
+	case ".css":
+		return "text/css; charset=utf-8", true
+	case ".wasm":
+		return "application/wasm", true
+	}
+	return "", false
 }
 
 // ServeHTTP serves GET Prefix+name; Prefix itself is index.html.
@@ -95,7 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = "index.html"
 	}
-	ct, ok := contentTypes[path.Ext(name)]
+	ct, ok := contentType(path.Ext(name))
 	if !ok || strings.Contains(name, "/") {
 		http.Error(w, "not found: "+r.URL.Path, http.StatusNotFound)
 		return

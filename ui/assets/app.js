@@ -132,12 +132,12 @@
 
   function cosignerTable(rows, size, id) {
     const body = rows.map((c) => el('tr', {},
-      el('td', {}, c.name, c.url && c.url !== c.name ? el('div', { class: 'hint mono' }, c.url) : null),
-      el('td', { class: 'num' }, c.known ? fmtInt(c.size) : '—'),
-      el('td', { class: 'num' }, c.known ? fmtInt(c.behind) : '—'),
-      el('td', {}, c.cosigned_latest ? badge('ok', 'cosigned latest') : c.known ? (c.behind > 0 ? badge('warn', 'behind') : badge('ok', 'current')) : badge('muted', 'not heard from'),
+      el('td', { 'data-label': 'Name' }, c.name, c.url && c.url !== c.name ? el('div', { class: 'hint mono' }, c.url) : null),
+      el('td', { class: 'num', 'data-label': 'Last cosigned size' }, c.known ? fmtInt(c.size) : '—'),
+      el('td', { class: 'num', 'data-label': 'Behind (entries)' }, c.known ? fmtInt(c.behind) : '—'),
+      el('td', { 'data-label': 'State' }, c.cosigned_latest ? badge('ok', 'cosigned latest') : c.known ? (c.behind > 0 ? badge('warn', 'behind') : badge('ok', 'current')) : badge('muted', 'not heard from'),
         c.cosigned_at ? el('div', { class: 'hint' }, c.cosigned_at) : null)));
-    return el('div', { class: 'table-wrap' }, el('table', { id },
+    return el('div', { class: 'table-wrap' }, el('table', { id, class: 'stack' },
       el('thead', {}, el('tr', {}, el('th', {}, 'Name'), el('th', { class: 'num' }, 'Last cosigned size'), el('th', { class: 'num' }, 'Behind (entries)'), el('th', {}, 'State'))),
       el('tbody', {}, body)));
   }
@@ -201,12 +201,12 @@
     let list;
     try { list = await api('api/records' + q); } catch (e) { show(el('h1', {}, 'Records'), errorBox(e)); return; }
     const rows = list.records.map((r) => el('tr', {},
-      el('td', { class: 'num' }, el('a', { href: '#/record/' + r.index }, String(r.index))),
-      el('td', {}, fmtTime(r.timestamp_unix_millis)),
-      el('td', {}, r.submitter || '—'),
-      el('td', {}, r.content_type || '—'),
-      el('td', { class: 'num' }, r.state === 'plain' || r.state === 'decrypted' ? fmtInt(r.payload_bytes) : '—'),
-      el('td', {}, stateBadge(r.state))));
+      el('td', { class: 'num', 'data-label': 'Index' }, el('a', { href: '#/record/' + r.index }, String(r.index))),
+      el('td', { 'data-label': 'Timestamp' }, fmtTime(r.timestamp_unix_millis)),
+      el('td', { 'data-label': 'Principal' }, r.submitter || '—'),
+      el('td', { 'data-label': 'Content type' }, r.content_type || '—'),
+      el('td', { class: 'num', 'data-label': 'Bytes' }, r.state === 'plain' || r.state === 'decrypted' ? fmtInt(r.payload_bytes) : '—'),
+      el('td', { 'data-label': 'State' }, stateBadge(r.state))));
     const last = list.records.length ? list.records[list.records.length - 1].index : 0;
     const first = list.records.length ? list.records[0].index + 1 : list.tree_size;
     const older = el('button', { type: 'button', class: 'secondary', id: 'older', disabled: last === 0 }, '\u2190 Older');
@@ -222,7 +222,7 @@
     show(el('h1', {}, 'Records'),
       el('p', { class: 'hint' }, `Tree size ${fmtInt(list.tree_size)}` + (list.minimum_index ? `; records below ${fmtInt(list.minimum_index)} are pruned (retention).` : '.')),
       el('div', { class: 'pager' }, newer, older, latest),
-      el('div', { class: 'table-wrap' }, el('table', { id: 'records' },
+      el('div', { class: 'table-wrap' }, el('table', { id: 'records', class: 'stack' },
         el('thead', {}, el('tr', {}, el('th', { class: 'num' }, 'Index'), el('th', {}, 'Timestamp'), el('th', {}, 'Principal'), el('th', {}, 'Content type'), el('th', { class: 'num' }, 'Bytes'), el('th', {}, 'State'))),
         el('tbody', {}, rows))),
       go);
