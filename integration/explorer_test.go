@@ -500,8 +500,7 @@ func TestExplorerSearchVerifiesHits(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	logAddr := freeAddr(t)
-	var index *httptest.Server
-	index = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	index := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*") // the stand-in is on another origin
 		switch r.URL.Path {
 		case "/fields":
