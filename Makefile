@@ -7,7 +7,7 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 STATICCHECK_VERSION := v0.8.2
 TOOLS         := $(CURDIR)/.tools
 
-.PHONY: all build run run-ha test race bench soak proto vet lint fmt clean
+.PHONY: all build run run-ha test race bench soak proto wasm vet lint fmt clean
 
 all: build
 
@@ -53,6 +53,14 @@ proto:
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/cairn/v1/log.proto
+
+# make wasm rebuilds the explorer's receipt verifier (ui/wasm → ui/assets/
+# verify.wasm) and copies the toolchain's wasm_exec.js beside it. Both are
+# committed, like the generated proto code; ui's TestCommittedWasmIsFresh
+# fails when they are stale.
+wasm:
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o ui/assets/verify.wasm ./ui/wasm
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" ui/assets/wasm_exec.js
 
 vet:
 	$(GO) vet ./...

@@ -6,6 +6,7 @@ package log
 
 import (
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -103,6 +104,11 @@ type Config struct {
 	// Now is the log's clock for retention (integration times, holds).
 	// Nil: time.Now. Tests inject one to span years.
 	Now func() time.Time
+	// DisableUI turns the explorer at /ui/ off (package ui, docs/explorer.md).
+	DisableUI bool
+	// IndexURL is the search index's base URL; the explorer shows search
+	// and history pages that query it. Empty: no search pages.
+	IndexURL string
 	// Logger receives structured logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -257,6 +263,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateMirrors(); err != nil {
 		return err
+	}
+	if c.IndexURL != "" {
+		if u, err := url.Parse(c.IndexURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fielderr.Errorf("Config.IndexURL", "%q: want an http:// or https:// URL", c.IndexURL)
+		}
 	}
 	return c.validateAccess()
 }

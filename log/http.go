@@ -53,6 +53,7 @@ func (l *Log) httpHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", l.handleReady)
 	mux.Handle("GET /metrics", l.guard.adminOnly(promhttp.HandlerFor(l.metrics.registry, promhttp.HandlerOpts{})))
+	l.mountExplorer(mux)
 	return mux
 }
 

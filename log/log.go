@@ -47,6 +47,8 @@ type Log struct {
 	subjectHold func(ctx context.Context, subjectHash []byte) (held bool, reason string)
 	// keyStore is the subject key store, closed last by drain.
 	keyStore keyStore
+	// explorer serves /ui/ (package ui) and feeds its charts.
+	explorer *explorer
 	// eraseHook, if set, is called at the named steps of Erase (tests).
 	eraseHook func(step string)
 
@@ -187,6 +189,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		boundary:    boundary,
 		boundaryRaw: boundaryRaw,
 	}
+	if l.explorer, err = newExplorer(cfg); err != nil {
+		stop()
+		return nil, err
+	}
 	l.watcher = newCheckpointWatcher(l)
 	if l.retainer, err = newRetainer(ctx, l, rp, drv, as); err != nil {
 		stop()
@@ -206,6 +212,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 			stop()
 			return nil, err
 		}
+		l.explorer.setRefresher(r)
 		go r.run(bg)
 	}
 

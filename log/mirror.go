@@ -92,6 +92,8 @@ type mirrorPusher struct {
 	m       *client.Mirror
 	url     string
 	metrics *mirrorMetrics
+	// ack is the size the mirror last acknowledged, for the explorer.
+	ack *mirrorAck
 }
 
 // startMirrors starts one pusher per configured mirror; wg is their owner.
@@ -113,7 +115,7 @@ func (l *Log) startMirrors(ctx context.Context, wg *sync.WaitGroup, tlsConfig *t
 		if err != nil {
 			return fielderr.New("Config.Mirrors", err)
 		}
-		p := &mirrorPusher{l: l, m: m, url: t.URL, metrics: mm}
+		p := &mirrorPusher{l: l, m: m, url: t.URL, metrics: mm, ack: l.explorer.addMirror(t.URL)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -175,6 +177,7 @@ func (p *mirrorPusher) run(ctx context.Context) {
 				backoff = 0
 				p.metrics.pushed.WithLabelValues(p.url).Add(float64(res.Entries))
 				pushed, done = res.Size, true
+				p.ack.set(res.Size)
 				behindSince = time.Time{}
 				p.metrics.entriesBehind.WithLabelValues(p.url).Set(0)
 				p.metrics.secondsBehind.WithLabelValues(p.url).Set(0)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/cairnlog/cairn/ui"
 )
 
 // checkpointWatcher follows the published checkpoint to keep the tree size,
@@ -15,6 +17,8 @@ type checkpointWatcher struct {
 	size    func([]byte) (uint64, error)
 	metrics *metrics
 	logger  *slog.Logger
+	// history feeds the explorer's charts (ui.History); nil: none.
+	history *ui.History
 
 	mu      sync.Mutex
 	samples []sample // appends waiting to be covered by a checkpoint, index-ordered
@@ -32,7 +36,7 @@ const (
 )
 
 func newCheckpointWatcher(l *Log) *checkpointWatcher {
-	return &checkpointWatcher{read: l.reader.ReadCheckpoint, size: l.publishedSize, metrics: l.metrics, logger: l.logger}
+	return &checkpointWatcher{read: l.reader.ReadCheckpoint, size: l.publishedSize, metrics: l.metrics, logger: l.logger, history: l.explorer.history}
 }
 
 // sample remembers when index was appended, for the integration latency metric.
@@ -49,8 +53,13 @@ func (w *checkpointWatcher) sample(index uint64, at time.Time) {
 
 func (w *checkpointWatcher) run(ctx context.Context) {
 	var prev []byte
+	var prevSize uint64
+	var changedAt time.Time
 	every(ctx, checkpointWatchInterval, func() {
 		cp, err := w.read(ctx)
+		if err == nil && w.history != nil && !changedAt.IsZero() && bytes.Equal(cp, prev) {
+			w.history.Observe(time.Now(), prevSize, time.Since(changedAt))
+		}
 		if err != nil || bytes.Equal(cp, prev) {
 			return
 		}
@@ -61,6 +70,10 @@ func (w *checkpointWatcher) run(ctx context.Context) {
 			return
 		}
 		now := time.Now()
+		prevSize, changedAt = size, now
+		if w.history != nil {
+			w.history.Observe(now, size, 0)
+		}
 		w.metrics.treeSize.Set(float64(size))
 		w.metrics.checkpointAt.Set(float64(now.Unix()))
 		w.mu.Lock()

@@ -9,6 +9,8 @@ done
 # The mysql+s3 tests need MariaDB and MinIO: install them, then require them.
 bash scripts/ha-deps.sh
 export CAIRN_REQUIRE_HA=1
+# scripts/test.d/chromium.sh installed the explorer's browser: require it.
+export CAIRN_REQUIRE_BROWSER=1
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi

@@ -480,6 +480,7 @@ Ctrl-C stops them.
   admin token  %[10]s   (principal demo-admin: admin, read)
   tiles        https://%[6]s/checkpoint
   gRPC         %[7]s
+  explorer     https://%[6]s/ui/   (the browser must trust %[4]s; docs/explorer.md)
 
 Append a record, get its receipt (a C2SP tlog-proof), verify it offline:
 

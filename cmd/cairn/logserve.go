@@ -72,6 +72,11 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
     cairn log serve --http 127.0.0.1:8090 --grpc 127.0.0.1:9095 \
     --tls-cert data/tls/log.pem --tls-key data/tls/log.key --tls-client-ca data/tls/ca.pem \
     --access data/access.txt --read-access authenticated
+  # Its explorer is at https://127.0.0.1:8090/ui/ (docs/explorer.md). Assumes a
+  # search index (cairn index serve, docs/search.md) on the same origin behind a proxy:
+  cairn log serve --origin example.com/log --key data/example.key --storage posix:./data/example \
+    --http 127.0.0.1:8090 --grpc 127.0.0.1:9095 --tls-cert data/tls/log.pem --tls-key data/tls/log.key \
+    --index-url https://audit.example/index/
   # Assumes a MySQL-compatible database and an S3-compatible store of your own
   # (make run-ha starts both; docs/deployment.md):
   CAIRN_MYSQL_DSN='cairn:PW@tcp(127.0.0.1:3306)/cairn' cairn log serve --origin example.com/log \
@@ -198,6 +203,10 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.StringArrayVar(&mirrorURLs, "mirror", nil, "a tlog-mirror's submission URL to push each published checkpoint and its entries to; repeatable (docs/mirror.md)")
 	f.StringArrayVar(&mirrorKeys, "mirror-key", nil, "the cosignature vkey of the --mirror at the same position (default: the --witness-policy witness with that URL)")
 	annotateField(f, "mirror", "Config.Mirrors")
+	f.BoolVar(&cfg.DisableUI, "disable-ui", false, "do not serve the explorer web page at /ui/ (docs/explorer.md)")
+	f.StringVar(&cfg.IndexURL, "index-url", "", "the search index's base URL (cairn index serve): the explorer at /ui/ shows search and history pages querying it")
+	annotateField(f, "disable-ui", "Config.DisableUI")
+	annotateField(f, "index-url", "Config.IndexURL")
 	documentEnv(cmd)
 	return cmd
 }

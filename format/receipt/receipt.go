@@ -8,8 +8,8 @@
 //	\n
 //	<checkpoint note, verbatim, with every signature>
 //
-// This package only handles the bytes. Verification (log key, witness quorum,
-// inclusion) lives with the policy, in the client package.
+// Verify checks one against a policy (log key, witness quorum, inclusion);
+// client.VerifyReceipt and the explorer's WebAssembly verifier both call it.
 package receipt
 
 import (
