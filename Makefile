@@ -61,6 +61,7 @@ proto:
 wasm:
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o ui/assets/verify.wasm ./ui/wasm
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" ui/assets/wasm_exec.js
+	$(GO) env GOVERSION > ui/wasm/toolchain.txt
 
 vet:
 	$(GO) vet ./...
