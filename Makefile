@@ -52,7 +52,7 @@ proto:
 	PATH=$(TOOLS):$$PATH protoc --proto_path=proto \
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-		proto/cairn/v1/log.proto
+		proto/cairn/v1/log.proto proto/cairn/v1/index.proto
 
 vet:
 	$(GO) vet ./...
