@@ -8,6 +8,10 @@ import (
 	"github.com/cairnlog/cairn/format/record"
 )
 
+// StateSealed is the state of a sealed record an index without a read
+// token could not have decrypted: only its clear header is indexed.
+const StateSealed = "sealed"
+
 // Describe computes what a hit says about a leaf: principal, timestamp,
 // content type, subjects, fields and state. The index calls it to build
 // its rows, the client to recompute a hit's claims from the proven leaf, so
@@ -53,7 +57,7 @@ func Describe(index uint64, leaf, rec []byte, state string, fields []Field) (*Hi
 			}
 			h.Record = rec
 			h.setRecord(r, fields)
-		case record.StateErased, record.StateNoKey, record.StateTampered:
+		case record.StateErased, record.StateNoKey, record.StateTampered, StateSealed:
 		default:
 			return nil, fmt.Errorf("entry %d: sealed record in state %q", index, state)
 		}

@@ -1,0 +1,170 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cairnlog/cairn/format/checkpoint"
+	"github.com/cairnlog/cairn/format/search"
+	tclient "github.com/transparency-dev/tessera/client"
+)
+
+func origin(cfg Config) string {
+	if len(cfg.Policy.Logs) == 0 {
+		return ""
+	}
+	return cfg.Policy.Logs[0].Origin
+}
+
+// cpCache remembers the size of the last checkpoint note read from the
+// database (parsing it per query would be wasted work).
+type cpCache struct {
+	// mu guards raw and size.
+	mu   sync.Mutex
+	raw  []byte
+	size uint64
+}
+
+// current returns the checkpoint the index serves proofs against: the
+// newest one whose whole tree is indexed.
+func (x *Index) current(ctx context.Context) ([]byte, uint64, error) {
+	var raw []byte
+	err := x.store.db.QueryRowContext(ctx, `SELECT checkpoint FROM state WHERE id = 1`).Scan(&raw)
+	if err == sql.ErrNoRows || (err == nil && len(raw) == 0) {
+		return nil, 0, errNotReady
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the index state: %w", err)
+	}
+	x.cp.mu.Lock()
+	defer x.cp.mu.Unlock()
+	if bytes.Equal(raw, x.cp.raw) {
+		return x.cp.raw, x.cp.size, nil
+	}
+	body, _, ok := bytes.Cut(raw, []byte("\n\n"))
+	if !ok {
+		return nil, 0, fmt.Errorf("the index's checkpoint is not a note")
+	}
+	c, err := checkpoint.Parse(append(body, '\n'))
+	if err != nil {
+		return nil, 0, fmt.Errorf("the index's checkpoint: %w", err)
+	}
+	x.cp.raw, x.cp.size = raw, c.Size
+	return raw, c.Size, nil
+}
+
+// Search answers q: it calls emit for each hit, in log order, with its
+// inclusion proof against the index's checkpoint, and returns the next
+// page ("" when there is none).
+func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.Hit) error) (string, error) {
+	cp, size, err := x.current(ctx)
+	if err != nil {
+		return "", err
+	}
+	limit := q.PageSize()
+	var b strings.Builder
+	var args []any
+	b.WriteString(`SELECT r.idx, r.state, r.leaf, r.rec FROM `)
+	names := make([]string, 0, len(q.Fields))
+	for k := range q.Fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	// The first field (or the subject) drives the query through its
+	// (name, value, idx) key, already in log order.
+	switch {
+	case len(names) > 0:
+		b.WriteString(`fields f0 JOIN records r ON r.idx = f0.idx`)
+		for i, n := range names[1:] {
+			fmt.Fprintf(&b, ` JOIN fields f%d ON f%d.idx = r.idx AND f%d.name = ? AND f%d.value = ?`, i+1, i+1, i+1, i+1)
+			args = append(args, n, q.Fields[n])
+		}
+		if q.Subject != "" {
+			b.WriteString(` JOIN subjects s ON s.idx = r.idx AND s.hash = ?`)
+			args = append(args, q.Subject)
+		}
+		b.WriteString(` WHERE f0.name = ? AND f0.value = ? AND f0.idx >= ? AND f0.idx < ?`)
+		args = append(args, names[0], q.Fields[names[0]], q.Page, size)
+	case q.Subject != "":
+		b.WriteString(`subjects s JOIN records r ON r.idx = s.idx WHERE s.hash = ? AND s.idx >= ? AND s.idx < ?`)
+		args = append(args, q.Subject, q.Page, size)
+	default:
+		b.WriteString(`records r WHERE r.idx >= ? AND r.idx < ?`)
+		args = append(args, q.Page, size)
+	}
+	if q.Principal != "" {
+		b.WriteString(` AND r.principal = ?`)
+		args = append(args, q.Principal)
+	}
+	if q.ContentType != "" {
+		b.WriteString(` AND r.content_type = ?`)
+		args = append(args, q.ContentType)
+	}
+	if !q.Since.IsZero() {
+		b.WriteString(` AND r.ts >= ?`)
+		args = append(args, q.Since.UnixMilli())
+	}
+	if !q.Until.IsZero() {
+		b.WriteString(` AND r.ts < ?`)
+		args = append(args, q.Until.UnixMilli())
+	}
+	b.WriteString(` ORDER BY r.idx LIMIT ?`)
+	args = append(args, limit+1)
+
+	rows, err := x.store.db.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return "", fmt.Errorf("querying the index: %w", err)
+	}
+	type found struct {
+		idx       uint64
+		state     string
+		leaf, rec []byte
+	}
+	var hits []found
+	for rows.Next() {
+		var f found
+		if err := rows.Scan(&f.idx, &f.state, &f.leaf, &f.rec); err != nil {
+			rows.Close()
+			return "", err
+		}
+		hits = append(hits, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	next := ""
+	if len(hits) > limit {
+		next = strconv.FormatUint(hits[limit].idx, 10)
+		hits = hits[:limit]
+	}
+	if len(hits) == 0 {
+		return next, nil
+	}
+	pb, err := tclient.NewProofBuilder(ctx, size, x.store.readTile)
+	if err != nil {
+		return "", fmt.Errorf("reading the index's tiles: %w", err)
+	}
+	for _, f := range hits {
+		h, err := search.Describe(f.idx, f.leaf, f.rec, f.state, x.cfg.Fields)
+		if err != nil {
+			// A row the index cannot describe is still answered: the
+			// client decides what it proves.
+			h = &search.Hit{Index: f.idx, Leaf: f.leaf, Record: f.rec, State: f.state}
+		}
+		if h.Proof, err = pb.InclusionProof(ctx, f.idx); err != nil {
+			return "", fmt.Errorf("building the inclusion proof of %d: %w", f.idx, err)
+		}
+		h.Checkpoint = string(cp)
+		if err := emit(h); err != nil {
+			return "", err
+		}
+	}
+	return next, nil
+}
