@@ -109,7 +109,11 @@ func (f *follower) run(ctx context.Context) error {
 func (f *follower) step(ctx context.Context) error {
 	v, err := f.log.Checkpoint(ctx)
 	if err != nil {
-		return err
+		// A checkpoint that fails the policy is not served to queries, and
+		// is no fork: the index retries (a log publishes only what
+		// satisfies its witness policy, so this is an outage or a
+		// misconfigured policy, which the error says).
+		return fmt.Errorf("fetching the log's checkpoint: %v", err)
 	}
 	size := v.Checkpoint.Size
 	f.m.logSize.Set(float64(size))

@@ -82,7 +82,7 @@ and "changes" (the same diff as a list).`,
 			return nil
 		},
 	}
-	c.register(cmd)
+	c.registerHistory(cmd)
 	cmd.Flags().StringVar(&key, "key", "", "the key: an indexed field and its value, NAME=VALUE")
 	documentEnv(cmd)
 	return cmd

@@ -170,10 +170,10 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 	f.StringVar(&grpcAddr, "grpc", "", "gRPC listen address (cairn.v1.Index); empty: no gRPC")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS and gRPC over TLS")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key for --tls-cert")
-	f.StringVar(&clientCA, "tls-client-ca", "", "PEM CA bundle of client certificates (mTLS principals in --access-file)")
+	f.StringVar(&clientCA, "tls-client-ca", "", "PEM CA bundle of client certificates (mTLS principals in --access)")
 	f.BoolVar(&plaintext, "insecure-plaintext", false, "serve without TLS (loopback tests and demos only)")
-	f.StringVar(&accessFile, "access-file", "", "access file (cairn access; the log's file works) of who may query")
-	f.StringVar(&readAccess, "read-access", "public", "public, or authenticated: queries need the read role in --access-file")
+	f.StringVar(&accessFile, "access", "", "access file (cairn access; the log's own file works) of the tokens and certificate principals that may query")
+	f.StringVar(&readAccess, "read-access", "public", "public, or authenticated: queries need the read role in --access")
 	f.DurationVar(&poll, "poll-interval", index.DefaultPollInterval, "how often to ask the log for a new checkpoint")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
@@ -181,7 +181,7 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 	annotateField(f, "policy", "Config.Policy")
 	annotateField(f, "db", "Config.DB")
 	annotateField(f, "field", "Config.Fields")
-	annotateField(f, "access-file", "Config.AccessFile")
+	annotateField(f, "access", "Config.AccessFile")
 	annotateField(f, "read-access", "Config.ReadAccess")
 	annotateField(f, "poll-interval", "Config.PollInterval")
 	annotateField(f, "token-file", "HTTPOptions.Token")
@@ -200,4 +200,3 @@ func stopGRPC(gs *grpc.Server) {
 		<-done
 	}
 }
-

@@ -22,6 +22,23 @@ type indexFlags struct {
 
 func (c *indexFlags) register(cmd *cobra.Command) {
 	c.clientFlags.register(cmd.Flags(), false, false, true)
+	c.registerIndex(cmd)
+}
+
+// registerHistory is register without --key, which cairn history uses for
+// the key whose versions it prints: --cert's key is --cert-key there.
+func (c *indexFlags) registerHistory(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.policy, "policy", "", "C2SP tlog-policy file: the trusted log key and witness quorum")
+	f.StringVar(&c.output, "output", "text", "output format: text or json")
+	f.StringVar(&c.ca, "ca", "", "PEM CA bundle to trust for the index's TLS certificate (besides system roots)")
+	f.StringVar(&c.cert, "cert", "", "PEM client certificate (mTLS)")
+	f.StringVar(&c.key, "cert-key", "", "PEM key of --cert")
+	f.StringVar(&c.tokenFile, "token-file", "", "file holding a bearer token (or set $CAIRN_TOKEN)")
+	c.registerIndex(cmd)
+}
+
+func (c *indexFlags) registerIndex(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.index, "index", "", "the search index's base URL (cairn index serve), e.g. http://127.0.0.1:8480")
 	annotateField(cmd.Flags(), "index", "Index.URL")
 }
