@@ -27,6 +27,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite"
 )
 
@@ -111,7 +113,7 @@ func (sc *searchCluster) fill(t *testing.T, from, n int, base int64) {
 	actions := []string{"read", "write", "delete"}
 	for i := from; i < from+n; i++ {
 		who := []string{"alice", "bob"}[i%2]
-		ts := base + int64(i)*1000
+		ts := base + int64(i)*500
 		switch i % 5 {
 		case 3:
 			sc.post(t, who, "text/plain", fmt.Sprintf("plain record %d by %s", i, who), ts)
@@ -307,7 +309,7 @@ func TestSearchAnswersWhatAFullReplayComputesOnBothDatabases(t *testing.T) {
 			subject = h.SubjectHashes[0]
 		}
 	}
-	since, until := time.UnixMilli(base+10_000).UTC(), time.UnixMilli(base+31_000).UTC()
+	since, until := time.UnixMilli(base+5_000).UTC(), time.UnixMilli(base+15_500).UTC()
 	queries := []struct {
 		args []string
 		q    search.Query
@@ -392,6 +394,24 @@ func TestSearchAnswersWhatAFullReplayComputesOnBothDatabases(t *testing.T) {
 		t.Errorf("search on an unknown field: %d %s %s", code, out, stderr)
 	}
 
+	// Every hit verifies with independent code: x/mod's sumdb/note for the
+	// checkpoint, sumdb/tlog for the inclusion proof.
+	code, body := getWith(t, lite.url+"/search?limit=1000", sc.token(t, "reader"))
+	if code != 200 {
+		t.Fatalf("GET /search: %d %s", code, body)
+	}
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if uint64(len(lines)) != size {
+		t.Fatalf("GET /search answered %d lines, want %d", len(lines), size)
+	}
+	for _, line := range lines {
+		var h search.Hit
+		if err := json.Unmarshal([]byte(line), &h); err != nil {
+			t.Fatal(err)
+		}
+		checkHitIndependently(t, sc.logVKey, &h)
+	}
+
 	// History: every version of fw-policy in log order, with diffs.
 	out, stderr, code := run(t, nil, "history", "--index", lite.url, "--policy", sc.policy, "--token-file", sc.tokens["reader"], "--key", "resource=fw-policy")
 	if code != 0 || !strings.Contains(out, "~ .n: ") || !strings.Contains(out, "+ .actor: ") {
@@ -421,6 +441,35 @@ func TestSearchAnswersWhatAFullReplayComputesOnBothDatabases(t *testing.T) {
 	})
 }
 
+// checkHitIndependently verifies a hit with golang.org/x/mod only.
+func checkHitIndependently(t *testing.T, vkey string, h *search.Hit) {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := note.Open([]byte(h.Checkpoint), note.VerifierList(v))
+	if err != nil {
+		t.Fatalf("hit %d: checkpoint does not verify with sumdb/note: %v", h.Index, err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := tlog.ParseHash(lines[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp tlog.RecordProof
+	for _, p := range h.Proof {
+		rp = append(rp, tlog.Hash(p))
+	}
+	if err := tlog.CheckRecord(rp, size, root, int64(h.Index), tlog.RecordHash(h.Leaf)); err != nil {
+		t.Fatalf("hit %d: sumdb/tlog rejects its proof: %v", h.Index, err)
+	}
+}
+
 func getWith(t *testing.T, url, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
@@ -436,4 +485,207 @@ func getWith(t *testing.T, url, token string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-var _ = sql.ErrNoRows
+
+
+// A tampered index row — a changed record, a record moved to another
+// index, a row attributed to another principal — is caught by the client:
+// search exits 1 naming the index, and audit --index reports it.
+func TestSearchCatchesATamperedIndex(t *testing.T) {
+	sc := newSearchCluster(t)
+	sc.fill(t, 0, 30, time.Now().Add(-time.Minute).UnixMilli())
+	sc.waitSize(t, 30, 60*time.Second)
+	_, size, _ := sc.checkpoint(t)
+	path := t.TempDir() + "/index.db"
+	x := startIndex(t, sc, "index-sqlite", "sqlite:"+path)
+	x.waitIndexed(t, size)
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var alice []uint64 // plain JSON records whose actor is alice
+	rows, err := db.Query(`SELECT f.idx FROM fields f JOIN records r ON r.idx = f.idx WHERE f.name = 'actor' AND f.value = 'alice' AND r.state = 'plain' ORDER BY f.idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var i uint64
+		rows.Scan(&i)
+		alice = append(alice, i)
+	}
+	rows.Close()
+	if len(alice) < 3 {
+		t.Fatalf("alice has %d records", len(alice))
+	}
+	x1, x2 := alice[1], alice[2]
+	var leaf1, leaf2 []byte
+	db.QueryRow(`SELECT leaf FROM records WHERE idx = ?`, x1).Scan(&leaf1)
+	db.QueryRow(`SELECT leaf FROM records WHERE idx = ?`, x2).Scan(&leaf2)
+	search := func(args ...string) (string, string, int) {
+		return run(t, nil, append([]string{"search", "--index", x.url, "--policy", sc.policy, "--token-file", sc.tokens["reader"]}, args...)...)
+	}
+	audit := func() (string, string, int) {
+		return run(t, nil, "audit", "--quiet", "--log", "http://"+sc.httpAddr, "--policy", sc.policy, "--token-file", sc.tokens["reader"], "--index", x.url)
+	}
+	if _, stderr, code := search("--field", "actor=alice"); code != 0 {
+		t.Fatalf("search before tampering: %d %s", code, stderr)
+	}
+
+	// A changed record: one byte of the stored leaf.
+	changed := strings.Replace(string(leaf1), `"n":`, `"n":1`, 1)
+	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, []byte(changed), x1)
+	if out, stderr, code := search("--field", "actor=alice"); code != 1 || !strings.Contains(stderr, fmt.Sprintf("hit %d", x1)) {
+		t.Errorf("search over a changed record: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code := audit(); code != 1 || !strings.Contains(stderr, fmt.Sprintf("hit %d", x1)) {
+		t.Errorf("audit --index over a changed record: %d %s", code, stderr)
+	}
+	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf1, x1)
+
+	// A wrong index: two records swap places.
+	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf2, x1)
+	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf1, x2)
+	if out, stderr, code := search("--field", "actor=alice"); code != 1 || !strings.Contains(stderr, fmt.Sprintf("hit %d", x1)) {
+		t.Errorf("search over swapped records: %d %s %s", code, out, stderr)
+	}
+	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf1, x1)
+	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf2, x2)
+
+	// A misattributed row: the leaf is intact, the principal column lies.
+	var principal string
+	db.QueryRow(`SELECT principal FROM records WHERE idx = ?`, x1).Scan(&principal)
+	other := map[string]string{"alice": "bob", "bob": "alice"}[principal]
+	exec(`UPDATE records SET principal = ? WHERE idx = ?`, other, x1)
+	if out, stderr, code := search("--principal", other); code != 1 || !strings.Contains(stderr, fmt.Sprintf("hit %d does not match the query", x1)) {
+		t.Errorf("search over a misattributed row: %d %s %s", code, out, stderr)
+	}
+	exec(`UPDATE records SET principal = ? WHERE idx = ?`, principal, x1)
+
+	// A deleted row: search cannot see it, audit --index does.
+	exec(`DELETE FROM records WHERE idx = ?`, x2)
+	if _, stderr, code := audit(); code != 1 || !strings.Contains(stderr, fmt.Sprintf("record %d: not in the index", x2)) {
+		t.Errorf("audit --index with a row deleted: %d %s", code, stderr)
+	}
+
+	// The index is derived data: dropped, it is rebuilt from the log.
+	x.kill9()
+	db.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+	x = startIndex(t, sc, "index-rebuilt", "sqlite:"+path)
+	x.waitIndexed(t, size)
+	if out, stderr, code := audit(); code != 0 {
+		t.Errorf("audit --index after a rebuild: %d %s %s", code, out, stderr)
+	}
+}
+
+// kill -9 an index (SQLite and MySQL) again and again while the log grows:
+// each resumes from its last commit, without gaps or duplicates.
+func TestIndexResumesAfterKill9WithoutGapsOrDuplicates(t *testing.T) {
+	sc := newSearchCluster(t)
+	base := time.Now().Add(-5 * time.Minute).UnixMilli()
+	path := t.TempDir() + "/index.db"
+	dsn := startMariaDB(t)
+	lite := startIndex(t, sc, "index-sqlite", "sqlite:"+path, "--poll-interval", "20ms")
+	my := startIndex(t, sc, "index-mysql", "mysql:"+dsn, "--poll-interval", "20ms")
+	n := 0
+	for round := range 4 {
+		sc.fill(t, n, 150, base)
+		n += 150
+		// Kill while they are (very likely) ingesting the new records.
+		x := []*indexProc{lite, my}[round%2]
+		x.kill9()
+		x.p.Wait()
+		sc.fill(t, n, 50, base)
+		n += 50
+		x.start(t)
+		x.waitServing(t, x.url+"/healthz")
+	}
+	sc.waitSize(t, uint64(n), 60*time.Second)
+	_, size, _ := sc.checkpoint(t)
+	for _, x := range []*indexProc{lite, my} {
+		x.waitIndexed(t, size)
+		if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", "http://"+sc.httpAddr, "--policy", sc.policy, "--token-file", sc.tokens["reader"], "--index", x.url); code != 0 {
+			t.Errorf("audit --index %s after kill -9: %d %s %s", x.name, code, out, stderr)
+		}
+	}
+	for name, spec := range map[string][2]string{"sqlite": {"sqlite", "file:" + path}, "mysql": {"mysql", dsn}} {
+		db, err := sql.Open(spec[0], spec[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var count, distinct, maxIdx uint64
+		if err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT idx), MAX(idx) FROM records`).Scan(&count, &distinct, &maxIdx); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if count != size || distinct != size || maxIdx != size-1 {
+			t.Errorf("%s: %d rows, %d distinct indices, max %d; want %d", name, count, distinct, maxIdx, size)
+		}
+	}
+}
+
+// A log that forks (same key, another history) stops the index with an
+// alarm — log line, metric, /status — instead of indexing the fork; the
+// verified prefix stays searchable.
+func TestIndexStopsWithAnAlarmWhenTheLogForks(t *testing.T) {
+	c := newClusterWith(t, clusterOpts{loopback: true})
+	for i := range 20 {
+		if _, err := c.add(t, fmt.Sprintf(`{"actor":"honest","n":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitSize(t, 20, 60*time.Second)
+	logOnly := c.dir + "/log-only.txt"
+	mustWrite(t, logOnly, []byte("log "+c.logVKey+"\nquorum none\n"))
+	addr := freeAddr(t)
+	x := &indexProc{proc: &proc{name: "index", args: []string{"index", "serve", "--log", "http://" + c.httpAddr, "--policy", logOnly,
+		"--db", "sqlite:" + t.TempDir() + "/index.db", "--http", addr, "--insecure-plaintext", "--poll-interval", "100ms", "--field", "actor=.actor"}}, url: "http://" + addr}
+	x.start(t)
+	t.Cleanup(x.kill9)
+	x.waitServing(t, x.url+"/healthz")
+	x.waitIndexed(t, 20)
+	c.log.stop(t)
+
+	// The fork: same key and address, another history of 30 records.
+	fork := &proc{name: "fork", args: []string{"log", "serve", "--origin", origin, "--key", c.dir + "/log.key", "--storage", "posix:" + c.dir + "/fork",
+		"--http", c.httpAddr, "--grpc", c.grpcAddr, "--insecure-plaintext", "--checkpoint-interval", "200ms", "--batch-max-age", "20ms"}}
+	fork.start(t)
+	t.Cleanup(fork.kill9)
+	fork.waitServing(t, "http://"+c.httpAddr+"/readyz")
+	for i := range 30 {
+		if _, err := c.add(t, fmt.Sprintf(`{"actor":"forger","n":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 60*time.Second, func() error {
+		s := x.status(t)
+		if s["state"] != "fork" {
+			return fmt.Errorf("status %v", s)
+		}
+		return nil
+	})
+	if s := x.status(t); s["indexed_size"].(float64) != 20 || !strings.Contains(fmt.Sprint(s["error"]), "fork") {
+		t.Errorf("status after the fork: %v", s)
+	}
+	if code, body := getWith(t, x.url+"/metrics", ""); code != 200 || !strings.Contains(body, "cairn_index_fork_detected 1") {
+		t.Errorf("metrics after the fork: %d %s", code, body)
+	}
+	if code, _ := getWith(t, x.url+"/readyz", ""); code != 503 {
+		t.Errorf("readyz after the fork: %d", code)
+	}
+	if !strings.Contains(x.output(), "ALARM") {
+		t.Errorf("no alarm in the index's log:\n%s", tail(x.output()))
+	}
+	out, stderr, code := run(t, nil, "search", "--index", x.url, "--policy", logOnly, "--output", "json")
+	if code != 0 || strings.Count(out, "\n") != 20 || strings.Contains(out, "forger") {
+		t.Errorf("search after the fork: %d %s %s", code, out, stderr)
+	}
+}
