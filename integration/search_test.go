@@ -22,13 +22,13 @@ import (
 	"github.com/cairnlog/cairn/internal/hastack"
 	"github.com/cairnlog/cairn/internal/lockedbuf"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite"
 )
 
@@ -484,8 +484,6 @@ func getWith(t *testing.T, url, token string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
-
-
 
 // A tampered index row — a changed record, a record moved to another
 // index, a row attributed to another principal — is caught by the client:
