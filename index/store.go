@@ -178,12 +178,16 @@ func (s *store) commit(ctx context.Context, rows []*search.Hit, tiles []tileRow,
 		}
 		stmt.Close()
 	}
+	cp := st.Checkpoint
+	if cp == nil {
+		cp = []byte{} // no checkpoint covers the indexed entries yet
+	}
 	rng := make([]byte, 0, 32*len(st.Range))
 	for _, h := range st.Range {
 		rng = append(rng, h...)
 	}
 	if _, err := tx.ExecContext(ctx, `REPLACE INTO state (id, size, root, range_hashes, checkpoint, fields) VALUES (1, ?, ?, ?, ?, ?)`,
-		st.Size, st.Root, rng, st.Checkpoint, st.Fields); err != nil {
+		st.Size, st.Root, rng, cp, st.Fields); err != nil {
 		return fmt.Errorf("writing the index state: %w", err)
 	}
 	return tx.Commit()
