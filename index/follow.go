@@ -65,6 +65,7 @@ func (f *follower) load(ctx context.Context) error {
 		return err
 	}
 	f.st.setIndexed(st.Size, st.Checkpoint)
+	f.st.setError(nil)
 	f.m.indexed.Set(float64(st.Size))
 	return nil
 }
@@ -145,19 +146,51 @@ func (f *follower) step(ctx context.Context) error {
 			return err
 		}
 	}
-	for f.state.Size < size {
-		if err := f.chunk(ctx, v); err != nil {
-			return err
+	// A pipeline: one goroutine fetches, verifies and describes the next
+	// chunks while this one commits the previous, in order.
+	g, gctx := errgroup.WithContext(ctx)
+	ready := make(chan *prepared, 2)
+	g.Go(func() error {
+		defer close(ready)
+		for begin := f.state.Size; begin < size; {
+			c, err := f.prepare(gctx, v, begin)
+			if err != nil {
+				return err
+			}
+			select {
+			case ready <- c:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			begin = c.state.Size
 		}
-	}
-	return nil
+		return nil
+	})
+	g.Go(func() error {
+		for c := range ready {
+			if err := f.commit(gctx, c, size); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
-// chunk fetches, verifies and commits the next ChunkBundles entry bundles
-// (or up to v's size).
-func (f *follower) chunk(ctx context.Context, v *policy.Verified) error {
+// prepared is a verified chunk, ready to commit.
+type prepared struct {
+	rows     []*search.Hit
+	tiles    []tileRow
+	state    *savedState
+	erasures []string
+	begin    uint64
+}
+
+// prepare fetches, verifies and describes the ChunkBundles entry bundles
+// from begin (or up to v's size). Only the producer goroutine of step
+// calls it: it alone touches rng and tiles until step returns.
+func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64) (*prepared, error) {
 	size := v.Checkpoint.Size
-	begin := f.state.Size
 	firstK := begin / layout.EntryBundleWidth
 	end := min(size, (firstK+uint64(f.cfg.ChunkBundles))*layout.EntryBundleWidth)
 	endK := (end + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth
@@ -178,7 +211,7 @@ func (f *follower) chunk(ctx context.Context, v *policy.Verified) error {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	rows := make([]*search.Hit, 0, end-begin)
 	var erasures []string
@@ -186,17 +219,17 @@ func (f *follower) chunk(ctx context.Context, v *policy.Verified) error {
 		b := bundles[i/layout.EntryBundleWidth-firstK]
 		j := i % layout.EntryBundleWidth
 		if uint64(len(b.Entries)) <= j {
-			return fmt.Errorf("%w: entry bundle %d holds %d entries, not entry %d", client.ErrVerification, i/layout.EntryBundleWidth, len(b.Entries), i)
+			return nil, fmt.Errorf("%w: entry bundle %d holds %d entries, not entry %d", client.ErrVerification, i/layout.EntryBundleWidth, len(b.Entries), i)
 		}
 		leaf := b.Entries[j]
 		hash := rfc6962.DefaultHasher.HashLeaf(leaf)
 		if err := f.rng.Append(hash, nil); err != nil {
-			return fmt.Errorf("internal: appending leaf %d: %w", i, err)
+			return nil, fmt.Errorf("internal: appending leaf %d: %w", i, err)
 		}
 		f.tiles.add(0, hash)
 		h, err := f.describe(ctx, i, leaf)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if h.ContentType == erasureContentType && h.State == record.StatePlain {
 			var e struct {
@@ -212,28 +245,37 @@ func (f *follower) chunk(ctx context.Context, v *policy.Verified) error {
 	// [0, end) is v's root or provably a prefix of it.
 	root, err := f.rng.GetRootHash(nil)
 	if err != nil {
-		return fmt.Errorf("internal: %w", err)
+		return nil, fmt.Errorf("internal: %w", err)
 	}
 	if end == size {
 		if !bytes.Equal(root, v.Checkpoint.Root[:]) {
-			return fmt.Errorf("%w: the entries up to %d hash to root %s, the checkpoint says %s", client.ErrVerification, size, b64(root), b64(v.Checkpoint.Root[:]))
+			return nil, fmt.Errorf("%w: the entries up to %d hash to root %s, the checkpoint says %s", client.ErrVerification, size, b64(root), b64(v.Checkpoint.Root[:]))
 		}
 	} else if err := f.log.VerifyConsistency(ctx, end, root, v); err != nil {
-		return fmt.Errorf("entries [%d, %d): %w", begin, end, err)
+		return nil, fmt.Errorf("entries [%d, %d): %w", begin, end, err)
 	}
-	next := &savedState{Size: end, Root: root, Range: f.rng.Hashes(), Checkpoint: f.state.Checkpoint, Fields: f.fields}
+	next := &savedState{Size: end, Root: root, Range: f.rng.Hashes(), Checkpoint: nil, Fields: f.fields}
 	if end == size {
 		next.Checkpoint = v.Raw
 	}
-	if err := f.store.commit(ctx, rows, f.tiles.take(), next); err != nil {
-		return fmt.Errorf("committing entries [%d, %d): %w", begin, end, err)
+	return &prepared{rows: rows, tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
+}
+
+// commit writes a prepared chunk; size is the log's checkpoint size (for the lag).
+func (f *follower) commit(ctx context.Context, c *prepared, size uint64) error {
+	if c.state.Checkpoint == nil {
+		c.state.Checkpoint = f.state.Checkpoint // the newest checkpoint whose tree is all indexed
 	}
-	f.state = next
+	if err := f.store.commit(ctx, c.rows, c.tiles, c.state); err != nil {
+		return fmt.Errorf("committing entries [%d, %d): %w", c.begin, c.state.Size, err)
+	}
+	f.state = c.state
+	end := c.state.Size
 	f.m.indexed.Set(float64(end))
-	f.m.ingested.Add(float64(end - begin))
+	f.m.ingested.Add(float64(end - c.begin))
 	f.m.lag.Set(float64(size - end))
-	f.st.setIndexed(end, next.Checkpoint)
-	for _, sh := range erasures {
+	f.st.setIndexed(end, c.state.Checkpoint)
+	for _, sh := range c.erasures {
 		if err := f.erase(ctx, sh, end); err != nil {
 			return err
 		}

@@ -76,8 +76,15 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	// The first field (or the subject) drives the query through its
-	// (name, value, idx) key, already in log order.
+	// The driver is the most selective key the query has, read in log
+	// order so that LIMIT stops early: the first field's (name, value,
+	// idx) key, the subject's (hash, idx), the principal's (principal,
+	// idx); a time range alone goes through (ts, idx) and sorts the
+	// indices it finds (records are roughly in time order, so a narrow
+	// range is a short sort; a very wide one is slow: narrow it or add a
+	// field).
+	order := "r.idx"
+	timeOnly := false
 	switch {
 	case len(names) > 0:
 		b.WriteString(`fields f0 JOIN records r ON r.idx = f0.idx`)
@@ -91,30 +98,51 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 		}
 		b.WriteString(` WHERE f0.name = ? AND f0.value = ? AND f0.idx >= ? AND f0.idx < ?`)
 		args = append(args, names[0], q.Fields[names[0]], q.Page, size)
+		order = "f0.idx"
 	case q.Subject != "":
 		b.WriteString(`subjects s JOIN records r ON r.idx = s.idx WHERE s.hash = ? AND s.idx >= ? AND s.idx < ?`)
 		args = append(args, q.Subject, q.Page, size)
+		order = "s.idx"
+	case q.Principal == "" && (!q.Since.IsZero() || !q.Until.IsZero()):
+		timeOnly = true
+		b.WriteString(`records r WHERE r.idx IN (SELECT idx FROM records ` + x.store.forceIndex("records_ts") + ` WHERE idx >= ? AND idx < ?`)
+		args = append(args, q.Page, size)
 	default:
 		b.WriteString(`records r WHERE r.idx >= ? AND r.idx < ?`)
 		args = append(args, q.Page, size)
 	}
+	col := "r."
+	if timeOnly {
+		col = ""
+	}
 	if q.Principal != "" {
-		b.WriteString(` AND r.principal = ?`)
+		b.WriteString(` AND ` + col + `principal = ?`)
 		args = append(args, q.Principal)
 	}
 	if q.ContentType != "" {
-		b.WriteString(` AND r.content_type = ?`)
+		b.WriteString(` AND ` + col + `content_type = ?`)
 		args = append(args, q.ContentType)
 	}
 	if !q.Since.IsZero() {
-		b.WriteString(` AND r.ts >= ?`)
+		b.WriteString(` AND ` + col + `ts >= ?`)
 		args = append(args, q.Since.UnixMilli())
 	}
 	if !q.Until.IsZero() {
-		b.WriteString(` AND r.ts < ?`)
+		b.WriteString(` AND ` + col + `ts < ?`)
 		args = append(args, q.Until.UnixMilli())
 	}
-	b.WriteString(` ORDER BY r.idx LIMIT ?`)
+	if timeOnly {
+		// MySQL refuses LIMIT in an IN subquery: a derived table holds it.
+		b.WriteString(` ORDER BY idx LIMIT ?)`)
+		args = append(args, limit+1)
+		if x.store.dialect == "mysql" {
+			s := b.String()
+			s = strings.Replace(s, "r.idx IN (SELECT idx FROM", "r.idx IN (SELECT idx FROM (SELECT idx FROM", 1) + " t)"
+			b.Reset()
+			b.WriteString(s)
+		}
+	}
+	b.WriteString(` ORDER BY ` + order + ` LIMIT ?`)
 	args = append(args, limit+1)
 
 	rows, err := x.store.db.QueryContext(ctx, b.String(), args...)

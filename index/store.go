@@ -81,7 +81,7 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 		// the WAL — though not a power loss, which the index survives by
 		// re-reading the log (it is derived data).
 		dsn := "file:" + arg + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)" +
-			"&_pragma=cache_size(-65536)&_txlock=immediate"
+			"&_pragma=cache_size(-65536)&_pragma=mmap_size(4294967296)&_pragma=temp_store(memory)&_txlock=immediate"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, err
@@ -113,6 +113,14 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 }
 
 func (s *store) Close() error { return s.db.Close() }
+
+// forceIndex names the index a query must use, in the dialect's words.
+func (s *store) forceIndex(name string) string {
+	if s.dialect == "mysql" {
+		return "FORCE INDEX (" + name + ")"
+	}
+	return "INDEXED BY " + name
+}
 
 // savedState is the state row.
 type savedState struct {
