@@ -215,18 +215,41 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 	}
 	rows := make([]*search.Hit, 0, end-begin)
 	var erasures []string
+	// Leaf hashes into the compact range and the tiles: a whole bundle
+	// (256 leaves from its start) as one perfect subtree, its tile's root,
+	// computed once; other leaves one by one.
+	for k := firstK; k < endK; k++ {
+		b := bundles[k-firstK]
+		first := k * layout.EntryBundleWidth
+		from, to := max(begin, first), min(end, first+layout.EntryBundleWidth)
+		if uint64(len(b.Entries)) < to-first {
+			return nil, fmt.Errorf("%w: entry bundle %d holds %d entries, want %d", client.ErrVerification, k, len(b.Entries), to-first)
+		}
+		hashes := make([]byte, 0, (to-from)*32)
+		for i := from; i < to; i++ {
+			hashes = append(hashes, rfc6962.DefaultHasher.HashLeaf(b.Entries[i-first])...)
+		}
+		if from == first && to-first == layout.EntryBundleWidth {
+			root := subtreeRoot(hashes)
+			sub, err := rangeFactory.NewRange(first, to, [][]byte{root})
+			if err == nil {
+				err = f.rng.AppendRange(sub, nil)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("internal: appending bundle %d: %w", k, err)
+			}
+			f.tiles.addFull(hashes, root)
+			continue
+		}
+		for o := 0; o < len(hashes); o += 32 {
+			if err := f.rng.Append(hashes[o:o+32], nil); err != nil {
+				return nil, fmt.Errorf("internal: appending leaf %d: %w", from+uint64(o/32), err)
+			}
+			f.tiles.add(0, hashes[o:o+32])
+		}
+	}
 	for i := begin; i < end; i++ {
-		b := bundles[i/layout.EntryBundleWidth-firstK]
-		j := i % layout.EntryBundleWidth
-		if uint64(len(b.Entries)) <= j {
-			return nil, fmt.Errorf("%w: entry bundle %d holds %d entries, not entry %d", client.ErrVerification, i/layout.EntryBundleWidth, len(b.Entries), i)
-		}
-		leaf := b.Entries[j]
-		hash := rfc6962.DefaultHasher.HashLeaf(leaf)
-		if err := f.rng.Append(hash, nil); err != nil {
-			return nil, fmt.Errorf("internal: appending leaf %d: %w", i, err)
-		}
-		f.tiles.add(0, hash)
+		leaf := bundles[i/layout.EntryBundleWidth-firstK].Entries[i%layout.EntryBundleWidth]
 		h, err := f.describe(ctx, i, leaf)
 		if err != nil {
 			return nil, err

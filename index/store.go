@@ -81,7 +81,7 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 		// the WAL — though not a power loss, which the index survives by
 		// re-reading the log (it is derived data).
 		dsn := "file:" + arg + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)" +
-			"&_pragma=cache_size(-65536)&_pragma=mmap_size(4294967296)&_pragma=temp_store(memory)&_txlock=immediate"
+			"&_pragma=cache_size(-262144)&_pragma=mmap_size(4294967296)&_pragma=temp_store(memory)&_txlock=immediate"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, err

@@ -73,12 +73,37 @@ func (tb *tileBuilder) add(level uint64, h []byte) {
 	tb.dirty[key] = full
 	tb.cur[level] = nil
 	tb.next[level]++
-	r := rangeFactory.NewEmptyRange(0)
-	for i := 0; i < len(full); i += 32 {
-		_ = r.Append(full[i:i+32], nil) // appending to an empty range at 0 cannot fail
+	tb.add(level+1, subtreeRoot(full))
+}
+
+// addFull appends a whole level-0 tile (256 leaf hashes from a tile
+// boundary) whose root is already known.
+func (tb *tileBuilder) addFull(hashes, root []byte) {
+	if len(tb.cur) == 0 {
+		tb.cur = append(tb.cur, nil)
+		tb.next = append(tb.next, 0)
 	}
-	root, _ := r.GetRootHash(nil)
-	tb.add(level+1, root)
+	tb.dirty[[2]uint64{0, tb.next[0]}] = hashes
+	tb.cur[0] = nil
+	tb.next[0]++
+	tb.add(1, root)
+}
+
+// subtreeRoot is the RFC 6962 root of a perfect subtree whose leaf hashes
+// (a power of two of them) are concatenated in hashes.
+func subtreeRoot(hashes []byte) []byte {
+	level := make([][]byte, 0, len(hashes)/32)
+	for i := 0; i < len(hashes); i += 32 {
+		level = append(level, hashes[i:i+32])
+	}
+	for len(level) > 1 {
+		next := level[:0:0]
+		for i := 0; i+1 < len(level); i += 2 {
+			next = append(next, rfc6962.DefaultHasher.HashChildren(level[i], level[i+1]))
+		}
+		level = next
+	}
+	return level[0]
 }
 
 // take returns the tiles changed since the last take.
