@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -126,14 +128,9 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 			if err != nil {
 				return fmt.Errorf("--http %s: %w", httpAddr, err)
 			}
-			if serverTLS != nil {
-				ln = tls.NewListener(ln, serverTLS)
-			}
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return x.Run(gctx) })
-			g.Go(func() error {
-				return serveHTTP(gctx, logger, ln, x.Handler(), "", "", slog.String("index", x.String()), slog.Bool("tls", serverTLS != nil))
-			})
+			g.Go(func() error { return serveIndexHTTP(gctx, logger, ln, x, serverTLS) })
 			if grpcAddr != "" {
 				gln, err := net.Listen("tcp", grpcAddr)
 				if err != nil {
@@ -187,6 +184,34 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 	annotateField(f, "token-file", "HTTPOptions.Token")
 	documentEnv(cmd)
 	return cmd
+}
+
+// serveIndexHTTP serves the index's HTTP API until ctx ends (TLS with
+// optional client certificates when t is set), then shuts down.
+func serveIndexHTTP(ctx context.Context, logger *slog.Logger, ln net.Listener, x *index.Index, t *tls.Config) error {
+	srv := &http.Server{Handler: x.Handler(), TLSConfig: t, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() {
+		if t != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	logger.Info("serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", t != nil), slog.String("index", x.String()))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	<-errc
+	logger.Info("shut down cleanly")
+	return nil
 }
 
 // stopGRPC stops a gRPC server gracefully, then forcibly after 10s.

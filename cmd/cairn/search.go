@@ -100,7 +100,7 @@ func hitText(h *search.Hit) string {
 		fmt.Fprintf(&b, " [%s]", h.State)
 	}
 	if p := h.Payload(); p != nil {
-		fmt.Fprintf(&b, "\n    %s", safeText(string(p)))
+		fmt.Fprintf(&b, "\n    %s", safeText(strings.TrimRight(string(p), "\n")))
 	}
 	return b.String() + "\n"
 }
