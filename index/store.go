@@ -209,14 +209,21 @@ const insertBatch = 200
 func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows []*search.Hit) error {
 	var recArgs, fieldArgs, subjArgs []any
 	nRec, nField, nSubj := 0, 0, 0
+	// Full batches reuse one prepared statement per table.
+	stmts := map[string]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
 	flush := func(force bool) error {
-		if err := s.flush(ctx, tx, "records (idx, ts, principal, content_type, state, leaf, rec)", 7, &recArgs, &nRec, force); err != nil {
+		if err := s.flush(ctx, tx, stmts, "records (idx, ts, principal, content_type, state, leaf, rec)", 7, &recArgs, &nRec, force); err != nil {
 			return err
 		}
-		if err := s.flush(ctx, tx, "fields (name, value, idx)", 3, &fieldArgs, &nField, force); err != nil {
+		if err := s.flush(ctx, tx, stmts, "fields (name, value, idx)", 3, &fieldArgs, &nField, force); err != nil {
 			return err
 		}
-		return s.flush(ctx, tx, "subjects (hash, idx)", 2, &subjArgs, &nSubj, force)
+		return s.flush(ctx, tx, stmts, "subjects (hash, idx)", 2, &subjArgs, &nSubj, force)
 	}
 	for _, h := range rows {
 		var rec any
@@ -240,26 +247,49 @@ func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows []*search.Hit) 
 	return flush(true)
 }
 
-func (s *store) flush(ctx context.Context, tx *sql.Tx, table string, cols int, args *[]any, n *int, force bool) error {
+func (s *store) flush(ctx context.Context, tx *sql.Tx, stmts map[string]*sql.Stmt, table string, cols int, args *[]any, n *int, force bool) error {
 	if *n == 0 || (*n < insertBatch && !force) {
 		return nil
 	}
+	for *n >= insertBatch {
+		st, ok := stmts[table]
+		if !ok {
+			var err error
+			if st, err = tx.PrepareContext(ctx, insertSQL(table, cols, insertBatch)); err != nil {
+				return fmt.Errorf("preparing the insert into %s: %w", strings.Fields(table)[0], err)
+			}
+			stmts[table] = st
+		}
+		if _, err := st.ExecContext(ctx, (*args)[:insertBatch*cols]...); err != nil {
+			return fmt.Errorf("inserting into %s: %w", strings.Fields(table)[0], err)
+		}
+		rest := copy(*args, (*args)[insertBatch*cols:])
+		*args, *n = (*args)[:rest], *n-insertBatch
+	}
+	if *n == 0 || !force {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, insertSQL(table, cols, *n), *args...); err != nil {
+		return fmt.Errorf("inserting into %s: %w", strings.Fields(table)[0], err)
+	}
+	*args, *n = (*args)[:0], 0
+	return nil
+}
+
+// insertSQL is a multi-row INSERT of n rows of cols columns.
+func insertSQL(table string, cols, n int) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
 	b.WriteString(table)
 	b.WriteString(" VALUES ")
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
-	for i := range *n {
+	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString(one)
 	}
-	if _, err := tx.ExecContext(ctx, b.String(), *args...); err != nil {
-		return fmt.Errorf("inserting into %s: %w", strings.Fields(table)[0], err)
-	}
-	*args, *n = (*args)[:0], 0
-	return nil
+	return b.String()
 }
 
 // markErased records that a subject's key was destroyed: its records
