@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"time"
 
@@ -54,18 +55,13 @@ func (g *grpcServer) Search(req *cairnv1.SearchRequest, stream grpc.ServerStream
 			auth = v[0]
 		}
 	}
-	var tlsState *tlsInfo
+	var tlsState *tls.ConnectionState
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			tlsState = &tlsInfo{ti}
+			tlsState = &ti.State
 		}
 	}
-	var err error
-	if tlsState != nil {
-		err = g.x.guard.check(auth, &tlsState.State)
-	} else {
-		err = g.x.guard.check(auth, nil)
-	}
+	err := g.x.guard.check(auth, tlsState)
 	if err != nil {
 		return grpcStatus(err)
 	}
@@ -87,5 +83,3 @@ func (g *grpcServer) Search(req *cairnv1.SearchRequest, stream grpc.ServerStream
 	g.x.m.queries.WithLabelValues("grpc").Observe(time.Since(start).Seconds())
 	return nil
 }
-
-type tlsInfo struct{ credentials.TLSInfo }

@@ -26,14 +26,6 @@ import (
 // transaction, so the index resumes after a crash exactly where its last
 // commit ended: no gaps, no duplicates.
 
-// dialect is what differs between the two databases.
-type dialect struct {
-	name   string
-	schema []string
-	// upsert is "REPLACE" for both, kept as a field for clarity.
-	blob string
-}
-
 var sqliteSchema = []string{
 	`CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, ts INTEGER NOT NULL, principal TEXT NOT NULL,
 		content_type TEXT NOT NULL, state TEXT NOT NULL, leaf BLOB NOT NULL, rec BLOB)`,
@@ -150,11 +142,6 @@ func (s *store) loadState(ctx context.Context) (*savedState, error) {
 		st.Range = append(st.Range, rng[i:i+32])
 	}
 	return &st, nil
-}
-
-// row is one record to index.
-type row struct {
-	hit *search.Hit
 }
 
 // tileRow is one hash tile to write (a partial tile is rewritten as it grows).
