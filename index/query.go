@@ -12,7 +12,6 @@ import (
 
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/search"
-	tclient "github.com/transparency-dev/tessera/client"
 )
 
 func origin(cfg Config) string {
@@ -175,10 +174,7 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 	if len(hits) == 0 {
 		return next, nil
 	}
-	pb, err := tclient.NewProofBuilder(ctx, size, x.store.readTile)
-	if err != nil {
-		return "", fmt.Errorf("reading the index's tiles: %w", err)
-	}
+	pb := newProver(x.store, size)
 	for _, f := range hits {
 		h, err := search.Describe(f.idx, f.leaf, f.rec, f.state, x.cfg.Fields)
 		if err != nil {
@@ -186,7 +182,7 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 			// client decides what it proves.
 			h = &search.Hit{Index: f.idx, Leaf: f.leaf, Record: f.rec, State: f.state}
 		}
-		if h.Proof, err = pb.InclusionProof(ctx, f.idx); err != nil {
+		if h.Proof, err = pb.inclusion(ctx, f.idx); err != nil {
 			return "", fmt.Errorf("building the inclusion proof of %d: %w", f.idx, err)
 		}
 		h.Checkpoint = string(cp)

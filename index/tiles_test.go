@@ -70,6 +70,7 @@ func TestIndexTilesProveWhatSumdbTlogVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		pv := newProver(s, size)
 		for _, i := range []uint64{0, 1, 255, 256, size / 3, size / 2, size - 257, size - 2, size - 1} {
 			if i >= size {
 				continue
@@ -77,6 +78,11 @@ func TestIndexTilesProveWhatSumdbTlogVerifies(t *testing.T) {
 			p, err := pb.InclusionProof(ctx, i)
 			if err != nil {
 				t.Fatalf("size %d: proof of %d: %v", size, i, err)
+			}
+			// The index's prover answers what Tessera's proof builder does.
+			mine, err := pv.inclusion(ctx, i)
+			if err != nil || fmt.Sprint(mine) != fmt.Sprint(p) {
+				t.Fatalf("size %d: the prover's proof of %d differs from Tessera's: %v", size, i, err)
 			}
 			var rp tlog.RecordProof
 			for _, h := range p {
