@@ -52,7 +52,7 @@ proto:
 	PATH=$(TOOLS):$$PATH protoc --proto_path=proto \
 		--go_out=proto --go_opt=paths=source_relative \
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-		proto/cairn/v1/log.proto
+		proto/cairn/v1/log.proto proto/cairn/v1/index.proto
 
 # make wasm rebuilds the explorer's receipt verifier (ui/wasm → ui/assets/
 # verify.wasm) and copies the toolchain's wasm_exec.js beside it. Both are

@@ -561,7 +561,7 @@ verifies its receipt offline, and 'cairn audit --archive' checks the archived co
 func newAuditCmd() *cobra.Command {
 	var c clientFlags
 	var af archiveFlags
-	var statePath string
+	var statePath, indexURL string
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "audit --log URL --policy FILE [--state FILE]",
@@ -581,6 +581,8 @@ the archived bundles against the log's tiles; it reports the pruned range. It fa
 if records are gone at or above the minimum index, or (with --state) if the minimum
 index moved backwards.`,
 		Example: `  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt
+  # Assumes cairn index serve beside 'make run' (cairn index serve --help):
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --index http://127.0.0.1:8480
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json
   # Assumes a log whose retention policy archives to /srv/cairn-archive:
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --archive posix:/srv/cairn-archive`,
@@ -654,6 +656,11 @@ index moved backwards.`,
 			case err != nil:
 				return c.explain(fmt.Errorf("could not audit: %w", err))
 			}
+			if indexURL != "" {
+				if err := checkIndexFlag(cmd, &c, l, res.Checkpoint, indexURL); err != nil {
+					return err
+				}
+			}
 			rate := float64(res.Records) / res.Elapsed.Seconds()
 			return c.emit(cmd.OutOrStdout(), auditJSON{Verified: true, From: res.From, Records: res.Records, Seconds: res.Elapsed.Seconds(), RecordsPerSecond: rate, Checkpoint: cpJSON(res.Checkpoint), MinimumIndex: res.MinimumIndex, ArchivedBundles: res.ArchivedBundles, LegacyLeaves: legacy},
 				fmt.Sprintf("audit PASSED: %d records (from %d to %d) in %.2fs, %.0f records/s; every leaf, tile and the root agree with the checkpoint\n%s%s%s",
@@ -662,6 +669,7 @@ index moved backwards.`,
 	}
 	c.register(cmd.Flags(), true, false, true)
 	cmd.Flags().StringVar(&statePath, "state", "", "state file: resume from it and save the new verified state")
+	cmd.Flags().StringVar(&indexURL, "index", "", "also check that this search index (cairn index serve) answers every record of the audited tree, correctly attributed")
 	af.register(cmd.Flags())
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
 	documentEnv(cmd)

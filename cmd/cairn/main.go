@@ -38,6 +38,8 @@ everything they saw before; auditors verify with nothing but public keys.`,
 	root.AddCommand(witnessCmds()...)
 	root.AddCommand(mirrorCmds()...)
 	root.AddCommand(auditorCmds()...)
+	root.AddCommand(indexCmds()...)
+	root.AddCommand(newSearchCmd(), newHistoryCmd())
 	return root
 }
 

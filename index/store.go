@@ -1,0 +1,327 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cairnlog/cairn/format/search"
+	"github.com/go-sql-driver/mysql"
+	_ "modernc.org/sqlite" // the embedded database driver (pure Go: no cgo)
+)
+
+// The index is derived data in one SQL database: SQLite (embedded, the
+// default) or MySQL/MariaDB (shared by several index servers' readers).
+// Tables:
+//
+//	records  one row per log entry: index, timestamp, principal, content type, state, leaf, decrypted record
+//	fields   (name, value, index) for every extracted field value
+//	subjects (hash, index) for every subject of a sealed record
+//	tiles    (level, n, hashes): the hash tiles of the verified tree, for inclusion proofs
+//	state    one row: the verified size, root, compact range and checkpoint note
+//
+// A chunk of records, its tiles and the new state are written in one
+// transaction, so the index resumes after a crash exactly where its last
+// commit ended: no gaps, no duplicates.
+
+var sqliteSchema = []string{
+	`CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, ts INTEGER NOT NULL, principal TEXT NOT NULL,
+		content_type TEXT NOT NULL, state TEXT NOT NULL, leaf BLOB NOT NULL, rec BLOB)`,
+	`CREATE INDEX IF NOT EXISTS records_principal ON records (principal, idx)`,
+	`CREATE INDEX IF NOT EXISTS records_ts ON records (ts, idx)`,
+	`CREATE TABLE IF NOT EXISTS fields (name TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL,
+		PRIMARY KEY (name, value, idx)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS subjects (hash TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (hash, idx)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS tiles (level INTEGER NOT NULL, n INTEGER NOT NULL, hashes BLOB NOT NULL, PRIMARY KEY (level, n))`,
+	`CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
+		range_hashes BLOB NOT NULL, checkpoint BLOB NOT NULL, fields TEXT NOT NULL)`,
+}
+
+var mysqlSchema = []string{
+	`CREATE TABLE IF NOT EXISTS records (idx BIGINT UNSIGNED PRIMARY KEY, ts BIGINT NOT NULL, principal VARCHAR(255) NOT NULL,
+		content_type VARCHAR(255) NOT NULL, state VARCHAR(16) NOT NULL, leaf MEDIUMBLOB NOT NULL, rec MEDIUMBLOB,
+		INDEX records_principal (principal, idx), INDEX records_ts (ts, idx)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
+	`CREATE TABLE IF NOT EXISTS fields (name VARCHAR(64) NOT NULL, value VARCHAR(256) NOT NULL, idx BIGINT UNSIGNED NOT NULL,
+		PRIMARY KEY (name, value, idx)) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
+	`CREATE TABLE IF NOT EXISTS subjects (hash CHAR(64) NOT NULL, idx BIGINT UNSIGNED NOT NULL, PRIMARY KEY (hash, idx))`,
+	`CREATE TABLE IF NOT EXISTS tiles (level INT NOT NULL, n BIGINT UNSIGNED NOT NULL, hashes BLOB NOT NULL, PRIMARY KEY (level, n))`,
+	`CREATE TABLE IF NOT EXISTS state (id INT PRIMARY KEY, size BIGINT UNSIGNED NOT NULL, root VARBINARY(32) NOT NULL,
+		range_hashes BLOB NOT NULL, checkpoint BLOB NOT NULL, fields TEXT NOT NULL)`,
+}
+
+// store is the index's database.
+type store struct {
+	db      *sql.DB
+	dialect string // "sqlite" or "mysql"
+}
+
+// openStore opens (and creates the tables of) the database named by spec:
+// sqlite:PATH or mysql:DSN (a go-sql-driver DSN).
+func openStore(ctx context.Context, spec string) (*store, error) {
+	kind, arg, ok := strings.Cut(spec, ":")
+	if !ok || arg == "" {
+		return nil, fmt.Errorf("%q: want sqlite:PATH or mysql:DSN", spec)
+	}
+	var s store
+	var schema []string
+	switch kind {
+	case "sqlite":
+		// WAL: readers never wait for the follower's commits; synchronous
+		// NORMAL: a commit survives a process crash (kill -9) — it is in
+		// the WAL — though not a power loss, which the index survives by
+		// re-reading the log (it is derived data).
+		dsn := "file:" + arg + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)" +
+			"&_pragma=cache_size(-262144)&_pragma=mmap_size(4294967296)&_pragma=temp_store(memory)&_txlock=immediate"
+		db, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, err
+		}
+		s.db, s.dialect, schema = db, "sqlite", sqliteSchema
+	case "mysql":
+		cfg, err := mysql.ParseDSN(arg)
+		if err != nil {
+			return nil, fmt.Errorf("mysql DSN: %w", err)
+		}
+		cfg.MultiStatements = false
+		cfg.InterpolateParams = true
+		db, err := sql.Open("mysql", cfg.FormatDSN())
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(16)
+		s.db, s.dialect, schema = db, "mysql", mysqlSchema
+	default:
+		return nil, fmt.Errorf("%q: unknown database %q, want sqlite:PATH or mysql:DSN", spec, kind)
+	}
+	for _, q := range schema {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("creating the index tables: %w", err)
+		}
+	}
+	return &s, nil
+}
+
+func (s *store) Close() error { return s.db.Close() }
+
+// forceIndex names the index a query must use, in the dialect's words.
+func (s *store) forceIndex(name string) string {
+	if s.dialect == "mysql" {
+		return "FORCE INDEX (" + name + ")"
+	}
+	return "INDEXED BY " + name
+}
+
+// savedState is the state row.
+type savedState struct {
+	Size       uint64
+	Root       []byte
+	Range      [][]byte
+	Checkpoint []byte
+	Fields     string
+}
+
+// loadState returns the saved state, or nil before the first commit.
+func (s *store) loadState(ctx context.Context) (*savedState, error) {
+	var st savedState
+	var rng []byte
+	err := s.db.QueryRowContext(ctx, `SELECT size, root, range_hashes, checkpoint, fields FROM state WHERE id = 1`).
+		Scan(&st.Size, &st.Root, &rng, &st.Checkpoint, &st.Fields)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the index state: %w", err)
+	}
+	if len(rng)%32 != 0 {
+		return nil, fmt.Errorf("the index state's compact range is %d bytes, not a multiple of 32", len(rng))
+	}
+	for i := 0; i < len(rng); i += 32 {
+		st.Range = append(st.Range, rng[i:i+32])
+	}
+	return &st, nil
+}
+
+// tileRow is one hash tile to write (a partial tile is rewritten as it grows).
+type tileRow struct {
+	level, n uint64
+	hashes   []byte
+}
+
+// commit writes rows, tiles and the new state in one transaction.
+func (s *store) commit(ctx context.Context, rows []*search.Hit, tiles []tileRow, st *savedState) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := s.insertRows(ctx, tx, rows); err != nil {
+		return err
+	}
+	if len(tiles) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `REPLACE INTO tiles (level, n, hashes) VALUES (?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		for _, t := range tiles {
+			if _, err := stmt.ExecContext(ctx, t.level, t.n, t.hashes); err != nil {
+				stmt.Close()
+				return fmt.Errorf("writing tile %d/%d: %w", t.level, t.n, err)
+			}
+		}
+		stmt.Close()
+	}
+	cp := st.Checkpoint
+	if cp == nil {
+		cp = []byte{} // no checkpoint covers the indexed entries yet
+	}
+	rng := make([]byte, 0, 32*len(st.Range))
+	for _, h := range st.Range {
+		rng = append(rng, h...)
+	}
+	if _, err := tx.ExecContext(ctx, `REPLACE INTO state (id, size, root, range_hashes, checkpoint, fields) VALUES (1, ?, ?, ?, ?, ?)`,
+		st.Size, st.Root, rng, cp, st.Fields); err != nil {
+		return fmt.Errorf("writing the index state: %w", err)
+	}
+	return tx.Commit()
+}
+
+// insertBatch is how many rows one multi-row INSERT carries.
+const insertBatch = 200
+
+// insertRows writes records, fields and subjects with multi-row INSERTs
+// (prepared once per shape): one statement per 200 rows instead of one per row.
+func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows []*search.Hit) error {
+	var recArgs, fieldArgs, subjArgs []any
+	nRec, nField, nSubj := 0, 0, 0
+	// Full batches reuse one prepared statement per table.
+	stmts := map[string]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	flush := func(force bool) error {
+		if err := s.flush(ctx, tx, stmts, "records (idx, ts, principal, content_type, state, leaf, rec)", 7, &recArgs, &nRec, force); err != nil {
+			return err
+		}
+		if err := s.flush(ctx, tx, stmts, "fields (name, value, idx)", 3, &fieldArgs, &nField, force); err != nil {
+			return err
+		}
+		return s.flush(ctx, tx, stmts, "subjects (hash, idx)", 2, &subjArgs, &nSubj, force)
+	}
+	for _, h := range rows {
+		var rec any
+		if h.Record != nil {
+			rec = h.Record
+		}
+		recArgs = append(recArgs, h.Index, h.TimestampUnixMillis, h.Principal, h.ContentType, h.State, h.Leaf, rec)
+		nRec++
+		for k, v := range h.Fields {
+			fieldArgs = append(fieldArgs, k, v, h.Index)
+			nField++
+		}
+		for _, sh := range h.SubjectHashes {
+			subjArgs = append(subjArgs, sh, h.Index)
+			nSubj++
+		}
+		if err := flush(false); err != nil {
+			return err
+		}
+	}
+	return flush(true)
+}
+
+func (s *store) flush(ctx context.Context, tx *sql.Tx, stmts map[string]*sql.Stmt, table string, cols int, args *[]any, n *int, force bool) error {
+	if *n == 0 || (*n < insertBatch && !force) {
+		return nil
+	}
+	for *n >= insertBatch {
+		st, ok := stmts[table]
+		if !ok {
+			var err error
+			if st, err = tx.PrepareContext(ctx, insertSQL(table, cols, insertBatch)); err != nil {
+				return fmt.Errorf("preparing the insert into %s: %w", strings.Fields(table)[0], err)
+			}
+			stmts[table] = st
+		}
+		if _, err := st.ExecContext(ctx, (*args)[:insertBatch*cols]...); err != nil {
+			return fmt.Errorf("inserting into %s: %w", strings.Fields(table)[0], err)
+		}
+		rest := copy(*args, (*args)[insertBatch*cols:])
+		*args, *n = (*args)[:rest], *n-insertBatch
+	}
+	if *n == 0 || !force {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, insertSQL(table, cols, *n), *args...); err != nil {
+		return fmt.Errorf("inserting into %s: %w", strings.Fields(table)[0], err)
+	}
+	*args, *n = (*args)[:0], 0
+	return nil
+}
+
+// insertSQL is a multi-row INSERT of n rows of cols columns.
+func insertSQL(table string, cols, n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(table)
+	b.WriteString(" VALUES ")
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(one)
+	}
+	return b.String()
+}
+
+// markErased records that a subject's key was destroyed: its records
+// lose their plaintext and fields and read as erased, like the log's.
+func (s *store) markErased(ctx context.Context, subjectHash string, below uint64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM fields WHERE idx IN (SELECT idx FROM subjects WHERE hash = ? AND idx < ?)`, subjectHash, below); err != nil {
+		return fmt.Errorf("erasing fields of subject %s: %w", subjectHash, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE records SET state = 'erased', rec = NULL, content_type = '' WHERE idx IN (SELECT idx FROM subjects WHERE hash = ? AND idx < ?)`, subjectHash, below); err != nil {
+		return fmt.Errorf("erasing records of subject %s: %w", subjectHash, err)
+	}
+	return tx.Commit()
+}
+
+// tile returns the stored hashes of tile (level, n).
+func (s *store) tile(ctx context.Context, level, n uint64) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT hashes FROM tiles WHERE level = ? AND n = ?`, level, n).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// lastTiles returns, per level, the highest-numbered tile (the one that
+// may still be partial).
+func (s *store) lastTiles(ctx context.Context) (map[uint64]tileRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT t.level, t.n, t.hashes FROM tiles t
+		JOIN (SELECT level, MAX(n) AS n FROM tiles GROUP BY level) m ON t.level = m.level AND t.n = m.n`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[uint64]tileRow{}
+	for rows.Next() {
+		var t tileRow
+		if err := rows.Scan(&t.level, &t.n, &t.hashes); err != nil {
+			return nil, err
+		}
+		out[t.level] = t
+	}
+	return out, rows.Err()
+}
