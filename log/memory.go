@@ -28,7 +28,7 @@ func registerMemoryGauges(m *metrics, cfg Config) {
 	})
 	blockCache := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_log_antispam_block_cache_bytes",
-		Help: "Size of the POSIX antispam index's Badger block cache (from --antispam-memory-mib).",
+		Help: "Size of the POSIX antispam index's Badger block cache (0: its tables are uncompressed and read from their mapped files).",
 	})
 	indexCache := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_log_antispam_index_cache_bytes",
