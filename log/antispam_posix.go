@@ -92,6 +92,9 @@ func badgerOptions(dir string, mib int, logger *slog.Logger) badger.Options {
 		WithValueThreshold(1 << 10).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
+		// The follower is the only writer: transactions need not track
+		// their reads for conflicts (an allocation per lookup).
+		WithDetectConflicts(false).
 		WithLogger(badgerLogger{logger})
 }
 
