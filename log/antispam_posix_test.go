@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,4 +180,21 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// /metrics reports the index's memory as --antispam-memory-mib sized it.
+func TestAntispamMemoryIsSizedByTheConfigAndExported(t *testing.T) {
+	tl := newTestLogWith(t, func(c *Config) { c.AntispamMemoryMiB = 32 })
+	m := string(tl.get(t, "/metrics"))
+	for _, want := range []string{
+		"cairn_log_antispam_memtable_bytes 1.6777216e+07",    // 2 × 8 MiB
+		"cairn_log_antispam_index_cache_bytes 1.6777216e+07", // 16 MiB
+		"cairn_log_antispam_block_cache_bytes 0",
+		"cairn_log_antispam_lookups_total",
+		"cairn_log_antispam_next_index",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics has no %q", want)
+		}
+	}
 }
