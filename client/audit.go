@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"os"
 	"runtime"
 	"sync"
@@ -407,35 +406,31 @@ func missing(path string, err error) error {
 }
 
 // leafHasher computes rfc6962.DefaultHasher.HashLeaf without allocating per
-// leaf: it reuses one SHA-256 state and one output buffer. The audit replay
-// hashes every leaf of the log; with HashLeaf per leaf, a 1M-record replay
-// made 7.4M allocations (820 MB) instead of 4.26M (650 MB).
+// leaf: it copies the prefix and the leaf into one reused scratch buffer and
+// hashes that with sha256.Sum256, whose state lives on the stack. (A reused
+// hash.Hash also allocates nothing, but its Sum copies the whole state per
+// call: a fifth of the replay's hashing time in the profiles of #19.)
 // TestLeafHasherIsTheRFC6962LeafHash holds it to HashLeaf.
 type leafHasher struct {
-	h      hash.Hash
-	prefix [1]byte // RFC6962LeafHashPrefix, here so writing it does not allocate
-	sum    [sha256.Size]byte
+	scratch []byte
+	sum     [sha256.Size]byte
 }
 
 // subtreeRoot returns the RFC 6962 root of the perfect subtree whose leaf
 // hashes (a power of two of them) are concatenated in hashes, as
-// rfc6962.DefaultHasher.HashChildren would pairwise, but into one scratch
-// copy with one SHA-256 state. TestSubtreeRootIsTheCompactRangeRoot holds it
-// to the merkle package's compact range.
+// rfc6962.DefaultHasher.HashChildren would pairwise, in one scratch copy.
+// TestSubtreeRootIsTheCompactRangeRoot holds it to the merkle package's
+// compact range.
 func (lh *leafHasher) subtreeRoot(hashes []byte) []byte {
-	if lh.h == nil {
-		lh.h = sha256.New()
-		lh.prefix[0] = rfc6962.RFC6962LeafHashPrefix
-	}
 	buf := bytes.Clone(hashes)
-	node := [1]byte{rfc6962.RFC6962NodeHashPrefix}
+	var node [1 + 2*sha256.Size]byte
+	node[0] = rfc6962.RFC6962NodeHashPrefix
 	for n := len(buf) / sha256.Size; n > 1; n /= 2 {
 		for i := range n / 2 {
-			lh.h.Reset()
-			lh.h.Write(node[:])
-			lh.h.Write(buf[2*i*sha256.Size : 2*(i+1)*sha256.Size])
+			copy(node[1:], buf[2*i*sha256.Size:2*(i+1)*sha256.Size])
 			// Pair i's parent overwrites slot i, which pairs ≥ i no longer need.
-			lh.h.Sum(buf[i*sha256.Size : i*sha256.Size])
+			sum := sha256.Sum256(node[:])
+			copy(buf[i*sha256.Size:], sum[:])
 		}
 	}
 	return buf[:sha256.Size:sha256.Size]
@@ -444,12 +439,7 @@ func (lh *leafHasher) subtreeRoot(hashes []byte) []byte {
 // hash returns the RFC 6962 leaf hash of leaf; the result is valid until
 // the next call.
 func (lh *leafHasher) hash(leaf []byte) []byte {
-	if lh.h == nil {
-		lh.h = sha256.New()
-		lh.prefix[0] = rfc6962.RFC6962LeafHashPrefix
-	}
-	lh.h.Reset()
-	lh.h.Write(lh.prefix[:])
-	lh.h.Write(leaf)
-	return lh.h.Sum(lh.sum[:0])
+	lh.scratch = append(append(lh.scratch[:0], rfc6962.RFC6962LeafHashPrefix), leaf...)
+	lh.sum = sha256.Sum256(lh.scratch)
+	return lh.sum[:]
 }

@@ -80,6 +80,10 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 		tr.TLSClientConfig = o.TLS.Clone()
 	}
 	tr.MaxIdleConnsPerHost = 16
+	// An entry bundle (~17 KB at 64-byte records) in one or two reads
+	// rather than five of the default 4 KiB: read syscalls were an eighth
+	// of an audit replay's CPU in the profiles of #19.
+	tr.ReadBufferSize = 64 << 10
 	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
 	f, err := tclient.NewHTTPFetcher(u, hc)
 	if err != nil {

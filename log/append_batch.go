@@ -286,5 +286,8 @@ func (c Config) validateBatch() error {
 	if c.DedupCacheEntries < 2 {
 		return fielderr.Errorf("Config.DedupCacheEntries", "%d must be at least 2", c.DedupCacheEntries)
 	}
+	if c.AntispamMemoryMiB < 16 {
+		return fielderr.Errorf("Config.AntispamMemoryMiB", "%d must be at least 16", c.AntispamMemoryMiB)
+	}
 	return nil
 }

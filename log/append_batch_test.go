@@ -15,6 +15,7 @@ import (
 	"github.com/cairnlog/cairn/format/record"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -229,19 +230,23 @@ func slicesMax(s []uint64) uint64 {
 // TestBatchCutByKillLosesNoAcknowledgedRecord appends batches from several
 // submitters, kills the log with SIGKILL mid-stream, restarts it on the same
 // directory and checks, with x/mod, that every acknowledged record is in the
-// tree at the index it was given.
+// tree at the index it was given, and that a retry of an acknowledged batch
+// after the restart (Tessera's in-memory dedup gone) is answered from the
+// persistent antispam index with the same indices.
 func TestBatchCutByKillLosesNoAcknowledgedRecord(t *testing.T) {
 	dir := t.TempDir()
 	skey, vkey := newKey(t, testOrigin)
 	child := startChild(t, dir, skey)
 	var mu sync.Mutex
 	acked := map[uint64][]byte{}
+	batches := map[string][]uint64{} // acknowledged batch → its indices
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
 			for b := 0; ctx.Err() == nil; b++ {
-				recs := batchOf(fmt.Sprintf("kill-w%d-b%d", w, b), 200)
+				prefix := fmt.Sprintf("kill-w%d-b%d", w, b)
+				recs := batchOf(prefix, 200)
 				resp, err := child.api.AppendBatch(ctx, &cairnv1.AppendBatchRequest{Records: recs})
 				if err != nil {
 					return // the kill, or the cancel
@@ -249,6 +254,7 @@ func TestBatchCutByKillLosesNoAcknowledgedRecord(t *testing.T) {
 				mu.Lock()
 				for _, r := range resp.Results {
 					acked[r.Index] = r.Leaf
+					batches[prefix] = append(batches[prefix], r.Index)
 				}
 				mu.Unlock()
 			}
@@ -282,4 +288,17 @@ func TestBatchCutByKillLosesNoAcknowledgedRecord(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged records survived kill -9 (tree size %d)", len(acked), tree.N)
+
+	retry := metadata.AppendToOutgoingContext(context.Background(), RetryHeader, "1")
+	for prefix, want := range batches {
+		resp, err := child.api.AppendBatch(retry, &cairnv1.AppendBatchRequest{Records: batchOf(prefix, 200)})
+		if err != nil {
+			t.Fatalf("retrying batch %s after kill -9: %v", prefix, err)
+		}
+		for i, r := range resp.Results {
+			if r.Index != want[i] || !r.Duplicate {
+				t.Fatalf("retrying batch %s after kill -9: record %d got index %d (duplicate %v), acknowledged at %d", prefix, i, r.Index, r.Duplicate, want[i])
+			}
+		}
+	}
 }

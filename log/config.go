@@ -59,6 +59,10 @@ type Config struct {
 	// records resolve in memory (0: DefaultDedupCacheEntries). The
 	// persistent antispam index may trail the tree by half of it.
 	DedupCacheEntries int
+	// AntispamMemoryMiB bounds the memory of the POSIX persistent antispam
+	// index (Badger's memtables, block cache and table indices; 0:
+	// DefaultAntispamMemoryMiB). Unused with mysql+s3.
+	AntispamMemoryMiB int
 	// DebugAddr, if set, serves net/http/pprof profiles on a listener of
 	// its own, never the public ones (plain HTTP; keep it on loopback).
 	DebugAddr string
@@ -185,6 +189,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DedupCacheEntries == 0 {
 		c.DedupCacheEntries = DefaultDedupCacheEntries
+	}
+	if c.AntispamMemoryMiB == 0 {
+		c.AntispamMemoryMiB = DefaultAntispamMemoryMiB
 	}
 	if c.CheckpointRepublishInterval == 0 {
 		c.CheckpointRepublishInterval = DefaultCheckpointRepublishInterval

@@ -41,6 +41,7 @@ func TestBatchAndDedupLimitsAreValidated(t *testing.T) {
 		{func(c *Config) { c.MaxBatchRecords = -1 }, "Config.MaxBatchRecords"},
 		{func(c *Config) { c.MaxBatchBytes = 1000 }, "Config.MaxBatchBytes"},
 		{func(c *Config) { c.DedupCacheEntries = 1 }, "Config.DedupCacheEntries"},
+		{func(c *Config) { c.AntispamMemoryMiB = 8 }, "Config.AntispamMemoryMiB"},
 	} {
 		cfg := testConfig(t.TempDir(), skey)
 		tc.mod(&cfg)

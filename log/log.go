@@ -40,6 +40,9 @@ type Log struct {
 	retainer  *retainer
 	// retainerDone is closed when the retainer's goroutine has returned.
 	retainerDone chan struct{}
+	// closeStorage, if set, releases the storage driver's own state (the
+	// POSIX antispam index) once stop has been called.
+	closeStorage func() error
 	// keys seals and opens records naming data subjects; nil without a KEK.
 	keys *subjectKeys
 	// subjectHold reports whether a subject (by keyed hash) is under a
@@ -144,11 +147,12 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc, antispamLag(cfg.DedupCacheEntries))
+	drv, err := openDriver(bg, cfg.Storage, cfg.AWS, cfg.ReadAccess == ReadAuthenticated, cfg.Logger, wc, antispamLag(cfg.DedupCacheEntries), cfg.AntispamMemoryMiB)
 	if err != nil {
 		stop()
 		return nil, err
 	}
+	m.registry.MustRegister(drv.collectors...)
 	// A boundary that cannot be read (an object store that answers
 	// AccessDenied for missing keys, a transient error) must not keep a log
 	// from serving; its record is appended at a later start.
@@ -185,6 +189,8 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		keys:      keys,
 		keyStore:  ks,
 		stop:      stop,
+
+		closeStorage: drv.close,
 
 		boundary:    boundary,
 		boundaryRaw: boundaryRaw,
@@ -362,6 +368,11 @@ func (l *Log) drain() error {
 	l.stop()
 	<-l.retainerDone
 	l.mirrors.Wait()
+	if l.closeStorage != nil {
+		if err := l.closeStorage(); err != nil {
+			l.logger.Warn("closing the storage driver", slog.Any("error", err))
+		}
+	}
 	if err := l.keyStore.close(); err != nil {
 		l.logger.Warn("closing the subject key store", slog.Any("error", err))
 	}

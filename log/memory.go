@@ -3,7 +3,6 @@ package log
 import (
 	"strings"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -12,10 +11,10 @@ import (
 //
 //   - cairn_log_dedup_cache_entries: Tessera's in-memory dedup LRU
 //     (Config.DedupCacheEntries);
-//   - cairn_log_antispam_memtable_bytes and
-//     cairn_log_antispam_block_cache_bytes: the Badger database of the POSIX
-//     antispam index. Tessera v1.0.4 opens it with Badger's defaults and
-//     takes no option for them, so these report those defaults (0 with
+//   - cairn_log_antispam_memtable_bytes,
+//     cairn_log_antispam_block_cache_bytes and
+//     cairn_log_antispam_index_cache_bytes: the Badger database of the
+//     POSIX antispam index, sized by Config.AntispamMemoryMiB (0 with
 //     mysql+s3, whose index is in MariaDB).
 func registerMemoryGauges(m *metrics, cfg Config) {
 	dedup := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -25,16 +24,21 @@ func registerMemoryGauges(m *metrics, cfg Config) {
 	dedup.Set(float64(cfg.DedupCacheEntries))
 	memtable := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_log_antispam_memtable_bytes",
-		Help: "Most memory the POSIX antispam index's Badger memtables may hold (memtable size × count; Tessera's fixed Badger defaults).",
+		Help: "Most memory the POSIX antispam index's Badger memtables may hold (memtable size × count, from --antispam-memory-mib).",
 	})
 	blockCache := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_log_antispam_block_cache_bytes",
-		Help: "Size of the POSIX antispam index's Badger block cache (Tessera's fixed Badger default).",
+		Help: "Size of the POSIX antispam index's Badger block cache (0: its tables are uncompressed and read from their mapped files).",
+	})
+	indexCache := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cairn_log_antispam_index_cache_bytes",
+		Help: "Size of the POSIX antispam index's Badger cache of table indices and Bloom filters (from --antispam-memory-mib).",
 	})
 	if strings.HasPrefix(cfg.Storage, "posix:") {
-		o := badger.DefaultOptions("")
+		o := badgerOptions("", cfg.AntispamMemoryMiB, cfg.Logger)
 		memtable.Set(float64(o.MemTableSize) * float64(o.NumMemtables))
 		blockCache.Set(float64(o.BlockCacheSize))
+		indexCache.Set(float64(o.IndexCacheSize))
 	}
-	m.registry.MustRegister(dedup, memtable, blockCache)
+	m.registry.MustRegister(dedup, memtable, blockCache, indexCache)
 }

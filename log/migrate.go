@@ -95,7 +95,7 @@ func OpenMigrationTarget(ctx context.Context, cfg MigrationConfig) (*MigrationTa
 		drv = &driver{name: "posix", tessera: d, readObject: func(_ context.Context, path string) ([]byte, error) {
 			return os.ReadFile(filepath.Join(dir, path))
 		}}
-	} else if drv, err = openDriver(dctx, c.Storage, c.AWS, false, c.Logger, &http.Client{}, antispamLag(DefaultDedupCacheEntries)); err != nil {
+	} else if drv, err = openDriver(dctx, c.Storage, c.AWS, false, c.Logger, &http.Client{}, antispamLag(DefaultDedupCacheEntries), DefaultAntispamMemoryMiB); err != nil {
 		cancel()
 		return nil, err
 	}

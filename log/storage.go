@@ -13,10 +13,10 @@ import (
 
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/fielderr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
-	posixantispam "github.com/transparency-dev/tessera/storage/posix/antispam"
 )
 
 // driver is an opened storage backend: Tessera's driver plus the antispam
@@ -34,6 +34,10 @@ type driver struct {
 	// readObject reads a file beside the tiles (the migration boundary);
 	// os.ErrNotExist when there is none.
 	readObject func(ctx context.Context, path string) ([]byte, error)
+	// collectors are the driver's own metrics; close, if set, releases
+	// what it holds once its context is cancelled.
+	collectors []prometheus.Collector
+	close      func() error
 }
 
 // openDriver opens the storage named by spec: "posix:DIR" or "mysql+s3"
@@ -41,12 +45,13 @@ type driver struct {
 // are not public (ReadAuthenticated), so a POSIX directory must be too.
 //
 // lag is how far the persistent antispam index may trail the tree before
-// appends get pushback (antispamLag of the dedup cache size).
-func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, logger *slog.Logger, httpClient *http.Client, lag uint) (*driver, error) {
+// appends get pushback (antispamLag of the dedup cache size); antispamMiB
+// bounds the POSIX index's memory (Config.AntispamMemoryMiB).
+func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, logger *slog.Logger, httpClient *http.Client, lag uint, antispamMiB int) (*driver, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "posix":
-		return openPOSIX(ctx, arg, private, logger, httpClient, lag)
+		return openPOSIX(ctx, arg, private, logger, httpClient, lag, antispamMiB)
 	case "mysql+s3":
 		return openAWS(ctx, aws, httpClient, lag)
 	default:
@@ -61,7 +66,7 @@ func openDriver(ctx context.Context, spec string, aws AWSConfig, private bool, l
 // access authenticated) a dir that others can enter is refused; otherwise it
 // is only reported. cmd/cairn also sets the umask to 0077 so that every file
 // it creates is owner-only.
-func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logger, httpClient *http.Client, lag uint) (*driver, error) {
+func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logger, httpClient *http.Client, lag uint, antispamMiB int) (*driver, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fielderr.Errorf("Config.Storage", "creating %s: %w", dir, err)
 	}
@@ -82,12 +87,14 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 	// The antispam index lives beside Tessera's own private state. Its
 	// follower may lag the tree by up to lag entries before appends
 	// get pushback; every entry that recent is still in Tessera's in-memory
-	// dedup cache, so a retry is recognised either way.
-	as, err := posixantispam.NewAntispam(ctx, filepath.Join(dir, ".state", "antispam"), posixantispam.AntispamOpts{PushbackThreshold: lag})
+	// dedup cache, so a retry is recognised either way. Cairn opens it
+	// itself (log/antispam_posix.go) to bound its memory.
+	as, err := openPOSIXAntispam(ctx, filepath.Join(dir, ".state", "antispam"), antispamMiB, lag, logger)
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
-	return &driver{name: "posix", tessera: d, antispam: as, retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir},
+	return &driver{name: "posix", tessera: d, antispam: as, collectors: as.collectors(), close: as.close,
+		retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir},
 		readObject: func(_ context.Context, path string) ([]byte, error) {
 			return os.ReadFile(filepath.Join(dir, path))
 		}}, nil

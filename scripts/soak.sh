@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make soak: runs one log (posix, its own temp directory, plaintext on
 # loopback) under a steady append load and prints, every SOAK_INTERVAL, its
-# RSS, Go heap in use and goroutines, then the series' spread after warm-up.
+# RSS (and its anonymous and file-backed parts), Go heap in use and
+# goroutines, then the series' spread after warm-up.
 #
 #   SOAK_DURATION  total run (default 1h)
 #   SOAK_INTERVAL  sampling period (default 30s)
@@ -75,22 +76,34 @@ load_pid=$!
 
 metric() { curl -sf "http://$http/metrics" | awk -v m="$1" '$1 == m { printf "%.0f", $2 }'; }
 echo "== soak: $DURATION at $RATE records/s offered, sampling every $INTERVAL ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%8s %10s %10s %10s %12s %10s\n' elapsed rss_mib heap_mib goroutines tree_size rate/s
+printf '%8s %10s %10s %10s %10s %10s %12s %10s\n' elapsed rss_mib anon_mib file_mib heap_mib goroutines tree_size rate/s
 start=$(date +%s); last_size=0; last_t=$start
-rss_series=()
+rss_series=(); anon_series=()
 while :; do
   sleep "$step"
   now=$(date +%s)
   rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$log_pid/status")
+  # Anonymous: the Go heap and runtime; file-backed: mapped files, chiefly
+  # the antispam index's Badger tables (page cache the kernel may reclaim).
+  anon_kib=$(awk '/^RssAnon:/ { print $2 }' "/proc/$log_pid/status")
+  file_kib=$(awk '/^RssFile:/ { print $2 }' "/proc/$log_pid/status")
   heap=$(metric go_memstats_heap_inuse_bytes)
   gor=$(metric go_goroutines)
   size=$(metric cairn_log_tree_size_entries)
   rate=$(( (size - last_size) / (now - last_t) ))
   last_size=$size; last_t=$now
-  rss_series+=("$rss_kib")
-  printf '%7ds %10.1f %10.1f %10s %12s %10s\n' $((now - start)) "$(echo "$rss_kib/1024" | bc -l)" "$(echo "$heap/1048576" | bc -l)" "$gor" "$size" "$rate"
+  rss_series+=("$rss_kib"); anon_series+=("$anon_kib")
+  printf '%7ds %10.1f %10.1f %10.1f %10.1f %10s %12s %10s\n' $((now - start)) "$(echo "$rss_kib/1024" | bc -l)" "$(echo "$anon_kib/1024" | bc -l)" "$(echo "$file_kib/1024" | bc -l)" "$(echo "$heap/1048576" | bc -l)" "$gor" "$size" "$rate"
   [ $((now - start)) -ge "$dur" ] && break
 done
+# The anonymous part alone, for the record (the verdict is on RSS).
+printf '%s\n' "${anon_series[@]}" | awk -v warm="$WARMUP" '
+  NR > warm { n++; s += $1; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1 }
+  END {
+    if (n == 0) exit 0
+    mean = s / n
+    printf "== anonymous RSS after %d warm-up samples: mean %.1f MiB, min %.1f, max %.1f (%+.1f%% / %+.1f%% of mean)\n", warm, mean/1024, min/1024, max/1024, (min-mean)*100/mean, (max-mean)*100/mean
+  }'
 printf '%s\n' "${rss_series[@]}" | awk -v warm="$WARMUP" '
   NR > warm { n++; s += $1; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1 }
   END {
