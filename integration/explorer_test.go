@@ -587,6 +587,15 @@ func TestExplorerSearchVerifiesHits(t *testing.T) {
 	})
 	screenshot(t, ctx, t.TempDir(), "search")
 
+	// A page on another origin (localhost, not 127.0.0.1) is not in
+	// --cors-origin: the browser refuses it the answers, the page says why.
+	other := strings.Replace(ui, "127.0.0.1", "localhost", 1)
+	step(t, ctx, "the explorer on an origin the index does not allow", open(other+"#/history"), visible(`#token-form`),
+		chromedp.SendKeys(chromedp.CSS(`#token-input`), sc.token(t, "reader")), click(`#token-form button`), visible(`main .error`))
+	if msg := text(t, ctx, `main .error`); !strings.Contains(msg, "--cors-origin "+strings.TrimSuffix(other, "/ui/")) {
+		t.Errorf("the page on another origin: %q", msg)
+	}
+
 	// The index lies: it files record 1 (resource db) under fw-policy, and
 	// serves a changed leaf for the second version.
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(10000)")

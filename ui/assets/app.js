@@ -432,7 +432,13 @@
     const u = new URL(path, status.index_url.replace(/\/?$/, '/'));
     for (const [k, v] of params) u.searchParams.append(k, v);
     const headers = token ? { Authorization: 'Bearer ' + token } : {};
-    const resp = await fetch(u, { headers, cache: 'no-store' });
+    let resp;
+    try {
+      resp = await fetch(u, { headers, cache: 'no-store' });
+    } catch (e) {
+      // The browser hides why (CORS refusals look like network errors).
+      throw new Error(`could not reach the index at ${u.origin}: it is down, or it does not let this page's origin ${location.origin} query it (cairn index serve --cors-origin ${location.origin}, or serve it on this origin)`);
+    }
     const text = await resp.text();
     if (!resp.ok) {
       if (resp.status === 401 || resp.status === 403) askToken(text.trim());
