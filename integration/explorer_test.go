@@ -585,6 +585,9 @@ func TestExplorerSearchVerifiesHits(t *testing.T) {
 		}
 		return nil
 	})
+	if res := text(t, ctx, `#search-results`); strings.HasSuffix(strings.TrimSpace(res), "null") {
+		t.Errorf("the search results end in a stray %q", res)
+	}
 	screenshot(t, ctx, t.TempDir(), "search")
 
 	// A page on another origin (localhost, not 127.0.0.1) is not in

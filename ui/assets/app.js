@@ -604,7 +604,7 @@
       out.replaceChildren(el('p', {}, `${hits.length} hits`),
         el('div', { class: 'table-wrap' }, el('table', { id: 'hits' },
           el('thead', {}, el('tr', {}, el('th', { class: 'num' }, 'Index'), el('th', {}, 'Timestamp'), el('th', {}, 'Principal'), el('th', {}, 'Content type'), el('th', {}, 'Fields'), el('th', {}, 'State'), el('th', {}, 'Checked'))),
-          el('tbody', {}, rows))), more, mode === 'history' ? versionsView(hits, checks) : null);
+          el('tbody', {}, rows))), ...more, ...(mode === 'history' ? [versionsView(hits, checks)] : []));
     } catch (e) { out.replaceChildren(errorBox(e)); }
   }
 
