@@ -81,3 +81,24 @@ func TestAllowOrigins(t *testing.T) {
 		t.Error("AllowOrigins(nil) returned nil")
 	}
 }
+
+// FuzzParseOrigin: whatever it accepts is a canonical origin (parsing it
+// again gives it back) that a browser's Origin header can equal.
+func FuzzParseOrigin(f *testing.F) {
+	for _, s := range []string{"https://audit.example", "http://127.0.0.1:8080", "https://A.example:443/", "*", "null", "https://x/y", "http://[::1]:80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseOrigin(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseOrigin(o)
+		if err != nil || again != o {
+			t.Fatalf("ParseOrigin(%q) = %q, which parses to %q, %v", s, o, again, err)
+		}
+		if strings.Count(o, "/") != 2 || strings.ContainsAny(o, "*?#@ ") {
+			t.Fatalf("ParseOrigin(%q) = %q: not an origin", s, o)
+		}
+	})
+}
