@@ -152,10 +152,11 @@ type demo struct {
 func startDemo(t *testing.T) *demo {
 	t.Helper()
 	dir := t.TempDir()
-	base := freeRun(t, 10)
+	base := freeRun(t, 11)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
 	dev, err := supervisor.Start(supervisor.Command{Name: "cairn dev", Path: cairnBin,
-		Args: []string{"dev", "--data", dir, "--http", addr(0), "--grpc", addr(1), "--witness-port", fmt.Sprint(base + 2), "--mirror-port", fmt.Sprint(base + 9)}})
+		Args: []string{"dev", "--data", dir, "--http", addr(0), "--grpc", addr(1), "--witness-port", fmt.Sprint(base + 2), "--mirror-port", fmt.Sprint(base + 9),
+			"--index-port", fmt.Sprint(base + 10)}})
 	if err != nil {
 		t.Fatal(err)
 	}
