@@ -98,7 +98,7 @@ Process logs go to data/logs/.`,
 	f.StringVar(&o.grpcAddr, "grpc", "127.0.0.1:9090", "the log's gRPC address (with --ha: log-a's)")
 	f.IntVar(&o.witnessPort, "witness-port", 8181, "first of three consecutive loopback ports for the witnesses")
 	f.IntVar(&o.mirrorPort, "mirror-port", 8281, "loopback port of the mirror (another pretend region)")
-	f.IntVar(&o.indexPort, "index-port", 8480, "loopback port of the search index (SQLite under --data)")
+	f.IntVar(&o.indexPort, "index-port", 8481, "loopback port of the search index (data/dev-index.db; 8480 stays free for one of your own, see cairn index serve --help)")
 	f.BoolVar(&o.ha, "ha", false, "two log frontends on MariaDB + MinIO (mysql+s3) instead of one on POSIX files")
 	f.StringVar(&o.http2Addr, "http2", "127.0.0.1:8082", "with --ha: log-b's HTTP address")
 	f.StringVar(&o.grpc2Addr, "grpc2", "127.0.0.1:9092", "with --ha: log-b's gRPC address")
@@ -329,7 +329,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	plan.procs = append(plan.procs, devProc{
 		name: "index",
 		args: append([]string{"index", "serve", "--log", "https://" + o.httpAddr, "--ca", pki.ca, "--policy", plan.policyPath,
-			"--token-file", plan.tokenPath, "--db", "sqlite:" + filepath.Join(dir, "index.db"), "--http", indexAddr,
+			"--token-file", plan.tokenPath, "--db", "sqlite:" + filepath.Join(dir, "dev-index.db"), "--http", indexAddr,
 			"--tls-cert", pki.cert["index"], "--tls-key", pki.key["index"], "--access", plan.accessPath, "--read-access", "authenticated",
 			"--field", "event=.event", "--field", "user=.user", "--poll-interval", "1s"}, explorers...),
 		health: plan.indexURL + "/healthz",
