@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -439,6 +440,29 @@ func TestExplorerInTheBrowser(t *testing.T) {
 			t.Errorf("Enter on Records went to %q", hash)
 		}
 		step(t, ctx, "open a record by keyboard", chromedp.Focus(chromedp.CSS(`#records tbody a`)), chromedp.KeyEvent(kb.Enter), visible(`#envelope`))
+	})
+
+	// cairn dev runs an index on another origin over TLS, with the read
+	// role required and CORS for the explorer: search works from the page.
+	t.Run("search on the demo's index", func(t *testing.T) {
+		step(t, ctx, "search asks for the token", open(ui+"#/search?principal=demo-writer&go=1"), visible(`#token-form`),
+			chromedp.SendKeys(chromedp.CSS(`#token-input`), d.token), click(`#token-form button`))
+		// Until the index has caught up, ask again (the same query, another
+		// spelling of the hash, so the page routes anew).
+		hashes := []string{"#/search?go=1&principal=demo-writer", "#/search?principal=demo-writer&go=1"}
+		n := 0
+		eventually(t, time.Minute, func() error {
+			v := eval[[]string](t, ctx, `[...document.querySelectorAll('#hits tbody tr')].map(r => r.dataset.verified)`)
+			if len(v) == 0 {
+				n++
+				eval[string](t, ctx, `location.hash = '`+hashes[n%2]+`'`)
+			}
+			if len(v) == 0 || slices.Contains(v, "false") {
+				errText := eval[string](t, ctx, `(document.querySelector('#search-results .error') || {}).textContent || ''`)
+				return fmt.Errorf("hits verified %v %s", v, errText)
+			}
+			return nil
+		})
 	})
 }
 
