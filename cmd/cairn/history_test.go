@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,5 +23,30 @@ func TestHistoryKeyIgnoresTheLogsKeyVariable(t *testing.T) {
 	// The log still takes its key file from the variable.
 	if help, _, _ := run(t, nil, "log", "serve", "--help"); !strings.Contains(help, "($CAIRN_KEY)") {
 		t.Errorf("log serve --help no longer documents $CAIRN_KEY:\n%s", help)
+	}
+}
+
+// TestIndexServeRefusesABadCORSOrigin: a wildcard or a URL with a path is
+// refused naming the flag, before anything is created.
+func TestIndexServeRefusesABadCORSOrigin(t *testing.T) {
+	dir := t.TempDir()
+	vkey, stderr, code := run(t, nil, "keygen", "--name", "example.com/log", "--out", filepath.Join(dir, "log"))
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	policy := filepath.Join(dir, "policy.txt")
+	if err := os.WriteFile(policy, []byte("log "+strings.TrimSpace(vkey)+" http://127.0.0.1:1/\nquorum none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "index.db")
+	for _, bad := range []string{"*", "https://audit.example/ui/", "audit.example"} {
+		_, stderr, code := run(t, nil, "index", "serve", "--log", "http://127.0.0.1:1", "--policy", policy, "--db", "sqlite:"+db,
+			"--http", "127.0.0.1:0", "--insecure-plaintext", "--cors-origin", bad)
+		if code == 0 || !strings.Contains(stderr, "--cors-origin") || !strings.Contains(stderr, bad) {
+			t.Errorf("--cors-origin %q: exit %d, %q; want an error naming the flag and the value", bad, code, stderr)
+		}
+		if _, err := os.Stat(db); err == nil {
+			t.Fatalf("--cors-origin %q: the database was created", bad)
+		}
 	}
 }
