@@ -17,8 +17,6 @@ import (
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/search"
 	"github.com/cairnlog/cairn/internal/fielderr"
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
 )
 
 // Index queries a Cairn search index (docs/search.md) and verifies every
@@ -198,48 +196,11 @@ func (x *Index) VerifyHit(h *search.Hit, q *search.Query, fields []search.Field)
 		}
 		x.verified[h.Checkpoint] = v
 	}
-	size := v.Checkpoint.Size
-	if h.Index >= size {
-		return nil, verifyErr("hit %d: beyond its checkpoint's size %d", h.Index, size)
-	}
-	hash := rfc6962.DefaultHasher.HashLeaf(h.Leaf)
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, h.Index, size, hash, h.Proof, v.Checkpoint.Root[:]); err != nil {
-		return nil, verifyErr("hit %d: its leaf (hash %s) is not at index %d of the tree of size %d: %v", h.Index, b64(hash), h.Index, size, err)
-	}
-	d, err := search.Describe(h.Index, h.Leaf, h.Record, h.State, fields)
+	d, err := search.CheckHit(v, h, q, fields)
 	if err != nil {
-		return nil, verifyErr("hit %d: %v", h.Index, err)
+		return nil, verifyErr("%v", err)
 	}
-	if d.State != h.State {
-		return nil, verifyErr("hit %d: the index calls the record %s, the proven leaf is %s", h.Index, h.State, d.State)
-	}
-	if err := sameClaims(h, d); err != nil {
-		return nil, verifyErr("hit %d: the index misattributes the record: %v", h.Index, err)
-	}
-	if q != nil {
-		if err := q.Matches(d); err != nil {
-			return nil, verifyErr("hit %d does not match the query: %v", h.Index, err)
-		}
-	}
-	d.Proof, d.Checkpoint = h.Proof, h.Checkpoint
 	return d, nil
-}
-
-// sameClaims compares what the index said with what the leaf says.
-func sameClaims(h, d *search.Hit) error {
-	switch {
-	case h.Principal != d.Principal:
-		return fmt.Errorf("it says principal %q, the record's is %q", h.Principal, d.Principal)
-	case h.TimestampUnixMillis != d.TimestampUnixMillis:
-		return fmt.Errorf("it says timestamp %d, the record's is %d", h.TimestampUnixMillis, d.TimestampUnixMillis)
-	case h.ContentType != d.ContentType:
-		return fmt.Errorf("it says content type %q, the record's is %q", h.ContentType, d.ContentType)
-	case !slices.Equal(h.SubjectHashes, d.SubjectHashes):
-		return fmt.Errorf("it says subjects %v, the record's are %v", h.SubjectHashes, d.SubjectHashes)
-	case !maps.Equal(h.Fields, d.Fields):
-		return fmt.Errorf("it says fields %v, the record's are %v", h.Fields, d.Fields)
-	}
-	return nil
 }
 
 // History returns every version of one key (field NAME = VALUE) in log
@@ -325,7 +286,7 @@ func (l *Log) CheckIndex(ctx context.Context, v *policy.Verified, x *Index) (*In
 		}
 		if !bytes.Equal(leaf, h.Leaf) {
 			report(h.Index, "the index answers another leaf")
-		} else if d, err := search.Describe(h.Index, leaf, h.Record, h.State, fields); err != nil || sameClaims(h, d) != nil {
+		} else if d, err := search.Describe(h.Index, leaf, h.Record, h.State, fields); err != nil || search.SameClaims(h, d) != nil {
 			report(h.Index, "misattributed")
 		}
 		want = h.Index + 1

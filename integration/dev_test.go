@@ -87,9 +87,10 @@ func TestDevDemoServesAndStopsEverythingOnCtrlC(t *testing.T) {
 
 func runDevDemo(t *testing.T, ha bool) {
 	dir := t.TempDir()
-	base := freeRun(t, 10)
+	base := freeRun(t, 11)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
-	args := []string{"dev", "--data", dir, "--http", addr(0), "--grpc", addr(1), "--witness-port", fmt.Sprint(base + 2), "--mirror-port", fmt.Sprint(base + 9)}
+	args := []string{"dev", "--data", dir, "--http", addr(0), "--grpc", addr(1), "--witness-port", fmt.Sprint(base + 2), "--mirror-port", fmt.Sprint(base + 9),
+		"--index-port", fmt.Sprint(base + 10)}
 	if ha {
 		args = append(args, "--ha", "--http2", addr(5), "--grpc2", addr(6), "--mysql-port", fmt.Sprint(base+7), "--s3-port", fmt.Sprint(base+8))
 	}
@@ -146,6 +147,19 @@ func runDevDemo(t *testing.T, ha bool) {
 		acked = append(acked, idx)
 	}
 
+	// The demo's index answers the search dev prints, every hit verified.
+	if want := "index        https://" + addr(10); !strings.Contains(dev.Output(), want) {
+		t.Errorf("cairn dev does not print the index URL (%q)", want)
+	}
+	eventually(t, time.Minute, func() error {
+		out, stderr, code := run(t, nil, "search", "--index", "https://"+addr(10), "--ca", dir+"/tls/ca.pem", "--token-file", dir+"/demo.token",
+			"--policy", dir+"/policy.txt", "--principal", "demo-writer", "--output", "json")
+		if n := strings.Count(out, "\n"); code != 0 || n != len(acked) {
+			return fmt.Errorf("cairn search on the demo's index: exit %d, %d hits, want %d: %s", code, n, len(acked), stderr)
+		}
+		return nil
+	})
+
 	// Ctrl-C at once: SIGINT to dev's whole process group.
 	if err := syscall.Kill(-dev.PID(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -160,7 +174,7 @@ func runDevDemo(t *testing.T, ha bool) {
 		t.Fatalf("cairn dev exited with %v:\n%s", err, out)
 	}
 	// dev reports each child's exit: "NAME stopped (exit 0); its log is …".
-	children := []string{"witness-eu", "witness-us", "witness-ap", "mirror-sa"}
+	children := []string{"witness-eu", "witness-us", "witness-ap", "mirror-sa", "index"}
 	if ha {
 		children = append(children, "log-a", "log-b")
 	} else {
@@ -182,7 +196,7 @@ func runDevDemo(t *testing.T, ha bool) {
 	if ha {
 		ports = 9
 	}
-	for _, i := range append(seq(ports), 9) {
+	for _, i := range append(seq(ports), 9, 10) {
 		if c, err := net.DialTimeout("tcp", addr(i), time.Second); err == nil {
 			c.Close()
 			t.Fatalf("%s still answers after cairn dev stopped:\n%s", addr(i), out)

@@ -43,7 +43,8 @@ type searchCluster struct {
 	tokens map[string]string // principal → token file
 }
 
-func newSearchCluster(t *testing.T) *searchCluster {
+// newSearchCluster starts the log with logArgs added to its flags.
+func newSearchCluster(t *testing.T, logArgs ...string) *searchCluster {
 	t.Helper()
 	dir := t.TempDir()
 	kek := dir + "/log.kek"
@@ -67,7 +68,7 @@ func newSearchCluster(t *testing.T) *searchCluster {
 		t.Fatal(err)
 	}
 	sc.cluster = newClusterWith(t, clusterOpts{loopback: true, storage: func(dir string) []string {
-		return []string{"--storage", "posix:" + dir + "/log", "--kek-file", kek, "--access", sc.access, "--read-access", "authenticated"}
+		return append([]string{"--storage", "posix:" + dir + "/log", "--kek-file", kek, "--access", sc.access, "--read-access", "authenticated"}, logArgs...)
 	}})
 	return sc
 }
@@ -138,7 +139,12 @@ type indexProc struct {
 
 func startIndex(t *testing.T, sc *searchCluster, name, db string, extra ...string) *indexProc {
 	t.Helper()
-	addr := freeAddr(t)
+	return startIndexAt(t, sc, name, db, freeAddr(t), extra...)
+}
+
+// startIndexAt starts an index serving HTTP on addr.
+func startIndexAt(t *testing.T, sc *searchCluster, name, db, addr string, extra ...string) *indexProc {
+	t.Helper()
 	args := []string{"index", "serve", "--log", "http://" + sc.httpAddr, "--policy", sc.policy, "--token-file", sc.tokens["indexer"],
 		"--db", db, "--http", addr, "--insecure-plaintext", "--poll-interval", "200ms", "--access", sc.access, "--read-access", "authenticated"}
 	for _, f := range searchFields {

@@ -40,6 +40,7 @@ type devOptions struct {
 	httpAddr, grpcAddr string
 	witnessPort        int
 	mirrorPort         int
+	indexPort          int
 	// ha runs the log as two frontends on MariaDB + MinIO (mysql+s3).
 	ha                   bool
 	http2Addr, grpc2Addr string
@@ -59,6 +60,8 @@ keys and state directory under --data:
   witness-us  cairn witness serve (HTTP port --witness-port+1)
   witness-ap  cairn witness serve (HTTP port --witness-port+2)
   mirror-sa   cairn mirror serve  (HTTP port --mirror-port; the log pushes to it)
+  index       cairn index serve   (HTTPS port --index-port; search and history,
+                                   also in the explorer at /ui/)
 
 With --ha the log runs on the mysql+s3 driver instead of POSIX files: a MariaDB
 server (port --mysql-port) and a MinIO server (port --s3-port), each with its own
@@ -95,6 +98,7 @@ Process logs go to data/logs/.`,
 	f.StringVar(&o.grpcAddr, "grpc", "127.0.0.1:9090", "the log's gRPC address (with --ha: log-a's)")
 	f.IntVar(&o.witnessPort, "witness-port", 8181, "first of three consecutive loopback ports for the witnesses")
 	f.IntVar(&o.mirrorPort, "mirror-port", 8281, "loopback port of the mirror (another pretend region)")
+	f.IntVar(&o.indexPort, "index-port", 8481, "loopback port of the search index (data/dev-index.db; 8480 stays free for one of your own, see cairn index serve --help)")
 	f.BoolVar(&o.ha, "ha", false, "two log frontends on MariaDB + MinIO (mysql+s3) instead of one on POSIX files")
 	f.StringVar(&o.http2Addr, "http2", "127.0.0.1:8082", "with --ha: log-b's HTTP address")
 	f.StringVar(&o.grpc2Addr, "grpc2", "127.0.0.1:9092", "with --ha: log-b's gRPC address")
@@ -113,6 +117,7 @@ type devPlan struct {
 	tokenPath  string
 	accessPath string
 	mirrorURL  string // the mirror's read URL for the log: prefix + /<hex sha256(origin)>
+	indexURL   string
 	procs      []devProc
 }
 
@@ -240,7 +245,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		return nil, err
 	}
-	pki, err := ensurePKI(filepath.Join(dir, "tls"), append([]string{"log", devMirror}, devWitnesses...))
+	pki, err := ensurePKI(filepath.Join(dir, "tls"), append([]string{"log", devMirror, "index"}, devWitnesses...))
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +306,10 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 			"--storage", "posix:" + filepath.Join(dir, devMirror), "--http", mirrorAddr, "--tls-cert", pki.cert[devMirror], "--tls-key", pki.key[devMirror]},
 		health: "https://" + mirrorAddr + "/healthz",
 	})
+	indexAddr := fmt.Sprintf("127.0.0.1:%d", o.indexPort)
+	plan.indexURL = "https://" + indexAddr
 	http, grpc := []string{o.httpAddr, o.http2Addr}, []string{o.grpcAddr, o.grpc2Addr}
+	var explorers []string // the logs' origins, whose explorers query the index
 	for i, st := range storage {
 		name := "log"
 		if len(storage) > 1 {
@@ -311,9 +319,21 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 			"--http", http[i], "--grpc", grpc[i],
 			"--witness-policy", plan.policyPath, "--tls-cert", pki.cert["log"], "--tls-key", pki.key["log"],
 			"--tls-client-ca", pki.ca, "--tls-ca", pki.ca, "--access", plan.accessPath, "--kek-file", kek,
-			"--mirror", "https://" + mirrorAddr, "--mirror-key", mirrorVKey}
+			"--mirror", "https://" + mirrorAddr, "--mirror-key", mirrorVKey, "--index-url", plan.indexURL + "/"}
 		plan.procs = append(plan.procs, devProc{name: name, args: append(args, st...), health: "https://" + http[i] + "/healthz"})
+		explorers = append(explorers, "--cors-origin", "https://"+http[i])
 	}
+	// The index follows the log (after it in start order) with the demo
+	// token, so it indexes sealed records' fields too; queries therefore
+	// need the read role, like the log's sealed records.
+	plan.procs = append(plan.procs, devProc{
+		name: "index",
+		args: append([]string{"index", "serve", "--log", "https://" + o.httpAddr, "--ca", pki.ca, "--policy", plan.policyPath,
+			"--token-file", plan.tokenPath, "--db", "sqlite:" + filepath.Join(dir, "dev-index.db"), "--http", indexAddr,
+			"--tls-cert", pki.cert["index"], "--tls-key", pki.key["index"], "--access", plan.accessPath, "--read-access", "authenticated",
+			"--field", "event=.event", "--field", "user=.user", "--poll-interval", "1s"}, explorers...),
+		health: plan.indexURL + "/healthz",
+	})
 	return plan, nil
 }
 
@@ -469,7 +489,7 @@ func printDevHelp(out io.Writer, p *devPlan, o devOptions) {
 		grpcs = o.grpcAddr + "," + o.grpc2Addr
 	}
 	fmt.Fprintf(out, `
-Cairn is running: %[8]s, three witnesses (2-of-3 quorum) and a mirror, all over TLS.
+Cairn is running: %[8]s, three witnesses (2-of-3 quorum), a mirror and a search index, all over TLS.
 Ctrl-C stops them.
 
   log origin   %[1]s
@@ -481,6 +501,7 @@ Ctrl-C stops them.
   tiles        https://%[6]s/checkpoint
   gRPC         %[7]s
   explorer     https://%[6]s/ui/   (the browser must trust %[4]s; docs/explorer.md)
+  index        %[12]s   (search and history; fields event, user; docs/search.md)
 
 Append a record, get its receipt (a C2SP tlog-proof), verify it offline:
 
@@ -509,7 +530,13 @@ log as the first choice and the mirror as the fallback:
 
   ./bin/cairn audit --log https://%[6]s,%[11]s --ca %[4]s --policy %[3]s
   ./bin/cairn get --log %[11]s --ca %[4]s --token-file %[5]s --policy %[3]s 0
-`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"), filepath.Join(o.dir, "admin.token"), p.mirrorURL)
+
+Search the index (every hit verified), and a key's versions with their diffs
+(also in the explorer's Search and History pages, with the demo token):
+
+  ./bin/cairn search --index %[12]s --ca %[4]s --token-file %[5]s --policy %[3]s --field user=alice
+  ./bin/cairn history --index %[12]s --ca %[4]s --token-file %[5]s --policy %[3]s --key user=alice
+`, devOrigin, p.logVKey, p.policyPath, p.ca, p.tokenPath, o.httpAddr, grpcs, what, filepath.Join(o.dir, "monitor.state"), filepath.Join(o.dir, "admin.token"), p.mirrorURL, p.indexURL)
 }
 
 // startDevEngines starts MariaDB and MinIO for --ha (state under

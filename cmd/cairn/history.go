@@ -36,6 +36,9 @@ and "changes" (the same diff as a list).`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
+			if key == "" {
+				return errors.New("--key is required: NAME=VALUE, e.g. --key resource=fw-policy")
+			}
 			name, value, ok := strings.Cut(key, "=")
 			if !ok || name == "" {
 				return fmt.Errorf("--key %q: want NAME=VALUE, e.g. resource=fw-policy", key)
@@ -83,7 +86,8 @@ and "changes" (the same diff as a list).`,
 		},
 	}
 	c.registerHistory(cmd)
-	cmd.Flags().StringVar(&key, "key", "", "the key: an indexed field and its value, NAME=VALUE")
+	cmd.Flags().StringVar(&key, "key", "", "the key: an indexed field and its value, NAME=VALUE (no environment variable: $CAIRN_KEY is log serve's private key file)")
+	noEnv(cmd.Flags(), "key")
 	documentEnv(cmd)
 	return cmd
 }

@@ -37,7 +37,7 @@ func indexCmds() []*cobra.Command {
 func newIndexServeCmd() *cobra.Command {
 	var c clientFlags
 	var db, httpAddr, grpcAddr, tlsCert, tlsKey, clientCA, accessFile, readAccess, logFormat, level string
-	var fieldSpecs []string
+	var fieldSpecs, corsOrigins []string
 	var poll time.Duration
 	var plaintext bool
 	cmd := &cobra.Command{
@@ -63,6 +63,10 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
   cairn index serve --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt \
     --token-file data/demo.token --db sqlite:data/index.db --http 127.0.0.1:8480 --insecure-plaintext \
     --field actor=.actor --field action=.action --field resource=.resource.id
+  # The same, queried by the explorer of the log at https://127.0.0.1:8080/ui/ (another origin):
+  cairn index serve --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt \
+    --token-file data/demo.token --db sqlite:data/index.db --http 127.0.0.1:8480 --insecure-plaintext \
+    --field actor=.actor --cors-origin https://127.0.0.1:8080
   # In MySQL/MariaDB (assumes a database "cairn_index" you can reach):
   cairn index serve --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt \
     --db 'mysql:cairn:secret@tcp(127.0.0.1:3306)/cairn_index' --http 127.0.0.1:8480 --insecure-plaintext`,
@@ -102,6 +106,11 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 				}
 				cfg.Fields = append(cfg.Fields, f)
 			}
+			for _, o := range corsOrigins { // before index.New creates anything
+				if _, err := index.ParseOrigin(o); err != nil {
+					return fmt.Errorf("--cors-origin %w", err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			x, err := index.New(ctx, cfg)
@@ -124,13 +133,17 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 					serverTLS.ClientCAs, serverTLS.ClientAuth = pool, tls.VerifyClientCertIfGiven
 				}
 			}
+			handler, err := index.AllowOrigins(corsOrigins, x.Handler())
+			if err != nil {
+				return fmt.Errorf("--cors-origin %w", err)
+			}
 			ln, err := net.Listen("tcp", httpAddr)
 			if err != nil {
 				return fmt.Errorf("--http %s: %w", httpAddr, err)
 			}
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return x.Run(gctx) })
-			g.Go(func() error { return serveIndexHTTP(gctx, logger, ln, x, serverTLS) })
+			g.Go(func() error { return serveIndexHTTP(gctx, logger, ln, x, handler, serverTLS) })
 			if grpcAddr != "" {
 				gln, err := net.Listen("tcp", grpcAddr)
 				if err != nil {
@@ -171,6 +184,7 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 	f.BoolVar(&plaintext, "insecure-plaintext", false, "serve without TLS (loopback tests and demos only)")
 	f.StringVar(&accessFile, "access", "", "access file (cairn access; the log's own file works) of the tokens and certificate principals that may query")
 	f.StringVar(&readAccess, "read-access", "public", "public, or authenticated: queries need the read role in --access")
+	f.StringArrayVar(&corsOrigins, "cors-origin", nil, "let pages on this exact origin (scheme://host[:port], e.g. the log's explorer https://audit.example) query from a browser; repeatable; default: same origin only")
 	f.DurationVar(&poll, "poll-interval", index.DefaultPollInterval, "how often to ask the log for a new checkpoint")
 	f.StringVar(&logFormat, "log-format", "text", "log output: text or json")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
@@ -188,8 +202,8 @@ database to rebuild it from the log. HTTP API: docs/search.md.`,
 
 // serveIndexHTTP serves the index's HTTP API until ctx ends (TLS with
 // optional client certificates when t is set), then shuts down.
-func serveIndexHTTP(ctx context.Context, logger *slog.Logger, ln net.Listener, x *index.Index, t *tls.Config) error {
-	srv := &http.Server{Handler: x.Handler(), TLSConfig: t, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+func serveIndexHTTP(ctx context.Context, logger *slog.Logger, ln net.Listener, x *index.Index, h http.Handler, t *tls.Config) error {
+	srv := &http.Server{Handler: h, TLSConfig: t, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() {
 		if t != nil {

@@ -9,10 +9,7 @@ package search
 
 import (
 	"encoding/json"
-	"fmt"
 	"time"
-
-	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 )
 
 // Hit is one search result. Index, Leaf, Proof and Checkpoint are what a
@@ -73,43 +70,4 @@ func FormatTime(ms int64) string {
 		return ""
 	}
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
-}
-
-// ToProto maps a hit to its gRPC message.
-func (h *Hit) ToProto() *cairnv1.SearchHit {
-	return &cairnv1.SearchHit{
-		Index:               h.Index,
-		TimestampUnixMillis: h.TimestampUnixMillis,
-		Principal:           h.Principal,
-		ContentType:         h.ContentType,
-		SubjectHashes:       h.SubjectHashes,
-		Fields:              h.Fields,
-		State:               h.State,
-		Leaf:                h.Leaf,
-		Record:              h.Record,
-		Proof:               h.Proof,
-		Checkpoint:          h.Checkpoint,
-	}
-}
-
-// FromProto maps a gRPC hit back; JSON is recomputed from the record by
-// whoever needs it.
-func FromProto(p *cairnv1.SearchHit) (*Hit, error) {
-	if p == nil {
-		return nil, fmt.Errorf("empty hit")
-	}
-	return &Hit{
-		Index:               p.Index,
-		Timestamp:           FormatTime(p.TimestampUnixMillis),
-		TimestampUnixMillis: p.TimestampUnixMillis,
-		Principal:           p.Principal,
-		ContentType:         p.ContentType,
-		SubjectHashes:       p.SubjectHashes,
-		Fields:              p.Fields,
-		State:               p.State,
-		Leaf:                p.Leaf,
-		Record:              p.Record,
-		Proof:               p.Proof,
-		Checkpoint:          p.Checkpoint,
-	}, nil
 }

@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"time"
-
-	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 )
 
 // Query limits.
@@ -194,47 +192,6 @@ func (q *Query) Values() url.Values {
 		v.Set(ParamPage, strconv.FormatUint(q.Page, 10))
 	}
 	return v
-}
-
-// Request maps q to the gRPC request.
-func (q *Query) Request() *cairnv1.SearchRequest {
-	r := &cairnv1.SearchRequest{Fields: q.Fields, Subject: q.Subject, Principal: q.Principal, ContentType: q.ContentType, Limit: uint32(q.Limit)}
-	if !q.Since.IsZero() {
-		r.Since = q.Since.Format(time.RFC3339Nano)
-	}
-	if !q.Until.IsZero() {
-		r.Until = q.Until.Format(time.RFC3339Nano)
-	}
-	if q.Page > 0 {
-		r.Page = strconv.FormatUint(q.Page, 10)
-	}
-	return r
-}
-
-// QueryFromRequest parses a gRPC request with the same rules as ParseQuery.
-func QueryFromRequest(r *cairnv1.SearchRequest, known func(string) bool) (*Query, error) {
-	v := url.Values{}
-	for k, val := range r.Fields {
-		if reserved[k] {
-			return nil, bad(k, "not an indexed field (GET /fields lists them)")
-		}
-		v.Set(k, val)
-	}
-	set := func(k, val string) {
-		if val != "" {
-			v.Set(k, val)
-		}
-	}
-	set(ParamSubject, r.Subject)
-	set(ParamPrincipal, r.Principal)
-	set(ParamContentType, r.ContentType)
-	set(ParamSince, r.Since)
-	set(ParamUntil, r.Until)
-	set(ParamPage, r.Page)
-	if r.Limit != 0 {
-		set(ParamLimit, strconv.FormatUint(uint64(r.Limit), 10))
-	}
-	return ParseQuery(v, known)
 }
 
 // Matches reports whether a hit's claims satisfy q (the client checks

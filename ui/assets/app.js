@@ -432,7 +432,13 @@
     const u = new URL(path, status.index_url.replace(/\/?$/, '/'));
     for (const [k, v] of params) u.searchParams.append(k, v);
     const headers = token ? { Authorization: 'Bearer ' + token } : {};
-    const resp = await fetch(u, { headers, cache: 'no-store' });
+    let resp;
+    try {
+      resp = await fetch(u, { headers, cache: 'no-store' });
+    } catch (e) {
+      // The browser hides why (CORS refusals look like network errors).
+      throw new Error(`could not reach the index at ${u.origin}: it is down, or it does not let this page's origin ${location.origin} query it (cairn index serve --cors-origin ${location.origin}, or serve it on this origin)`);
+    }
     const text = await resp.text();
     if (!resp.ok) {
       if (resp.status === 401 || resp.status === 403) askToken(text.trim());
@@ -441,23 +447,89 @@
     return text;
   }
 
-  // receiptOf rebuilds a hit's tlog-proof from its index, proof and checkpoint.
-  function receiptOf(hit) {
-    return 'c2sp.org/tlog-proof@v1\nindex ' + hit.index + '\n' + (hit.proof || []).map((h) => h + '\n').join('') + '\n' + hit.checkpoint;
+  // checkHit verifies one answer line of the index as cairn search does,
+  // in the WebAssembly verifier (format/search.CheckHit): the checkpoint
+  // against the trusted policy, the inclusion proof, every claim (principal,
+  // timestamp, content type, subjects, fields, state) recomputed from the
+  // proven leaf, and the query. The hit shown is the leaf's own description.
+  function checkHit(line, fieldsJSON, query) {
+    const res = JSON.parse(window.cairnVerifyHit(status.policy, line, fieldsJSON, query));
+    if (!res.ok) return { ok: false, why: res.error };
+    const readable = res.hit.state === 'plain' || res.hit.state === 'decrypted';
+    return { ok: true, why: 'in the log; its claims and the query match the proven record', hit: res.hit, payload: readable ? b64ToBytes(res.payload_base64 || '') : null };
   }
 
-  // checkHit verifies a hit with the WebAssembly verifier against the
-  // trusted policy, and that its claims match the proven leaf.
-  function checkHit(verifyFn, hit) {
-    const res = JSON.parse(verifyFn(status.policy, receiptOf(hit), b64ToBytes(hit.leaf)));
-    if (!res.ok) return { ok: false, why: res.error };
-    const r = res.record;
-    if (r) {
-      if (r.submitter !== hit.principal) return { ok: false, why: `the index says principal ${hit.principal}, the proven record ${r.submitter}` };
-      if (r.content_type !== hit.content_type) return { ok: false, why: `the index says content type ${hit.content_type}, the proven record ${r.content_type}` };
-      if ((r.timestamp_unix_millis || 0) !== (hit.timestamp_unix_millis || 0)) return { ok: false, why: 'the index says another timestamp than the proven record' };
+  // flatten maps every scalar (and empty container) of a JSON value to its
+  // path, in the --field syntax: .name, ["any key"], [N]. A Map, so a
+  // hostile key such as __proto__ is just a key.
+  function flatten(doc) {
+    const out = new Map();
+    // goJSON writes a value as Go's json.Marshal does (cairn history's
+    // text), which escapes <, >, & and the JavaScript line separators.
+    const goJSON = (v) => JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+    const member = (k) => (/^[A-Za-z0-9_-]+$/.test(k) ? '.' + k : '[' + goJSON(k) + ']');
+    const walk = (path, v) => {
+      if (Array.isArray(v)) {
+        if (!v.length) out.set(path, '[]');
+        v.forEach((e, i) => walk(path + '[' + i + ']', e));
+      } else if (v !== null && typeof v === 'object') {
+        const keys = Object.keys(v);
+        if (!keys.length) out.set(path, '{}');
+        for (const k of keys) walk(path + member(k), v[k]);
+      } else {
+        out.set(path || '.', goJSON(v));
+      }
+    };
+    walk('', doc);
+    return out;
+  }
+
+  // parseJSON decodes a payload as UTF-8 JSON: {map} or {text} when it is not.
+  function parseJSON(bytes) {
+    let text;
+    try { text = new TextDecoder('utf-8', { fatal: true }).decode(bytes); } catch (e) { return { text: new TextDecoder().decode(bytes) }; }
+    try { return { map: flatten(JSON.parse(text)) }; } catch (e) { return { text }; }
+  }
+
+  // diffJSON is cairn history's diff between consecutive versions:
+  // "+ PATH: V" added, "- PATH: V" removed, "~ PATH: OLD → NEW" changed;
+  // the first version lists everything as added.
+  function diffJSON(prev, cur) {
+    if (!cur) return ['(record not readable here: sealed)'];
+    if (!cur.map) return ['(not JSON) ' + cur.text];
+    const a = (prev && prev.map) || new Map();
+    const b = cur.map;
+    const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+    const out = [];
+    for (const k of keys) {
+      if (a.has(k) && !b.has(k)) out.push('- ' + k + ': ' + a.get(k));
+      else if (!a.has(k) && b.has(k)) out.push('+ ' + k + ': ' + b.get(k));
+      else if (a.get(k) !== b.get(k)) out.push('~ ' + k + ': ' + a.get(k) + ' \u2192 ' + b.get(k));
     }
-    return { ok: true, why: r ? 'in the log, claims match the leaf' : 'in the log (sealed: claims not checkable here)' };
+    return out.length ? out : ['(no change)'];
+  }
+
+  // versionsView lists a history's verified versions in log order, each
+  // with its diff from the previous verified one; every line is text.
+  function versionsView(hits, checks) {
+    let prev = null;
+    const items = hits.map((claimed, i) => {
+      const c = checks[i];
+      const h = c.ok ? c.hit : claimed;
+      const head = el('h3', {}, el('a', { href: '#/record/' + Number(h.index) }, '#' + Number(h.index)), ' ', fmtTime(h.timestamp_unix_millis), ' ', h.principal || '—', ' ',
+        h.state !== 'plain' ? stateBadge(h.state) : null);
+      if (!c.ok) return el('li', { 'data-verified': 'false' }, head, badge('bad', 'NOT verified'), el('span', { class: 'hint' }, ' left out of the diff: ' + c.why));
+      const cur = c.payload ? parseJSON(c.payload) : null;
+      const lines = diffJSON(prev, cur);
+      if (cur) prev = cur;
+      const kind = (l) => ({ '+': 'add', '-': 'del', '~': 'chg' }[l[0]] || 'note');
+      return el('li', { 'data-verified': 'true' }, head,
+        el('pre', { class: 'diff' }, lines.map((l) => el('span', { class: kind(l) }, l + '\n'))));
+    });
+    return el('section', { id: 'versions', 'aria-label': 'Versions' },
+      el('h2', {}, 'Versions and their changes'),
+      el('p', { class: 'hint' }, 'Each verified version with what changed from the previous one (+ added, \u2212 removed, ~ changed), as cairn history prints it.'),
+      el('ol', { class: 'versions' }, items));
   }
 
   async function pageSearch(params, mode) {
@@ -488,7 +560,7 @@
     });
     const out = el('div', { id: 'search-results', 'aria-live': 'polite' });
     show(el('h1', {}, title),
-      el('p', { class: 'hint' }, `Answers come from the index at ${status.index_url}. The index is not trusted: every hit is verified here, with the WebAssembly verifier, against the policy (its proof and checkpoint) and against its own leaf (principal, content type, timestamp). It could still leave records out.`),
+      el('p', { class: 'hint' }, `Answers come from the index at ${status.index_url}. The index is not trusted: every hit is verified here as cairn search verifies it, with the WebAssembly verifier: its checkpoint against the policy, its inclusion proof, every claim (principal, timestamp, content type, subjects, fields, state) against its own leaf, and the query. It could still leave records out (cairn audit --index checks that).`),
       form, out);
     if (!params.get('go')) return;
     const q = [...params].filter(([k]) => k !== 'go');
@@ -496,14 +568,24 @@
     try {
       const lines = (await indexFetch(mode, q)).split('\n').filter((l) => l.trim());
       const hits = [];
+      const raw = [];
       let next = '';
       for (const l of lines) {
         const o = JSON.parse(l);
-        if (o.next_page) next = o.next_page; else hits.push(o);
+        if (o.next_page) next = o.next_page; else { hits.push(o); raw.push(l); }
       }
-      const verifyFn = hits.length ? await loadVerifier() : null;
-      const rows = hits.map((h) => {
-        const c = checkHit(verifyFn, h);
+      if (hits.length) await loadVerifier();
+      const fieldsJSON = JSON.stringify(fields);
+      const query = new URLSearchParams(q).toString();
+      let last = -1;
+      const checks = hits.map((h, i) => {
+        if (!(Number(h.index) > last)) return { ok: false, why: `hit ${h.index} is out of log order (after ${last})` };
+        last = Number(h.index);
+        return checkHit(raw[i], fieldsJSON, query);
+      });
+      const rows = hits.map((claimed, i) => {
+        const c = checks[i];
+        const h = c.ok ? c.hit : claimed; // a verified row shows what the leaf says
         return el('tr', { 'data-verified': String(c.ok) },
           el('td', { class: 'num' }, el('a', { href: '#/record/' + Number(h.index) }, String(Number(h.index)))),
           el('td', {}, fmtTime(h.timestamp_unix_millis)),
@@ -522,7 +604,7 @@
       out.replaceChildren(el('p', {}, `${hits.length} hits`),
         el('div', { class: 'table-wrap' }, el('table', { id: 'hits' },
           el('thead', {}, el('tr', {}, el('th', { class: 'num' }, 'Index'), el('th', {}, 'Timestamp'), el('th', {}, 'Principal'), el('th', {}, 'Content type'), el('th', {}, 'Fields'), el('th', {}, 'State'), el('th', {}, 'Checked'))),
-          el('tbody', {}, rows))), more);
+          el('tbody', {}, rows))), ...more, ...(mode === 'history' ? [versionsView(hits, checks)] : []));
     } catch (e) { out.replaceChildren(errorBox(e)); }
   }
 

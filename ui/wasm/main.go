@@ -7,18 +7,30 @@
 // gRPC client, to keep the download small; `make wasm` builds it into
 // ui/assets/verify.wasm.
 //
-// It defines one JavaScript function and then waits forever:
+// It defines two JavaScript functions and then waits forever:
 //
 //	cairnVerifyReceipt(policy string, receipt string, leaf Uint8Array) → string (JSON)
+//	cairnVerifyHit(policy string, hit string, fields string, query string) → string (JSON)
 //
-// The answer is a JSON object: {"ok": true, ...} with what verified, or
-// {"ok": false, "stage": ..., "error": ...} naming what failed.
+// cairnVerifyReceipt answers a JSON object: {"ok": true, ...} with what
+// verified, or {"ok": false, "stage": ..., "error": ...} naming what failed.
+// cairnVerifyHit checks one search hit (a JSON line of the index's answer)
+// as cairn search does (format/search.CheckHit): checkpoint against the
+// policy, inclusion, every claim recomputed from the proven leaf with the
+// index's fields ({"name": "path"}, GET /fields), and the query (the
+// search's URL query string); it answers {"ok": true, "hit": {...}} with the
+// hit as the leaf describes it and "payload_base64" (the record's payload,
+// absent when not readable), or {"ok": false, "error": ...}.
 package main
 
 import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
 	"sort"
 	"syscall/js"
 	"time"
@@ -26,6 +38,7 @@ import (
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/receipt"
 	"github.com/cairnlog/cairn/format/record"
+	"github.com/cairnlog/cairn/format/search"
 )
 
 // result is what the page shows.
@@ -109,7 +122,63 @@ func verify(policyText, receiptText string, leaf []byte) result {
 	return res
 }
 
+// hitResult is cairnVerifyHit's answer.
+type hitResult struct {
+	OK      bool        `json:"ok"`
+	Error   string      `json:"error,omitempty"`
+	Hit     *search.Hit `json:"hit,omitempty"`
+	Payload []byte      `json:"payload_base64,omitempty"`
+}
+
+func verifyHit(policyText, hitJSON, fieldsJSON, query string) hitResult {
+	fail := func(format string, a ...any) hitResult { return hitResult{Error: fmt.Sprintf(format, a...)} }
+	p, err := policy.Parse([]byte(policyText))
+	if err != nil {
+		return fail("the trusted policy: %v", err)
+	}
+	var h search.Hit
+	if err := json.Unmarshal([]byte(hitJSON), &h); err != nil {
+		return fail("the index answered a line that is not a hit: %v", err)
+	}
+	var paths map[string]string
+	if err := json.Unmarshal([]byte(fieldsJSON), &paths); err != nil {
+		return fail("the index's fields: %v", err)
+	}
+	var fields []search.Field
+	for _, name := range slices.Sorted(maps.Keys(paths)) {
+		f, err := search.ParseField(name + "=" + paths[name])
+		if err != nil {
+			return fail("the index's fields: %v", err)
+		}
+		fields = append(fields, f)
+	}
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return fail("the query: %v", err)
+	}
+	q, err := search.ParseQuery(vals, func(name string) bool { _, ok := paths[name]; return ok })
+	if err != nil {
+		return fail("the query: %v", err)
+	}
+	v, err := p.Verify([]byte(h.Checkpoint))
+	if err != nil {
+		return fail("hit %d: its checkpoint does not satisfy the policy: %v", h.Index, err)
+	}
+	d, err := search.CheckHit(v, &h, q, fields)
+	if err != nil {
+		return fail("%v", err)
+	}
+	return hitResult{OK: true, Hit: d, Payload: d.Payload()}
+}
+
 func main() {
+	js.Global().Set("cairnVerifyHit", js.FuncOf(func(_ js.Value, args []js.Value) any {
+		if len(args) != 4 {
+			return `{"ok":false,"error":"cairnVerifyHit(policy, hit, fields, query) takes 4 arguments"}`
+		}
+		b, _ := json.Marshal(verifyHit(args[0].String(), args[1].String(), args[2].String(), args[3].String()))
+		return string(b)
+	}))
 	js.Global().Set("cairnVerifyReceipt", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		if len(args) != 3 {
 			return `{"ok":false,"stage":"call","error":"cairnVerifyReceipt(policy, receipt, leaf) takes 3 arguments"}`

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestHistoryKeyIgnoresTheLogsKeyVariable: $CAIRN_KEY is log serve --key,
+// a private key file; cairn history --key (a query) must not pick it up.
+func TestHistoryKeyIgnoresTheLogsKeyVariable(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "log.key")
+	env := []string{"CAIRN_KEY=" + keyFile}
+	_, stderr, code := run(t, env, "history", "--index", "http://127.0.0.1:1", "--policy", keyFile)
+	if code == 0 || !strings.Contains(stderr, "--key is required") || strings.Contains(stderr, keyFile) {
+		t.Errorf("history without --key, $CAIRN_KEY set: exit %d, %q; want the missing --key named, not the log's key file", code, stderr)
+	}
+	help, _, _ := run(t, env, "history", "--help")
+	if strings.Contains(help, "($CAIRN_KEY)") {
+		t.Errorf("history --help documents $CAIRN_KEY for --key:\n%s", help)
+	}
+	// The log still takes its key file from the variable.
+	if help, _, _ := run(t, nil, "log", "serve", "--help"); !strings.Contains(help, "($CAIRN_KEY)") {
+		t.Errorf("log serve --help no longer documents $CAIRN_KEY:\n%s", help)
+	}
+}
+
+// TestIndexServeRefusesABadCORSOrigin: a wildcard or a URL with a path is
+// refused naming the flag, before anything is created.
+func TestIndexServeRefusesABadCORSOrigin(t *testing.T) {
+	dir := t.TempDir()
+	vkey, stderr, code := run(t, nil, "keygen", "--name", "example.com/log", "--out", filepath.Join(dir, "log"))
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	policy := filepath.Join(dir, "policy.txt")
+	if err := os.WriteFile(policy, []byte("log "+strings.TrimSpace(vkey)+" http://127.0.0.1:1/\nquorum none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "index.db")
+	for _, bad := range []string{"*", "https://audit.example/ui/", "audit.example"} {
+		_, stderr, code := run(t, nil, "index", "serve", "--log", "http://127.0.0.1:1", "--policy", policy, "--db", "sqlite:"+db,
+			"--http", "127.0.0.1:0", "--insecure-plaintext", "--cors-origin", bad)
+		if code == 0 || !strings.Contains(stderr, "--cors-origin") || !strings.Contains(stderr, bad) {
+			t.Errorf("--cors-origin %q: exit %d, %q; want an error naming the flag and the value", bad, code, stderr)
+		}
+		if _, err := os.Stat(db); err == nil {
+			t.Fatalf("--cors-origin %q: the database was created", bad)
+		}
+	}
+}
