@@ -85,12 +85,9 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	// of an audit replay's CPU in the profiles of #19.
 	tr.ReadBufferSize = 64 << 10
 	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
-	f, err := tclient.NewHTTPFetcher(u, hc)
-	if err != nil {
-		return nil, err
-	}
+	f := &httpTiles{hc: hc, root: u}
 	if o.Token != "" {
-		f.SetAuthorizationHeader("Bearer " + o.Token)
+		f.auth = "Bearer " + o.Token
 	}
 	return &Log{URL: base, Policy: p, fetcher: f, hc: hc, base: u, token: o.Token}, nil
 }
