@@ -3,6 +3,8 @@ package client
 import (
 	"compress/gzip"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -102,4 +104,32 @@ func TestAuditRejectsATruncatedBody(t *testing.T) {
 		t.Fatalf("audit of a truncated bundle: %v; want an error naming tile/entries/000 that is not a verification failure", err)
 	}
 	t.Log(err)
+}
+
+// Over TLS the client reads with HTTP/1.1 even from a server that offers
+// HTTP/2 (cheaper per tile for both sides), and the audit passes.
+func TestAuditOverTLSUsesHTTP1(t *testing.T) {
+	var h2 atomic.Int64
+	files := http.FileServer(http.Dir(fixture))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 1 {
+			h2.Add(1)
+		}
+		files.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	l, err := NewLog(srv.URL, loadPolicy(t, "../testdata/interop.policy"), HTTPOptions{TLS: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Audit(context.Background(), nil, AuditOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h2.Load(); n != 0 {
+		t.Fatalf("%d requests over HTTP/2", n)
+	}
 }
