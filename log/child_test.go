@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/notrace"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,6 +42,10 @@ const (
 	// the child's profiles there (Config.DebugAddr): profile a benchmark
 	// with CAIRN_TEST_CHILD_DEBUG=127.0.0.1:6060 go test -bench ….
 	envChildDebug = "CAIRN_TEST_CHILD_DEBUG"
+	// envChildOTelDefault, inherited like envChildDebug, keeps
+	// OpenTelemetry's default global tracer in the child instead of the
+	// no-op one cmd/cairn installs: set it to measure what that saves.
+	envChildOTelDefault = "CAIRN_TEST_CHILD_OTEL_DEFAULT"
 )
 
 func TestMain(m *testing.M) {
@@ -51,6 +56,9 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(dir, skey string) int {
+	if os.Getenv(envChildOTelDefault) == "" {
+		notrace.Install() // as cmd/cairn does
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	cfg := testConfig(dir, skey)

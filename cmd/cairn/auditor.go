@@ -29,6 +29,8 @@ type clientFlags struct {
 	log, grpc, policy, output string
 	ca, cert, key, tokenFile  string
 	insecure                  bool
+	// disableCompression: ask for bundles without gzip (audit only).
+	disableCompression bool
 }
 
 func (c *clientFlags) register(f *pflag.FlagSet, log, grpc, pol bool) {
@@ -110,7 +112,7 @@ func (c *clientFlags) openLog(p *policy.Policy) (*client.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.NewLogFromURLs(strings.Split(c.log, ","), p, client.HTTPOptions{TLS: t, Token: tok})
+	return client.NewLogFromURLs(strings.Split(c.log, ","), p, client.HTTPOptions{TLS: t, Token: tok, DisableCompression: c.disableCompression})
 }
 
 // submitter connects to --grpc; receipts, if any, must satisfy p.
@@ -584,6 +586,7 @@ index moved backwards.`,
   # Assumes cairn index serve beside 'make run' (cairn index serve --help):
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --index http://127.0.0.1:8480
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --disable-compression
   # Assumes a log whose retention policy archives to /srv/cairn-archive:
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --archive posix:/srv/cairn-archive`,
 		Args: cobra.NoArgs,
@@ -672,6 +675,8 @@ index moved backwards.`,
 	cmd.Flags().StringVar(&indexURL, "index", "", "also check that this search index (cairn index serve) answers every record of the audited tree, correctly attributed")
 	af.register(cmd.Flags())
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
+	cmd.Flags().BoolVar(&c.disableCompression, "disable-compression", false, "fetch bundles uncompressed: less CPU on both sides, more bytes (for a log on the same host or LAN)")
+	annotateField(cmd.Flags(), "disable-compression", "HTTPOptions.DisableCompression")
 	documentEnv(cmd)
 	return cmd
 }

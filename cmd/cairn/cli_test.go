@@ -69,6 +69,9 @@ func TestAuditAndMonitorExitOneOnTamperAndNameThePlace(t *testing.T) {
 	if out, stderr, code := run(t, nil, "audit", "--quiet", "--log", url, "--policy", pol); code != 0 || !strings.Contains(out, "audit PASSED: 360 records") {
 		t.Fatalf("clean audit: exit %d %s %s", code, out, stderr)
 	}
+	if out, stderr, code := run(t, nil, "audit", "--quiet", "--disable-compression", "--log", url, "--policy", pol); code != 0 || !strings.Contains(out, "audit PASSED: 360 records") {
+		t.Fatalf("clean audit, --disable-compression: exit %d %s %s", code, out, stderr)
+	}
 	state := filepath.Join(t.TempDir(), "monitor.state")
 	if out, stderr, code := run(t, nil, "monitor", "--once", "--log", url, "--policy", pol, "--state", state); code != 0 || !strings.Contains(out, "ok: size 360") {
 		t.Fatalf("monitor: exit %d %s %s", code, out, stderr)

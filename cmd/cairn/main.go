@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cairnlog/cairn/client"
+	"github.com/cairnlog/cairn/internal/notrace"
 	"github.com/spf13/cobra"
 )
 
@@ -59,6 +60,8 @@ func exitCode(err error) int {
 }
 
 func main() {
+	// Tessera traces every append; Cairn exports no traces.
+	notrace.Install()
 	cmd, err := newRootCmd().ExecuteC()
 	if err == nil {
 		os.Exit(exitOK)
