@@ -73,9 +73,14 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 		// WAL: readers never wait for the follower's commits; synchronous
 		// NORMAL: a commit survives a process crash (kill -9) — it is in
 		// the WAL — though not a power loss, which the index survives by
-		// re-reading the log (it is derived data).
+		// re-reading the log (it is derived data). wal_autocheckpoint
+		// 65536 pages (256 MiB of WAL between checkpoints; the
+		// default is 1000 pages, 4 MiB): a chunk dirties pages all over the fields
+		// B-tree, and checkpointing after every commit copied most of the
+		// table each time (commits took 11.3 s of a 1 M-record ingest,
+		// 7.0 s with this). The WAL file keeps its high-water size.
 		dsn := "file:" + arg + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)" +
-			"&_pragma=cache_size(-262144)&_pragma=mmap_size(4294967296)&_pragma=temp_store(memory)&_txlock=immediate"
+			"&_pragma=cache_size(-262144)&_pragma=mmap_size(4294967296)&_pragma=temp_store(memory)&_pragma=wal_autocheckpoint(65536)&_txlock=immediate"
 		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, err
