@@ -179,7 +179,7 @@ func (f *follower) step(ctx context.Context) error {
 
 // prepared is a verified chunk, ready to commit.
 type prepared struct {
-	rows     []*search.Hit
+	rows     *batch
 	tiles    []tileRow
 	state    *savedState
 	erasures []string
@@ -281,7 +281,7 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 	if end == size {
 		next.Checkpoint = v.Raw
 	}
-	return &prepared{rows: rows, tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
+	return &prepared{rows: newBatch(rows), tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
 }
 
 // commit writes a prepared chunk; size is the log's checkpoint size (for the lag).
