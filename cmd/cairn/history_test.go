@@ -9,7 +9,7 @@ import (
 
 // TestHistoryKeyIgnoresTheLogsKeyVariable: $CAIRN_KEY is log serve --key,
 // a private key file; cairn history --key (a query) must not pick it up.
-func TestHistoryKeyIgnoresTheLogsKeyVariable(t *testing.T) {
+func TestKeyFlagsThatAreNotServerKeysIgnoreCAIRNKEY(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "log.key")
 	env := []string{"CAIRN_KEY=" + keyFile}
 	_, stderr, code := run(t, env, "history", "--index", "http://127.0.0.1:1", "--policy", keyFile)
@@ -19,6 +19,13 @@ func TestHistoryKeyIgnoresTheLogsKeyVariable(t *testing.T) {
 	help, _, _ := run(t, env, "history", "--help")
 	if strings.Contains(help, "($CAIRN_KEY)") {
 		t.Errorf("history --help documents $CAIRN_KEY for --key:\n%s", help)
+	}
+	// Nor is it a client certificate's key.
+	for _, cmd := range [][]string{{"audit"}, {"submit"}, {"get"}, {"index", "serve"}, {"search"}} {
+		help, _, _ := run(t, env, append(cmd, "--help")...)
+		if strings.Contains(help, "($CAIRN_KEY)") {
+			t.Errorf("%s --help documents $CAIRN_KEY for the client certificate's --key", strings.Join(cmd, " "))
+		}
 	}
 	// The log still takes its key file from the variable.
 	if help, _, _ := run(t, nil, "log", "serve", "--help"); !strings.Contains(help, "($CAIRN_KEY)") {
