@@ -220,11 +220,17 @@ func (k *subjectKeys) forAppend(ctx context.Context, h record.SubjectHash) (cach
 	if err != nil {
 		return cachedKey{}, err
 	}
+	k.keep(h, c, gen)
+	return c, nil
+}
+
+// keep caches c, read when the erasure count was gen, for h, unless an
+// erasure ran since (the key is then used once, not kept).
+func (k *subjectKeys) keep(h record.SubjectHash, c cachedKey, gen uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.gen != gen {
-		// An erasure ran meanwhile: use the key once, do not keep it.
-		return c, nil
+		return
 	}
 	if _, ok := k.cache[h]; !ok && len(k.cache) >= maxCachedKeys {
 		for old := range k.cache {
@@ -233,7 +239,6 @@ func (k *subjectKeys) forAppend(ctx context.Context, h record.SubjectHash) (cach
 		}
 	}
 	k.cache[h] = c
-	return c, nil
 }
 
 // read reads h's data key from the store for forAppend.
