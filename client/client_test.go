@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/testport"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -317,9 +318,7 @@ func (f *fakeLog) Append(_ context.Context, r *cairnv1.AppendRequest) (*cairnv1.
 }
 
 func TestSubmitFailsOverToTheNextEndpoint(t *testing.T) {
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := closed.Addr().String()
-	closed.Close()
+	deadAddr := testport.Addr(t) // claimed and never bound: connections are refused
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	srv := grpc.NewServer()
 	f := &fakeLog{}

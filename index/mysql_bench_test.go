@@ -3,9 +3,10 @@ package index
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cairnlog/cairn/internal/testport"
 
 	"github.com/cairnlog/cairn/internal/hastack"
 	"github.com/cairnlog/cairn/internal/lockedbuf"
@@ -23,12 +24,7 @@ func BenchmarkIndexMySQL(b *testing.B) {
 	cp.Store(&small)
 	srv := serveFixture(b, dir, &cp)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testport.Port(b)
 	out := &lockedbuf.Buffer{}
 	db, err := hastack.NewMariaDB(b.TempDir(), port, out)
 	if err != nil {

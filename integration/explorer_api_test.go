@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -157,7 +159,7 @@ func TestLogServeRefusesABadIndexURL(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	_, stderr, code := run(t, nil, "log", "serve", "--origin", "bad.test/log", "--key", dir+"/log.key", "--storage", "posix:"+dir+"/log",
-		"--http", freeAddr(t), "--grpc", freeAddr(t), "--insecure-plaintext", "--index-url", "ftp://index.example/")
+		"--http", testport.Addr(t), "--grpc", testport.Addr(t), "--insecure-plaintext", "--index-url", "ftp://index.example/")
 	if code != 2 || !strings.Contains(stderr, "--index-url") || !strings.Contains(stderr, "ftp://index.example/") {
 		t.Errorf("exit %d, stderr %q; want 2 naming --index-url and the value", code, stderr)
 	}

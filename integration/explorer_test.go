@@ -32,6 +32,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/supervisor"
 	"github.com/chromedp/chromedp"
@@ -474,13 +476,13 @@ func TestExplorerAsksForAToken(t *testing.T) {
 	// The demo provides the key, the access file and the demo token; the
 	// log under test is one of its own on a fresh directory.
 	d := startDemo(t)
-	addr := freeAddr(t)
+	addr := testport.Addr(t)
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil { // record contents are not for other users
 		t.Fatal(err)
 	}
 	p := &proc{name: "log-auth", args: []string{"log", "serve", "--origin", "localhost/cairn-dev", "--key", d.dir + "/keys/log.key",
-		"--storage", "posix:" + dir, "--http", addr, "--grpc", freeAddr(t), "--insecure-plaintext",
+		"--storage", "posix:" + dir, "--http", addr, "--grpc", testport.Addr(t), "--insecure-plaintext",
 		"--access", d.dir + "/access.txt", "--read-access", "authenticated", "--checkpoint-interval", "200ms"}}
 	p.start(t)
 	t.Cleanup(func() { p.kill9() })
@@ -522,7 +524,7 @@ func TestExplorerAsksForAToken(t *testing.T) {
 // misattributes (its database edited) is shown NOT verified, with why.
 func TestExplorerSearchVerifiesHits(t *testing.T) {
 	chromiumPath(t)
-	indexAddr := freeAddr(t)
+	indexAddr := testport.Addr(t)
 	sc := newSearchCluster(t, "--index-url", "http://"+indexAddr+"/")
 	base := time.Now().Add(-time.Minute).UnixMilli()
 	doc := func(v map[string]any) string {
@@ -676,9 +678,9 @@ func TestExplorerShowsErasedAndPrunedRecords(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	mustWrite(t, dir+"/retention.txt", []byte("keep 2s\ngrace 1h\nthen purge\n"))
-	addr := freeAddr(t)
+	addr := testport.Addr(t)
 	p := &proc{name: "log-erase", args: []string{"log", "serve", "--origin", "erase.test/log", "--key", dir + "/log.key",
-		"--storage", "posix:" + dir + "/log", "--http", addr, "--grpc", freeAddr(t), "--insecure-plaintext", "--kek-file", dir + "/log.kek",
+		"--storage", "posix:" + dir + "/log", "--http", addr, "--grpc", testport.Addr(t), "--insecure-plaintext", "--kek-file", dir + "/log.kek",
 		"--checkpoint-interval", "200ms", "--retention", dir + "/retention.txt", "--retention-interval", "500ms"}}
 	p.start(t)
 	t.Cleanup(func() { p.kill9() })

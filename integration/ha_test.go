@@ -11,7 +11,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/testport"
 
 	"github.com/cairnlog/cairn/internal/lockedbuf"
 
@@ -61,10 +62,10 @@ func startEngines(t testing.TB) *engines {
 		}
 		t.Fatal(err)
 	}
-	if e.db, err = hastack.NewMariaDB(dir+"/db", freePort(t), e.out); err != nil {
+	if e.db, err = hastack.NewMariaDB(dir+"/db", testport.Port(t), e.out); err != nil {
 		fail(err)
 	}
-	if e.s3, err = hastack.NewMinIO(dir+"/s3", freePort(t), e.out); err != nil {
+	if e.s3, err = hastack.NewMinIO(dir+"/s3", testport.Port(t), e.out); err != nil {
 		fail(err)
 	}
 	ctx := context.Background()
@@ -82,19 +83,6 @@ func startEngines(t testing.TB) *engines {
 		}
 	})
 	return e
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	_, p, err := net.SplitHostPort(freeAddr(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // storage returns the mysql+s3 flags for every frontend.

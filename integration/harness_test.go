@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -185,36 +183,6 @@ func (p *proc) stop(t *testing.T) {
 	}
 	if err := p.p.Stop(procStopTimeout); err != nil {
 		t.Errorf("%s: %v:\n%s", p.name, err, p.output())
-	}
-}
-
-// handedOut is every port freeAddr returned in this test binary: the
-// kernel may offer a port again once its probe listener closed, and two
-// processes of one cluster (log0's gRPC, log1's HTTP) then collide.
-var handedOut struct {
-	sync.Mutex
-	ports map[string]bool
-}
-
-// freeAddr returns a loopback address free now and never returned before.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	if handedOut.ports == nil {
-		handedOut.ports = map[string]bool{}
-	}
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !handedOut.ports[addr] {
-			handedOut.ports[addr] = true
-			return addr
-		}
 	}
 }
 

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	"github.com/cairnlog/cairn/format/checkpoint"
 	"github.com/cairnlog/cairn/format/migration"
 	"github.com/cairnlog/cairn/internal/supervisor"
@@ -101,15 +103,15 @@ func startTrillian(t testing.TB, e *engines, treeType string) *trillianLog {
 	if _, err := db.Exec(string(schema)); err != nil {
 		t.Fatalf("loading Trillian's schema: %v", err)
 	}
-	tr := &trillianLog{db: db, rpc: freeAddr(t)}
+	tr := &trillianLog{db: db, rpc: testport.Addr(t)}
 	tr.serverCmd = supervisor.Command{Name: "trillian_log_server", Path: trillianBin("trillian_log_server"), Output: e.out,
-		Args: []string{"--storage_system=mysql", "--mysql_uri=" + dsn, "--rpc_endpoint=" + tr.rpc, "--http_endpoint=" + freeAddr(t), "--quota_system=noop", "--tree_gc=false"}}
+		Args: []string{"--storage_system=mysql", "--mysql_uri=" + dsn, "--rpc_endpoint=" + tr.rpc, "--http_endpoint=" + testport.Addr(t), "--quota_system=noop", "--tree_gc=false"}}
 	if tr.server, err = supervisor.Start(tr.serverCmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.server.Kill() })
 	tr.signer, err = supervisor.Start(supervisor.Command{Name: "trillian_log_signer", Path: trillianBin("trillian_log_signer"), Output: e.out,
-		Args: []string{"--storage_system=mysql", "--mysql_uri=" + dsn, "--rpc_endpoint=" + freeAddr(t), "--http_endpoint=" + freeAddr(t),
+		Args: []string{"--storage_system=mysql", "--mysql_uri=" + dsn, "--rpc_endpoint=" + testport.Addr(t), "--http_endpoint=" + testport.Addr(t),
 			"--quota_system=noop", "--force_master", "--sequencer_interval=50ms", "--batch_size=5000", "--num_sequencers=2"}})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/testport"
 )
 
 // network places each process ("region") of a cluster on its own host:
@@ -251,7 +253,7 @@ func (nw *network) addr(t *testing.T, i, port int) string {
 	if nw.mode == "netns" {
 		return fmt.Sprintf("%s.%d:%d", nw.subnet, i+2, port)
 	}
-	return freeAddr(t)
+	return testport.Addr(t)
 }
 
 // command runs cairn in region i.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/record"
@@ -139,7 +141,7 @@ type indexProc struct {
 
 func startIndex(t *testing.T, sc *searchCluster, name, db string, extra ...string) *indexProc {
 	t.Helper()
-	return startIndexAt(t, sc, name, db, freeAddr(t), extra...)
+	return startIndexAt(t, sc, name, db, testport.Addr(t), extra...)
 }
 
 // startIndexAt starts an index serving HTTP on addr.
@@ -275,7 +277,7 @@ func searchIndices(t *testing.T, sc *searchCluster, x *indexProc, args ...string
 func startMariaDB(t *testing.T) string {
 	t.Helper()
 	out := &lockedbuf.Buffer{}
-	db, err := hastack.NewMariaDB(t.TempDir(), freePort(t), out)
+	db, err := hastack.NewMariaDB(t.TempDir(), testport.Port(t), out)
 	if err != nil {
 		if os.Getenv("CAIRN_REQUIRE_HA") == "" {
 			t.Skipf("MariaDB unavailable (install with scripts/ha-deps.sh): %v", err)
@@ -304,7 +306,7 @@ func TestSearchAnswersWhatAFullReplayComputesOnBothDatabases(t *testing.T) {
 	_, size, _ := sc.checkpoint(t)
 
 	lite := startIndex(t, sc, "index-sqlite", "sqlite:"+t.TempDir()+"/index.db")
-	my := startIndex(t, sc, "index-mysql", "mysql:"+startMariaDB(t), "--grpc", freeAddr(t))
+	my := startIndex(t, sc, "index-mysql", "mysql:"+startMariaDB(t), "--grpc", testport.Addr(t))
 	lite.waitIndexed(t, size)
 	my.waitIndexed(t, size)
 
@@ -649,7 +651,7 @@ func TestIndexStopsWithAnAlarmWhenTheLogForks(t *testing.T) {
 	c.waitSize(t, 20, 60*time.Second)
 	logOnly := c.dir + "/log-only.txt"
 	mustWrite(t, logOnly, []byte("log "+c.logVKey+"\nquorum none\n"))
-	addr := freeAddr(t)
+	addr := testport.Addr(t)
 	x := &indexProc{proc: &proc{name: "index", args: []string{"index", "serve", "--log", "http://" + c.httpAddr, "--policy", logOnly,
 		"--db", "sqlite:" + t.TempDir() + "/index.db", "--http", addr, "--insecure-plaintext", "--poll-interval", "100ms", "--field", "actor=.actor"}}, url: "http://" + addr}
 	x.start(t)

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/testport"
 
 	"github.com/cairnlog/cairn/internal/hastack"
 	"github.com/transparency-dev/tessera"
@@ -21,8 +21,7 @@ import (
 // installed, unless CAIRN_REQUIRE_HA is set) and returns its DSN.
 func testMariaDB(t *testing.T) string {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeTCPAddr(t))
-	port, _ := strconv.Atoi(p)
+	port := testport.Port(t)
 	db, err := hastack.NewMariaDB(t.TempDir(), port, io.Discard)
 	if err == nil {
 		err = db.Start(context.Background())

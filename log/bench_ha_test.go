@@ -10,10 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/testport"
 
 	"github.com/cairnlog/cairn/internal/hastack"
 	"github.com/go-sql-driver/mysql"
@@ -72,11 +73,7 @@ func testEngines(t testing.TB) AWSConfig { return testEnginesIn(t, t.TempDir()) 
 
 // testEnginesIn is testEngines with the engines' data under dir.
 func testEnginesIn(t testing.TB, dir string) AWSConfig {
-	port := func() int {
-		_, p, _ := net.SplitHostPort(freeTCPAddr(t))
-		n, _ := strconv.Atoi(p)
-		return n
-	}
+	port := func() int { return testport.Port(t) }
 	missing := func(err error) {
 		if os.Getenv("CAIRN_REQUIRE_HA") != "" {
 			t.Fatal(err)
@@ -123,7 +120,7 @@ func BenchmarkTesseraExampleMySQLS3HTTPAdd(b *testing.B) {
 			b.Fatal(err)
 		}
 		skey, _ := newKey(b, "example.test/tessera-aws")
-		addr := freeTCPAddr(b)
+		addr := testport.Addr(b)
 		// The example does not create its bucket.
 		if _, err := openAWS(context.Background(), aws, http.DefaultClient, antispamLag(DefaultDedupCacheEntries)); err != nil {
 			b.Fatal(err)
@@ -160,13 +157,4 @@ func tesseraAWSExample() (string, error) {
 		}
 	}
 	return bin, nil
-}
-
-func freeTCPAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -300,7 +302,7 @@ func BenchmarkTesseraExampleHTTPAdd(b *testing.B) {
 	}
 	for range b.N {
 		b.StopTimer()
-		addr := freeTCPAddr(b)
+		addr := testport.Addr(b)
 		benchExternal(b, exec.Command(bin, "--storage_dir="+b.TempDir(), "--listen="+addr, "--private_key="+dir+"/key"), "http://"+addr, 256)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/testport"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/cairnlog/cairn/format/addentries"
@@ -114,11 +115,19 @@ func startEngines() error {
 		return err
 	}
 	engines.dir = dir
-	db, err := hastack.NewMariaDB(dir+"/db", freePort(), io.Discard)
+	dbPort, err := testport.Pick()
 	if err != nil {
 		return err
 	}
-	s3, err := hastack.NewMinIO(dir+"/s3", freePort(), io.Discard)
+	s3Port, err := testport.Pick()
+	if err != nil {
+		return err
+	}
+	db, err := hastack.NewMariaDB(dir+"/db", dbPort, io.Discard)
+	if err != nil {
+		return err
+	}
+	s3, err := hastack.NewMinIO(dir+"/s3", s3Port, io.Discard)
 	if err != nil {
 		return err
 	}
@@ -145,15 +154,6 @@ func stopEngines() {
 	if engines.dir != "" {
 		os.RemoveAll(engines.dir)
 	}
-}
-
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // A mirror on mysql+s3 stores and serves a copy that x/mod verifies; a
@@ -213,7 +213,7 @@ func TestMySQLS3MirrorKilledMidUploadResumes(t *testing.T) {
 	l := newMemLog(t, "example.com/log")
 	l.add(t, 20000, "k")
 	skey, vkey := newCosignerKey(t, "mirror.test/m1")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	addr := testport.Addr(t)
 	cfg, _ := json.Marshal(childConfig{Addr: addr, SKey: skey, Origin: l.origin, VKey: l.vkey, AWS: aws})
 	start := func() *supervisor.Process {
 		p, err := supervisor.Start(supervisor.Command{Name: "mirror", Path: os.Args[0], Args: []string{"-test.run=^$"}, Env: []string{envChild + "=" + string(cfg)}})

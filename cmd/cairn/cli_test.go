@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairnlog/cairn/internal/testport"
 )
 
 const testdata = "../../testdata"
@@ -100,15 +101,6 @@ func TestAuditAndMonitorExitOneOnTamperAndNameThePlace(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestSubmitFailsOverAndItsReceiptVerifies runs the real log and the real
 // CLI: two endpoints, the first closed; the receipt verifies offline.
 func TestSubmitFailsOverAndItsReceiptVerifies(t *testing.T) {
@@ -118,7 +110,7 @@ func TestSubmitFailsOverAndItsReceiptVerifies(t *testing.T) {
 	}
 	vkey, _ := os.ReadFile(dir + "/log.vkey")
 	os.WriteFile(dir+"/policy", []byte("log "+strings.TrimSpace(string(vkey))+"\nquorum none\n"), 0o644)
-	httpAddr, grpcAddr, dead := freePort(t), freePort(t), freePort(t)
+	httpAddr, grpcAddr, dead := testport.Addr(t), testport.Addr(t), testport.Addr(t)
 	cmd := exec.Command(cairnBin, "log", "serve", "--origin", "example.test/cli", "--key", dir+"/log.key", "--storage", "posix:"+dir+"/st",
 		"--http", httpAddr, "--grpc", grpcAddr, "--insecure-plaintext", "--checkpoint-interval", "200ms")
 	stderr, _ := cmd.StderrPipe()

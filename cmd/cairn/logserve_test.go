@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/spf13/pflag"
 )
@@ -101,7 +103,7 @@ func TestLogServeRefusesSecretFilesOthersCanRead(t *testing.T) {
 // with umask 0077 and creates its storage directory 0700.
 func TestServedLogFilesAreOwnerOnly(t *testing.T) {
 	dir := t.TempDir()
-	httpAddr, grpcAddr := freePort(t), freePort(t)
+	httpAddr, grpcAddr := testport.Addr(t), testport.Addr(t)
 	args := logServeArgs(t, dir)
 	args = append(args[:len(args)-4], "--http", httpAddr, "--grpc", grpcAddr, "--insecure-plaintext", "--checkpoint-interval", "200ms")
 	cmd := exec.Command(cairnBin, args...)

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cairnlog/cairn/internal/testport"
+
 	"github.com/cairnlog/cairn/format/record"
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/transparency-dev/merkle/compact"
@@ -182,7 +184,7 @@ func TestAuditFailsOnlyWhenTheDataIsWrong(t *testing.T) {
 	for name, c := range map[string]struct {
 		url, want string
 	}{
-		"refused connection":      {"http://" + freePort(t), "connection refused"},
+		"refused connection":      {"http://" + testport.Addr(t), "connection refused"},
 		"https to an HTTP server": {strings.Replace(url, "http://", "https://", 1), "hint: the log serves plain HTTP"},
 	} {
 		_, stderr, code := run(t, nil, "audit", "--quiet", "--log", c.url, "--policy", pol)

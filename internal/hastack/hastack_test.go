@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"net"
 	"net/http"
 	"os"
 	"testing"
+
+	"github.com/cairnlog/cairn/internal/testport"
 )
 
 // Require skips the test when the engines are not installed, unless
@@ -30,21 +31,12 @@ func skipOrFail(t *testing.T, err error) {
 	t.Skip(err)
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestEnginesStartServeAndRestart(t *testing.T) {
 	require(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	var logs bytes.Buffer
-	db, err := NewMariaDB(dir+"/db", freePort(t), &logs)
+	db, err := NewMariaDB(dir+"/db", testport.Port(t), &logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +62,7 @@ func TestEnginesStartServeAndRestart(t *testing.T) {
 	}
 
 	var s3logs bytes.Buffer // one writer per process: each has its own copying goroutine
-	s3, err := NewMinIO(dir+"/s3", freePort(t), &s3logs)
+	s3, err := NewMinIO(dir+"/s3", testport.Port(t), &s3logs)
 	if err != nil {
 		t.Fatal(err)
 	}
