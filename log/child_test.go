@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -92,9 +94,15 @@ func runChild(dir, skey string) int {
 		case "after-delete":
 			l.retainer.afterDelete = kill
 		}
-		// Evaluate until killed (deletion waits for the antispam follower),
-		// or, with "finish", keep evaluating while serving.
-		go every(ctx, 100*time.Millisecond, func() { _ = l.EvaluateRetention(ctx) })
+		// Evaluate until killed, or, with "finish", keep evaluating while
+		// serving. Deletion waits for the antispam follower: the kill
+		// points expect the whole log in one batch, so the first run
+		// starts once the follower has read every entry (a loaded machine
+		// would otherwise archive and delete the bundles in two batches).
+		go func() {
+			waitFollowed(ctx, l)
+			every(ctx, 100*time.Millisecond, func() { _ = l.EvaluateRetention(ctx) })
+		}()
 	}
 	if step := os.Getenv(envChildEraseCrash); step != "" {
 		l.eraseHook = func(s string) {
@@ -173,5 +181,27 @@ func (c *childLog) stop(t testing.TB) {
 		}
 	case <-time.After(90 * time.Second):
 		t.Fatal("log did not exit within 90s of SIGTERM")
+	}
+}
+
+// waitFollowed waits (up to a minute) until the antispam follower has read
+// every entry of the log's published checkpoint.
+func waitFollowed(ctx context.Context, l *Log) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		cp, err := l.checkpoint(ctx)
+		if err != nil {
+			continue
+		}
+		lines := strings.SplitN(string(cp), "\n", 3)
+		if len(lines) < 3 {
+			continue
+		}
+		size, err := strconv.ParseUint(lines[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		if n, err := l.retainer.followed(ctx); err == nil && n >= size {
+			return
+		}
 	}
 }
