@@ -256,3 +256,79 @@ func TestRecordSizeAndJSONErrors(t *testing.T) {
 		t.Fatalf("text/plain: %d %q", code, body)
 	}
 }
+
+// AppendStream waits for its records' indices in one goroutine per stream
+// (#19); every record still gets exactly one response: invalid ones their
+// error, repeats of a key the first occurrence's index, marked duplicate.
+func TestAppendStreamAnswersEveryRecordOnceAmongRejectsAndDuplicates(t *testing.T) {
+	tl := newTestLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := tl.api.AppendStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	// Every 10th record is invalid (empty payload); records from 2000 on
+	// repeat the keys of records 0..999.
+	key := func(i int) int {
+		if i >= 2000 {
+			return i - 2000
+		}
+		return i
+	}
+	go func() {
+		for i := range n {
+			r := &cairnv1.AppendRequest{Id: uint64(i), Payload: fmt.Appendf(nil, "record %d", key(i)), IdempotencyKey: strconv.Itoa(key(i))}
+			if i%10 == 9 {
+				r.Payload = nil
+			}
+			if err := st.Send(r); err != nil {
+				return
+			}
+		}
+		_ = st.CloseSend()
+	}()
+	got := map[uint64]*cairnv1.AppendResponse{}
+	for {
+		r, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[r.Id] != nil {
+			t.Fatalf("two responses for record %d", r.Id)
+		}
+		got[r.Id] = r
+	}
+	if len(got) != n {
+		t.Fatalf("%d responses for %d records", len(got), n)
+	}
+	indices := map[uint64]int{}
+	for i := range n {
+		r := got[uint64(i)]
+		switch {
+		case i%10 == 9:
+			if codes.Code(r.ErrorCode) != codes.InvalidArgument {
+				t.Fatalf("record %d (empty payload): code %v %q, want InvalidArgument", i, codes.Code(r.ErrorCode), r.ErrorMessage)
+			}
+		case r.ErrorCode != 0:
+			t.Fatalf("record %d: %s", i, r.ErrorMessage)
+		case i >= 2000:
+			first := got[uint64(i-2000)]
+			if !r.Duplicate || r.Index != first.Index {
+				t.Fatalf("record %d repeats record %d's key: index %d duplicate %v, want index %d duplicate", i, i-2000, r.Index, r.Duplicate, first.Index)
+			}
+		default:
+			if r.Duplicate {
+				t.Fatalf("record %d is new but answered duplicate", i)
+			}
+			if j, ok := indices[r.Index]; ok {
+				t.Fatalf("records %d and %d both got index %d", j, i, r.Index)
+			}
+			indices[r.Index] = i
+		}
+	}
+}

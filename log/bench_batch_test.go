@@ -31,19 +31,31 @@ const batchBenchInFlight = 4096
 
 // BenchmarkAppendBatch: AppendBatch of 256-byte records, batches of 100 and
 // 1000 records, from enough concurrent callers to keep batchBenchInFlight
-// records in flight (40 and 4).
+// records in flight (40 and 4): with the default sequencing batch, and with
+// the one docs/log.md suggests for batched sources (throughputBatching).
 func BenchmarkAppendBatch(b *testing.B) {
 	for _, size := range []int{100, 1000} {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			benchAppendBatch(b, size, max(4, batchBenchInFlight/size))
 		})
 	}
+	for _, size := range []int{100, 1000} {
+		b.Run(strconv.Itoa(size)+"-seq2048", func(b *testing.B) {
+			benchAppendBatch(b, size, max(4, batchBenchInFlight/size), envChildBatching+"="+throughputBatching)
+		})
+	}
 }
 
-func benchAppendBatch(b *testing.B, size, callers int) {
+// throughputBatching is the sequencing batch (--batch-max-size,
+// --batch-max-age) docs/log.md suggests for a log fed by AppendBatch and
+// AppendStream: batches of 2048 write Tessera's partial tiles and tree state
+// once per 2048 records instead of once per 256.
+const throughputBatching = "2048,20ms"
+
+func benchAppendBatch(b *testing.B, size, callers int, env ...string) {
 	for range b.N {
 		b.StopTimer()
-		c, vkey := benchLog(b)
+		c, vkey := benchLog(b, env...)
 		n := batchBenchRecords
 		lat := newLatencies(n)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

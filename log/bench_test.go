@@ -188,47 +188,54 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkAppendStream: 4 concurrent AppendStream streams.
-func BenchmarkAppendStream(b *testing.B) {
-	runBench(b, func(c *childLog, lat *latencies, n int) error {
-		const streams = 4
-		var wg sync.WaitGroup
-		errs := make(chan error, streams)
-		for s := range streams {
-			wg.Go(func() {
-				st, err := c.api.AppendStream(context.Background())
+func BenchmarkAppendStream(b *testing.B) { runBench(b, driveStreams) }
+
+// BenchmarkAppendStreamSeq2048 is BenchmarkAppendStream with the sequencing
+// batch docs/log.md suggests for batched sources (throughputBatching).
+func BenchmarkAppendStreamSeq2048(b *testing.B) {
+	runBenchWith(b, []string{envChildBatching + "=" + throughputBatching}, nil, driveStreams)
+}
+
+// driveStreams appends n records over 4 concurrent AppendStream streams.
+func driveStreams(c *childLog, lat *latencies, n int) error {
+	const streams = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	for s := range streams {
+		wg.Go(func() {
+			st, err := c.api.AppendStream(context.Background())
+			if err != nil {
+				errs <- err
+				return
+			}
+			per := n / streams
+			sent := make([]time.Time, per)
+			go func() {
+				for i := range per {
+					sent[i] = time.Now()
+					if err := st.Send(&cairnv1.AppendRequest{Id: uint64(i), Payload: payload(s*per + i), IdempotencyKey: strconv.Itoa(s*per + i)}); err != nil {
+						return
+					}
+				}
+				_ = st.CloseSend()
+			}()
+			for got := 0; got < per; got++ {
+				r, err := st.Recv()
 				if err != nil {
 					errs <- err
 					return
 				}
-				per := n / streams
-				sent := make([]time.Time, per)
-				go func() {
-					for i := range per {
-						sent[i] = time.Now()
-						if err := st.Send(&cairnv1.AppendRequest{Id: uint64(i), Payload: payload(s*per + i), IdempotencyKey: strconv.Itoa(s*per + i)}); err != nil {
-							return
-						}
-					}
-					_ = st.CloseSend()
-				}()
-				for got := 0; got < per; got++ {
-					r, err := st.Recv()
-					if err != nil {
-						errs <- err
-						return
-					}
-					if r.ErrorCode != 0 {
-						errs <- errors.New(r.ErrorMessage)
-						return
-					}
-					lat.done(r.Index, sent[r.Id])
+				if r.ErrorCode != 0 {
+					errs <- errors.New(r.ErrorMessage)
+					return
 				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		return <-errs
-	})
+				lat.done(r.Index, sent[r.Id])
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // BenchmarkHTTPAdd: POST /add from 256 concurrent HTTP clients, the load

@@ -48,6 +48,10 @@ const (
 	// OpenTelemetry's default global tracer in the child instead of the
 	// no-op one cmd/cairn installs: set it to measure what that saves.
 	envChildOTelDefault = "CAIRN_TEST_CHILD_OTEL_DEFAULT"
+	// envChildBatching, inherited like envChildDebug, overrides the
+	// child's sequencing batch as "SIZE,AGE" (e.g. "1024,10ms") to compare
+	// batching choices under the same benchmark.
+	envChildBatching = "CAIRN_TEST_CHILD_BATCHING"
 )
 
 func TestMain(m *testing.M) {
@@ -67,6 +71,13 @@ func runChild(dir, skey string) int {
 	if os.Getenv(envChildDefaults) != "" {
 		// Benchmarks measure the production defaults.
 		cfg.BatchMaxAge, cfg.CheckpointInterval = 0, 0
+	}
+	if v := os.Getenv(envChildBatching); v != "" {
+		var err error
+		if cfg.BatchMaxSize, cfg.BatchMaxAge, err = parseBatching(v); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			return 2
+		}
 	}
 	cfg.DebugAddr = os.Getenv(envChildDebug)
 	if j := os.Getenv(envChildAWS); j != "" {
@@ -204,4 +215,15 @@ func waitFollowed(ctx context.Context, l *Log) {
 			return
 		}
 	}
+}
+
+// parseBatching reads envChildBatching's "SIZE,AGE".
+func parseBatching(v string) (uint, time.Duration, error) {
+	size, age, ok := strings.Cut(v, ",")
+	n, err1 := strconv.ParseUint(size, 10, 32)
+	d, err2 := time.ParseDuration(age)
+	if !ok || err1 != nil || err2 != nil || n == 0 || d <= 0 {
+		return 0, 0, fmt.Errorf("%s=%q: want SIZE,AGE such as 1024,10ms", envChildBatching, v)
+	}
+	return uint(n), d, nil
 }
