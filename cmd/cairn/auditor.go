@@ -565,7 +565,7 @@ func newAuditCmd() *cobra.Command {
 	var c clientFlags
 	var af archiveFlags
 	var statePath, indexURL string
-	var quiet bool
+	var quiet, noPipelining bool
 	cmd := &cobra.Command{
 		Use:   "audit --log URL --policy FILE [--state FILE]",
 		Short: "Replay the log and recompute every leaf, tile and the root",
@@ -612,7 +612,7 @@ index moved backwards.`,
 			errw := cmd.ErrOrStderr()
 			last := time.Now()
 			start := time.Now()
-			o := client.AuditOptions{}
+			o := client.AuditOptions{NoPipelining: noPipelining}
 			if o.Archive, err = af.open(); err != nil {
 				return err
 			}
@@ -678,6 +678,8 @@ index moved backwards.`,
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
 	cmd.Flags().BoolVar(&c.disableCompression, "disable-compression", false, "fetch bundles uncompressed: less CPU on both sides, more bytes (for a log on the same host or LAN)")
 	annotateField(cmd.Flags(), "disable-compression", "HTTPOptions.DisableCompression")
+	cmd.Flags().BoolVar(&noPipelining, "no-pipelining", false, "read each bundle and tile with a request of its own (by default they are pipelined on a few HTTP/1.1 connections; for a proxy that mishandles that)")
+	annotateField(cmd.Flags(), "no-pipelining", "AuditOptions.NoPipelining")
 	documentEnv(cmd)
 	return cmd
 }
