@@ -94,12 +94,16 @@ func buildAuditLog(b *testing.B, n int) (dir, skey, vkey string) {
 
 // auditClient is an auditor of the log at base whose key is vkey.
 func auditClient(b *testing.B, base, vkey string) *client.Log {
+	return auditClientWith(b, base, vkey, client.HTTPOptions{DisableCompression: true})
+}
+
+func auditClientWith(b *testing.B, base, vkey string, o client.HTTPOptions) *client.Log {
 	b.Helper()
 	p, err := policy.Parse([]byte("log " + vkey + "\nquorum none\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := client.NewLog(base, p, client.HTTPOptions{DisableCompression: true})
+	l, err := client.NewLog(base, p, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,25 +111,44 @@ func auditClient(b *testing.B, base, vkey string) *client.Log {
 }
 
 // BenchmarkAuditReplayLog replays a 1M-record Cairn log served by Cairn
-// itself (a child process, POSIX storage) as `cairn audit
-// --disable-compression` does: every entry hashed, every tile and the root
-// recomputed. It reports records/s (auditor and log sharing the box) and
-// each side's CPU per record: client-cpu-ns/record is the auditor's,
-// server-cpu-ns/record the log's read path. client's BenchmarkAuditReplay
-// is the same replay against a plain static file server.
+// itself (a child process, POSIX storage): every entry hashed, every tile
+// and the root recomputed. It reports records/s (auditor and log sharing
+// the box) and each side's CPU per record: client-cpu-ns/record is the
+// auditor's, server-cpu-ns/record the log's read path. client's
+// BenchmarkAuditReplay is the same replay against a plain static file
+// server. The cases:
+//
+//	uncompressed              cairn audit --disable-compression
+//	uncompressed-one-by-one   the same with --no-pipelining
+//	gzip                      cairn audit (the log gzips each bundle)
 func BenchmarkAuditReplayLog(b *testing.B) {
 	dir, skey, vkey := buildAuditLog(b, auditBenchRecords)
 	c := startChild(b, dir, skey, envChildDefaults+"=1")
-	l := auditClient(b, c.base, vkey)
+	for _, bc := range []struct {
+		name string
+		http client.HTTPOptions
+		opts client.AuditOptions
+	}{
+		{"uncompressed", client.HTTPOptions{DisableCompression: true}, client.AuditOptions{}},
+		{"uncompressed-one-by-one", client.HTTPOptions{DisableCompression: true}, client.AuditOptions{NoPipelining: true}},
+		{"gzip", client.HTTPOptions{}, client.AuditOptions{}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			benchAuditReplay(b, c, auditClientWith(b, c.base, vkey, bc.http), bc.opts)
+		})
+	}
+}
+
+func benchAuditReplay(b *testing.B, c *childLog, l *client.Log, o client.AuditOptions) {
 	pid := c.cmd.Process.Pid
 	// The first replay warms the page cache and both processes.
-	if _, err := l.Audit(context.Background(), nil, client.AuditOptions{}); err != nil {
+	if _, err := l.Audit(context.Background(), nil, o); err != nil {
 		b.Fatal(err)
 	}
 	self0, srv0 := selfCPU(), childCPU(pid)
 	b.ResetTimer()
 	for range b.N {
-		res, err := l.Audit(context.Background(), nil, client.AuditOptions{})
+		res, err := l.Audit(context.Background(), nil, o)
 		if err != nil {
 			b.Fatal(err)
 		}

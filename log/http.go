@@ -234,9 +234,15 @@ func (l *Log) writeFile(w http.ResponseWriter, r *http.Request, path string, com
 		h.Add("Vary", "Accept-Encoding")
 	}
 	h.Set("Content-Length", strconv.FormatInt(st.Size(), 10))
-	// A failed copy (the client went away) leaves a short body, which the
-	// client sees against the Content-Length.
-	_, _ = io.Copy(w, f)
+	// The header is sent first, so that net/http hands the whole body to
+	// sendfile rather than reading its first 512 bytes (for sniffing a
+	// type already set); the limit spares sendfile its last call, the
+	// one that finds the end of the file. A failed copy (the client went
+	// away) leaves a short body, which the client sees against the
+	// Content-Length.
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
+	_, _ = io.Copy(w, io.LimitReader(f, st.Size()))
 	return true
 }
 

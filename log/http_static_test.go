@@ -109,6 +109,15 @@ func TestStoredTilesAndBundlesAreServedAsStored(t *testing.T) {
 	if !bytes.Equal(plain, stored) {
 		t.Fatal("the gzipped bundle is not the stored one")
 	}
+	// HEAD: the headers alone.
+	head, err := http.Head(tl.base + "/tile/0/000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK || head.ContentLength != 256*32 {
+		t.Errorf("HEAD /tile/0/000: %s, Content-Length %d", head.Status, head.ContentLength)
+	}
 	// Paths that are not stored still answer 404 through the fallback.
 	for _, path := range []string{"/tile/0/001.p/45", "/tile/entries/002", "/tile/0/002"} {
 		if resp, body := getRaw(t, tl.base, path, ""); resp.StatusCode != http.StatusNotFound {
