@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -95,6 +96,9 @@ type AuditOptions struct {
 	// in it (none without an archive; those still in their grace period with
 	// one) are checked only through their leaf hashes in the tiles.
 	Archive archive.Store
+
+	// pipelineChunk, if set, replaces pipelineChunk (tests: small rounds).
+	pipelineChunk uint64
 }
 
 // AuditResult is a passed audit.
@@ -205,38 +209,25 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 			}
 		})
 	}
-	for c := range uint64(pipelineConns) {
-		if pipeFrom+c >= endK {
-			break
-		}
-		// Connection c reads bundles pipeFrom+c, +pipelineConns, …: the
-		// answers arrive nearly in order, so few wait in pending below.
+	if pipeFrom < endK {
+		// Rounds of pipelineConns × pipelineChunk bundles: no connection
+		// starts the next round before all have finished this one, so
+		// pending below holds at most a round whatever one connection's
+		// delays.
+		chunk := cmp.Or(o.pipelineChunk, pipelineChunk)
 		workers.Go(func() {
-			var scratch auditScratch
-			send := func(r bundleResult) bool {
-				select {
-				case results <- r:
-					return true
-				case <-ctx.Done():
-					return false
-				}
-			}
-			got := func(k uint64, bundle, tile []byte) {
-				p := layout.PartialTileSize(0, k, size)
-				send(checkBundle(bundleResult{k: k}, &scratch, begin, size, bundle, true, tile, layout.EntriesPath(k, p), layout.TilePath(0, k, p)))
-			}
-			ks := make([]uint64, 0, pipelineChunk)
-			for k := pipeFrom + c; k < endK; {
-				ks = ks[:0]
-				for ; k < endK && len(ks) < pipelineChunk; k += pipelineConns {
-					ks = append(ks, k)
-				}
-				// What the pipeline did not deliver, one request at a time.
-				for _, k := range h.pipelinePairs(ctx, ks, size, got) {
-					if ctx.Err() != nil || !send(l.auditBundle(ctx, &scratch, k, begin, size, minBundle, o.Archive)) {
-						return
+			scratch := make([]auditScratch, pipelineConns)
+			for start := pipeFrom; start < endK && ctx.Err() == nil; start += pipelineConns * chunk {
+				end := min(endK, start+pipelineConns*chunk)
+				var round sync.WaitGroup
+				for c := range uint64(pipelineConns) {
+					if start+c < end {
+						round.Go(func() {
+							l.auditPipelined(ctx, h, &scratch[c], start+c, end, begin, size, minBundle, o.Archive, results)
+						})
 					}
 				}
+				round.Wait()
 			}
 		})
 	}
@@ -303,6 +294,34 @@ func (l *Log) Audit(ctx context.Context, from *State, o AuditOptions) (*AuditRes
 	}
 	st := &State{Size: size, Root: v.Checkpoint.Root[:], Checkpoint: string(v.Raw), Range: rng.Hashes(), MinimumIndex: minIndex}
 	return &AuditResult{Checkpoint: v, From: begin, Records: size - begin, Elapsed: time.Since(start), State: st, MinimumIndex: minIndex, ArchivedBundles: archived}, nil
+}
+
+// auditPipelined audits bundles from, from+pipelineConns, … below end on
+// one pipelined connection (client/pipeline.go) and sends their results;
+// those the pipeline does not deliver it audits one request at a time.
+// Answers arrive nearly in bundle order, the order Audit consumes them.
+func (l *Log) auditPipelined(ctx context.Context, h *httpTiles, s *auditScratch, from, end, begin, size, minBundle uint64, arch archive.Store, results chan<- bundleResult) {
+	send := func(r bundleResult) bool {
+		select {
+		case results <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	got := func(k uint64, bundle, tile []byte) {
+		p := layout.PartialTileSize(0, k, size)
+		send(checkBundle(bundleResult{k: k}, s, begin, size, bundle, true, tile, layout.EntriesPath(k, p), layout.TilePath(0, k, p)))
+	}
+	var ks []uint64
+	for k := from; k < end; k += pipelineConns {
+		ks = append(ks, k)
+	}
+	for _, k := range h.pipelinePairs(ctx, ks, size, got) {
+		if ctx.Err() != nil || !send(l.auditBundle(ctx, s, k, begin, size, minBundle, arch)) {
+			return
+		}
+	}
 }
 
 // auditScratch is one audit worker's memory, reused from bundle to

@@ -35,8 +35,8 @@ import (
 // hashes what it reads, so they keep two cores busy while one waits.
 const pipelineConns = 4
 
-// pipelineChunk is how many bundles one pipelined connection reads
-// before the next one takes over (bounding the list it holds).
+// pipelineChunk is how many bundles one pipelined connection reads in a
+// round of an audit (client/audit.go).
 const pipelineChunk = 1024
 
 // pipelineFlush is how many bundles' requests are written per flush.

@@ -43,7 +43,8 @@ func auditLog(t *testing.T, url string, o AuditOptions) (*AuditResult, *httpTile
 
 // TestAuditPipelinesItsReads: an audit reads every bundle and tile of a
 // 70,000-record log (274 bundles) on a few pipelined connections, not one
-// request at a time; with NoPipelining it reads them one at a time.
+// request at a time, in rounds of new connections; with NoPipelining it
+// reads them one at a time.
 func TestAuditPipelinesItsReads(t *testing.T) {
 	dir, _ := buildLog(t, 70000)
 	for _, off := range []bool{false, true} {
@@ -64,6 +65,15 @@ func TestAuditPipelinesItsReads(t *testing.T) {
 		if n := conns.Load(); !off && n > pipelineConns+4 {
 			t.Errorf("%d connections for a pipelined audit", n)
 		}
+	}
+	// Rounds of 4 × 10 bundles: 7 rounds, 4 connections each.
+	url, conns := countingServer(t, dir, func(files http.Handler) http.HandlerFunc { return files.ServeHTTP })
+	res, h, err := auditLog(t, url, AuditOptions{pipelineChunk: 10})
+	if err != nil || res.Records != 70000 || h.pipelined.Load() != 274 {
+		t.Fatalf("small rounds: %v, %+v, %d bundles read pipelined", err, res, h.pipelined.Load())
+	}
+	if n := conns.Load(); n < 7*pipelineConns {
+		t.Errorf("small rounds: %d connections, want one per connection and round (28)", n)
 	}
 }
 
