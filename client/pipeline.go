@@ -130,6 +130,13 @@ func (h *httpTiles) readAnswer(conn net.Conn, br *bufio.Reader, buf []byte) ([]b
 	if err := conn.SetReadDeadline(time.Now().Add(h.timeout)); err != nil {
 		return buf, false, err
 	}
+	return parseAnswer(br, buf)
+}
+
+// parseAnswer reads one HTTP/1.1 answer from br, its body (gunzipped if
+// gzipped) into buf, grown if needed: the server's bytes, untrusted
+// (FuzzParseAnswer).
+func parseAnswer(br *bufio.Reader, buf []byte) ([]byte, bool, error) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		return buf, false, err
