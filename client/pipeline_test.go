@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,5 +126,31 @@ func TestPipelinedAuditCarriesOnWhereTheServerStops(t *testing.T) {
 		if n := conns.Load(); n < c.minConns {
 			t.Errorf("%s: %d connections, want at least %d", name, n, c.minConns)
 		}
+	}
+}
+
+// TestPipelinedAuditSendsTheToken: a log that serves entry bundles only
+// with the bearer token gets it on every pipelined request.
+func TestPipelinedAuditSendsTheToken(t *testing.T) {
+	dir, p := buildLog(t, 70000)
+	url, _ := countingServer(t, dir, func(files http.Handler) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/tile/entries/") && r.Header.Get("Authorization") != "Bearer s3cret-token" {
+				http.Error(w, "no token", http.StatusUnauthorized)
+				return
+			}
+			files.ServeHTTP(w, r)
+		}
+	})
+	l, err := NewLog(url, p, HTTPOptions{Token: "s3cret-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Audit(context.Background(), nil, AuditOptions{})
+	if err != nil || res.Records != 70000 {
+		t.Fatalf("%v, %+v", err, res)
+	}
+	if n := l.fetcher.(*httpTiles).pipelined.Load(); n != 274 {
+		t.Fatalf("%d of 274 bundles read pipelined", n)
 	}
 }
