@@ -574,6 +574,11 @@ every hash tile; recompute each leaf hash, each tile and the root; report the fi
 disagreement with its index and path. With --state, the audit resumes from the last
 verified tree and checks the new one extends it, then saves the new state.
 
+Bundles and level-0 tiles are read pipelined on four HTTP/1.1 connections (the
+requests written ahead, the answers read in order); whatever a connection does
+not deliver is read again one request at a time. --no-pipelining reads each with
+a request of its own.
+
 "audit FAILED" (exit 1) means the log's data is wrong; an audit that could not run
 (unreachable log, TLS mismatch, a bad flag) exits 2 and says why.
 
@@ -588,6 +593,7 @@ index moved backwards.`,
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --index http://127.0.0.1:8480
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --disable-compression
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --no-pipelining
   # Assumes a log whose retention policy archives to /srv/cairn-archive:
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --archive posix:/srv/cairn-archive`,
 		Args: cobra.NoArgs,
