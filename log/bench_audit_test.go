@@ -1,12 +1,17 @@
 package log
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -121,6 +126,8 @@ func auditClientWith(b *testing.B, base, vkey string, o client.HTTPOptions) *cli
 //	uncompressed              cairn audit --disable-compression
 //	uncompressed-one-by-one   the same with --no-pipelining
 //	gzip                      cairn audit (the log gzips each bundle)
+//	static-file-server        the first, the log's files served by Go's
+//	                          http.FileServer in a child process instead
 func BenchmarkAuditReplayLog(b *testing.B) {
 	dir, skey, vkey := buildAuditLog(b, auditBenchRecords)
 	c := startChild(b, dir, skey, envChildDefaults+"=1")
@@ -134,13 +141,17 @@ func BenchmarkAuditReplayLog(b *testing.B) {
 		{"gzip", client.HTTPOptions{}, client.AuditOptions{}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			benchAuditReplay(b, c, auditClientWith(b, c.base, vkey, bc.http), bc.opts)
+			benchAuditReplay(b, c.cmd.Process.Pid, auditClientWith(b, c.base, vkey, bc.http), bc.opts)
 		})
 	}
+	b.Run("static-file-server", func(b *testing.B) {
+		fs := startFileServer(b, dir)
+		benchAuditReplay(b, fs.cmd.Process.Pid, auditClient(b, fs.base, vkey), client.AuditOptions{})
+	})
 }
 
-func benchAuditReplay(b *testing.B, c *childLog, l *client.Log, o client.AuditOptions) {
-	pid := c.cmd.Process.Pid
+// benchAuditReplay replays the log l reads, served by process pid.
+func benchAuditReplay(b *testing.B, pid int, l *client.Log, o client.AuditOptions) {
 	// The first replay warms the page cache and both processes.
 	if _, err := l.Audit(context.Background(), nil, o); err != nil {
 		b.Fatal(err)
@@ -169,4 +180,46 @@ func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// envChildFileServer makes the test binary, re-executed, serve a directory
+// with http.FileServer: BenchmarkAuditReplayLog's yardstick.
+const envChildFileServer = "CAIRN_TEST_CHILD_FILESERVER_DIR"
+
+func runFileServer(dir string) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fileserver:", err)
+		return 2
+	}
+	fmt.Printf("LISTENING %s\n", ln.Addr())
+	// Serves until the parent kills it.
+	fmt.Fprintln(os.Stderr, "fileserver:", http.Serve(ln, http.FileServer(http.Dir(dir))))
+	return 1
+}
+
+// fileServer is a child process serving a directory over HTTP.
+type fileServer struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+func startFileServer(b *testing.B, dir string) *fileServer {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildFileServer+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTENING ")
+	if err != nil || !ok {
+		b.Fatalf("file server child: %q, %v", line, err)
+	}
+	return &fileServer{cmd: cmd, base: "http://" + addr}
 }
