@@ -317,11 +317,9 @@ func (l *Log) auditPipelined(ctx context.Context, h *httpTiles, s *auditScratch,
 	for k := from; k < end; k += pipelineConns {
 		ks = append(ks, k)
 	}
-	for _, k := range h.pipelinePairs(ctx, ks, size, got) {
-		if ctx.Err() != nil || !send(l.auditBundle(ctx, s, k, begin, size, minBundle, arch)) {
-			return
-		}
-	}
+	h.pipelinePairs(ctx, ks, size, got, func(k uint64) bool {
+		return ctx.Err() == nil && send(l.auditBundle(ctx, s, k, begin, size, minBundle, arch))
+	})
 }
 
 // auditScratch is one audit worker's memory, reused from bundle to

@@ -27,9 +27,10 @@ import (
 // net/http's client does not pipeline; the wire format is still net/http's
 // own (http.ReadResponse parses every answer).
 //
-// Anything but a 200 for a resource, and any failure of a connection, hands
-// the bundles it did not deliver back to the audit, which reads those one
-// request at a time as before, with the same errors.
+// A bundle or tile answered with anything but 200 is read again one request
+// at a time, as before, with the same errors (a 404, a 410, an outage), and
+// the rest goes on pipelined; a connection that the server ends is replaced,
+// and one that delivers nothing leaves the rest to one request at a time.
 
 // pipelineConns is how many connections an audit pipelines on; each also
 // hashes what it reads, so they keep two cores busy while one waits.
@@ -49,29 +50,38 @@ type pairFunc func(k uint64, bundle, tile []byte)
 
 // pipelinePairs reads entry bundle k and level-0 tile k, for each k of ks
 // in order, on pipelined connections to the log, and calls got for each
-// pair. It returns the bundles it did not deliver (a resource not answered
-// 200, a connection that failed, the context cancelled), for the caller to
-// read one at a time, with the errors of that path.
-func (h *httpTiles) pipelinePairs(ctx context.Context, ks []uint64, size uint64, got pairFunc) []uint64 {
+// pair. A bundle whose bundle or tile is answered with anything but 200 is
+// handed to alone (the caller reads it one request at a time, with the
+// errors of that path), and the rest pipelined again on a new connection;
+// if a connection fails before it delivers anything, alone gets the rest.
+// It stops when alone returns false (the audit is over) or ctx ends.
+func (h *httpTiles) pipelinePairs(ctx context.Context, ks []uint64, size uint64, got pairFunc, alone func(k uint64) bool) {
 	var bundle, tile []byte
 	for len(ks) > 0 && ctx.Err() == nil {
 		done, b, t, err := h.pipelineConn(ctx, ks, size, bundle, tile, got)
 		bundle, tile = b, t
 		ks = ks[done:]
-		if len(ks) == 0 {
-			break
+		switch {
+		case len(ks) == 0:
+			return
+		case errors.Is(err, errNotOK):
+			if !alone(ks[0]) {
+				return
+			}
+			ks = ks[1:]
+		case done == 0:
+			for _, k := range ks {
+				if !alone(k) {
+					return
+				}
+			}
+			return
 		}
-		if done == 0 || errors.Is(err, errNotOK) {
-			// A resource was not a 200, or the connection failed before
-			// it delivered anything: the rest goes one at a time.
-			return ks
-		}
-		// The connection ended after delivering some: the server closed
-		// it (Connection: close, a limit on requests per connection,
-		// often with a reset that drops the answers in flight). The rest
-		// on a new one.
+		// Otherwise the connection ended after delivering some: the server
+		// closed it (Connection: close, a limit on requests per
+		// connection, often with a reset that drops the answers in
+		// flight). The rest on a new one.
 	}
-	return ks
 }
 
 // errNotOK stops a pipelined connection at an answer other than 200.

@@ -113,7 +113,7 @@ func TestPipelinedAuditCarriesOnWhereTheServerStops(t *testing.T) {
 		fullyPipeline bool
 	}{
 		"closes every 7th request": {closeEvery, 274, 2 * 274 / 7, true},
-		"a 503 once":               {failOnce, 200, 1, false},
+		"a 503 once":               {failOnce, 273, 2, false},
 	} {
 		url, conns := countingServer(t, dir, c.wrap)
 		res, h, err := auditLog(t, url, AuditOptions{})
