@@ -33,8 +33,11 @@ import (
 // and one that delivers nothing leaves the rest to one request at a time.
 
 // pipelineConns is how many connections an audit pipelines on; each also
-// hashes what it reads, so they keep two cores busy while one waits.
-const pipelineConns = 4
+// hashes what it reads. The log answers a connection's requests one after
+// another, so on a loaded machine, where either process waits for a core,
+// each connection is a chain of waits: with 8 a replay beside other work
+// ran 1.3–1.5× faster than with 4, at the same CPU per record (#19).
+const pipelineConns = 8
 
 // pipelineChunk is how many bundles one pipelined connection reads in a
 // round of an audit (client/audit.go).

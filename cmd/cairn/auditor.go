@@ -574,7 +574,7 @@ every hash tile; recompute each leaf hash, each tile and the root; report the fi
 disagreement with its index and path. With --state, the audit resumes from the last
 verified tree and checks the new one extends it, then saves the new state.
 
-Bundles and level-0 tiles are read pipelined on four HTTP/1.1 connections (the
+Bundles and level-0 tiles are read pipelined on eight HTTP/1.1 connections (the
 requests written ahead, the answers read in order); whatever a connection does
 not deliver is read again one request at a time. --no-pipelining reads each with
 a request of its own.
