@@ -26,7 +26,7 @@ func TestCancelledAuditLeavesNoGoroutineBehind(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrVerification) {
 		t.Fatalf("cancelled audit: %v, want context.Canceled and no verification failure", err)
 	}
-	if n := goroutinesIn("client.(*Log).Audit"); n != 0 {
+	if n := goroutinesIn("client.(*Log).Audit") + goroutinesIn("client.(*httpTiles).pipeline"); n != 0 {
 		t.Fatalf("%d audit goroutines still running after Audit returned", n)
 	}
 }
@@ -91,8 +91,14 @@ func TestLeafHasherIsTheRFC6962LeafHash(t *testing.T) {
 	for n := range 600 {
 		leaf := make([]byte, n)
 		rand.Read(leaf)
-		if got, want := lh.hash(leaf), rfc6962.DefaultHasher.HashLeaf(leaf); !bytes.Equal(got, want) {
+		want := rfc6962.DefaultHasher.HashLeaf(leaf)
+		if got := lh.hash(leaf); !bytes.Equal(got, want) {
 			t.Fatalf("leaf of %d bytes: %x, HashLeaf says %x", n, got, want)
+		}
+		// In place, behind a bundle's u16 length, as the audit hashes it.
+		framed := append([]byte{byte(n >> 8), byte(n)}, leaf...)
+		if got := lh.hashPrefixed(framed[1:]); !bytes.Equal(got, want) {
+			t.Fatalf("leaf of %d bytes hashed in place: %x, HashLeaf says %x", n, got, want)
 		}
 	}
 }

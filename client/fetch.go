@@ -2,12 +2,15 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/transparency-dev/tessera/api/layout"
 )
@@ -23,6 +26,14 @@ type httpTiles struct {
 	hc   *http.Client
 	root *url.URL
 	auth string // the Authorization header, if any
+	// tls, timeout and noGzip are hc's TLS configuration, per-request
+	// bound and DisableCompression, for the pipelined reads of an audit
+	// (client/pipeline.go), which use connections of their own.
+	tls     *tls.Config
+	timeout time.Duration
+	noGzip  bool
+	// pipelined counts the bundles (with their tiles) read pipelined.
+	pipelined atomic.Uint64
 }
 
 // maxResource bounds one tile, bundle or checkpoint: a full entry bundle
@@ -51,7 +62,23 @@ func partialOrFull(p uint8, read func(uint8) ([]byte, error)) ([]byte, error) {
 	return b, err
 }
 
+// readTileInto and readEntryBundleInto are ReadTile and ReadEntryBundle
+// reading into buf when the resource fits it (an audit worker's reused
+// memory): the result is buf[:len] then, valid until buf's next use.
+func (h *httpTiles) readTileInto(ctx context.Context, level, index uint64, p uint8, buf []byte) ([]byte, error) {
+	return partialOrFull(p, func(p uint8) ([]byte, error) { return h.getInto(ctx, layout.TilePath(level, index, p), buf) })
+}
+
+func (h *httpTiles) readEntryBundleInto(ctx context.Context, index uint64, p uint8, buf []byte) ([]byte, error) {
+	return partialOrFull(p, func(p uint8) ([]byte, error) { return h.getInto(ctx, layout.EntriesPath(index, p), buf) })
+}
+
 func (h *httpTiles) get(ctx context.Context, path string) ([]byte, error) {
+	return h.getInto(ctx, path, nil)
+}
+
+// getInto is get reading into buf if the announced body fits it.
+func (h *httpTiles) getInto(ctx context.Context, path string, buf []byte) ([]byte, error) {
 	u := h.root.JoinPath(path).String()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -75,9 +102,14 @@ func (h *httpTiles) get(ctx context.Context, path string) ([]byte, error) {
 	}
 	var b []byte
 	if resp.ContentLength >= 0 {
-		// One allocation of the announced size; a body longer than
-		// announced is the transport's error, a shorter one ours.
-		b = make([]byte, resp.ContentLength)
+		// One allocation of the announced size (none if it fits buf);
+		// a body longer than announced is the transport's error, a
+		// shorter one ours.
+		if resp.ContentLength <= int64(cap(buf)) {
+			b = buf[:resp.ContentLength]
+		} else {
+			b = make([]byte, resp.ContentLength)
+		}
 		if _, err := io.ReadFull(resp.Body, b); err != nil {
 			return nil, fmt.Errorf("GET %s: reading the body: %w", u, err)
 		}

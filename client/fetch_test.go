@@ -132,4 +132,8 @@ func TestAuditOverTLSUsesHTTP1(t *testing.T) {
 	if n := h2.Load(); n != 0 {
 		t.Fatalf("%d requests over HTTP/2", n)
 	}
+	// Its bundles and tiles pipelined, over TLS.
+	if n := l.fetcher.(*httpTiles).pipelined.Load(); n != 2 {
+		t.Fatalf("%d of 2 bundles read pipelined over TLS", n)
+	}
 }

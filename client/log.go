@@ -97,7 +97,7 @@ func NewLog(base string, p *policy.Policy, o HTTPOptions) (*Log, error) {
 	// of an audit replay's CPU in the profiles of #19.
 	tr.ReadBufferSize = 64 << 10
 	hc := &http.Client{Transport: tr, Timeout: o.Timeout}
-	f := &httpTiles{hc: hc, root: u}
+	f := &httpTiles{hc: hc, root: u, tls: tr.TLSClientConfig, timeout: o.Timeout, noGzip: o.DisableCompression}
 	if o.Token != "" {
 		f.auth = "Bearer " + o.Token
 	}

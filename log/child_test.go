@@ -58,6 +58,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(envChildDir); dir != "" {
 		os.Exit(runChild(dir, os.Getenv(envChildKey)))
 	}
+	if dir := os.Getenv(envChildFileServer); dir != "" {
+		os.Exit(runFileServer(dir))
+	}
 	os.Exit(m.Run())
 }
 

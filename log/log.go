@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,9 @@ type Log struct {
 	// closeStorage, if set, releases the storage driver's own state (the
 	// POSIX antispam index) once stop has been called.
 	closeStorage func() error
+	// openStatic opens a stored tile or entry bundle as a file (POSIX
+	// storage; nil otherwise): see writeFile.
+	openStatic func(path string) (*os.File, error)
 	// keys seals and opens records naming data subjects; nil without a KEK.
 	keys *subjectKeys
 	// subjectHold reports whether a subject (by keyed hash) is under a
@@ -191,6 +195,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop:      stop,
 
 		closeStorage: drv.close,
+		openStatic:   drv.openStatic,
 
 		boundary:    boundary,
 		boundaryRaw: boundaryRaw,

@@ -34,6 +34,10 @@ type driver struct {
 	// readObject reads a file beside the tiles (the migration boundary);
 	// os.ErrNotExist when there is none.
 	readObject func(ctx context.Context, path string) ([]byte, error)
+	// openStatic, if set, opens a tile or entry bundle (a tlog-tiles path)
+	// as a file, so the read path sends it without copying it through the
+	// process (sendfile); os.ErrNotExist when there is none. POSIX only.
+	openStatic func(path string) (*os.File, error)
 	// collectors are the driver's own metrics; close, if set, releases
 	// what it holds once its context is cancelled.
 	collectors []prometheus.Collector
@@ -97,7 +101,8 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 		retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir},
 		readObject: func(_ context.Context, path string) ([]byte, error) {
 			return os.ReadFile(filepath.Join(dir, path))
-		}}, nil
+		},
+		openStatic: func(path string) (*os.File, error) { return os.Open(filepath.Join(dir, path)) }}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:

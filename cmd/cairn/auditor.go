@@ -565,7 +565,7 @@ func newAuditCmd() *cobra.Command {
 	var c clientFlags
 	var af archiveFlags
 	var statePath, indexURL string
-	var quiet bool
+	var quiet, noPipelining bool
 	cmd := &cobra.Command{
 		Use:   "audit --log URL --policy FILE [--state FILE]",
 		Short: "Replay the log and recompute every leaf, tile and the root",
@@ -573,6 +573,11 @@ func newAuditCmd() *cobra.Command {
 every hash tile; recompute each leaf hash, each tile and the root; report the first
 disagreement with its index and path. With --state, the audit resumes from the last
 verified tree and checks the new one extends it, then saves the new state.
+
+Bundles and level-0 tiles are read pipelined on eight HTTP/1.1 connections (the
+requests written ahead, the answers read in order); whatever a connection does
+not deliver is read again one request at a time. --no-pipelining reads each with
+a request of its own.
 
 "audit FAILED" (exit 1) means the log's data is wrong; an audit that could not run
 (unreachable log, TLS mismatch, a bad flag) exits 2 and says why.
@@ -588,6 +593,7 @@ index moved backwards.`,
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --index http://127.0.0.1:8480
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --state audit.state --output json
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --disable-compression
+  cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --no-pipelining
   # Assumes a log whose retention policy archives to /srv/cairn-archive:
   cairn audit --log https://127.0.0.1:8080 --ca data/tls/ca.pem --policy data/policy.txt --archive posix:/srv/cairn-archive`,
 		Args: cobra.NoArgs,
@@ -612,7 +618,7 @@ index moved backwards.`,
 			errw := cmd.ErrOrStderr()
 			last := time.Now()
 			start := time.Now()
-			o := client.AuditOptions{}
+			o := client.AuditOptions{NoPipelining: noPipelining}
 			if o.Archive, err = af.open(); err != nil {
 				return err
 			}
@@ -678,6 +684,8 @@ index moved backwards.`,
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
 	cmd.Flags().BoolVar(&c.disableCompression, "disable-compression", false, "fetch bundles uncompressed: less CPU on both sides, more bytes (for a log on the same host or LAN)")
 	annotateField(cmd.Flags(), "disable-compression", "HTTPOptions.DisableCompression")
+	cmd.Flags().BoolVar(&noPipelining, "no-pipelining", false, "read each bundle and tile with a request of its own (by default they are pipelined on a few HTTP/1.1 connections; for a proxy that mishandles that)")
+	annotateField(cmd.Flags(), "no-pipelining", "AuditOptions.NoPipelining")
 	documentEnv(cmd)
 	return cmd
 }

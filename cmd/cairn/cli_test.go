@@ -73,6 +73,9 @@ func TestAuditAndMonitorExitOneOnTamperAndNameThePlace(t *testing.T) {
 	if out, stderr, code := run(t, nil, "audit", "--quiet", "--disable-compression", "--log", url, "--policy", pol); code != 0 || !strings.Contains(out, "audit PASSED: 360 records") {
 		t.Fatalf("clean audit, --disable-compression: exit %d %s %s", code, out, stderr)
 	}
+	if out, stderr, code := run(t, nil, "audit", "--quiet", "--no-pipelining", "--log", url, "--policy", pol); code != 0 || !strings.Contains(out, "audit PASSED: 360 records") {
+		t.Fatalf("clean audit, --no-pipelining: exit %d %s %s", code, out, stderr)
+	}
 	state := filepath.Join(t.TempDir(), "monitor.state")
 	if out, stderr, code := run(t, nil, "monitor", "--once", "--log", url, "--policy", pol, "--state", state); code != 0 || !strings.Contains(out, "ok: size 360") {
 		t.Fatalf("monitor: exit %d %s %s", code, out, stderr)
@@ -80,8 +83,14 @@ func TestAuditAndMonitorExitOneOnTamperAndNameThePlace(t *testing.T) {
 	b, _ := os.ReadFile(dir + "/tile/entries/001.p/104")
 	b[10] ^= 1
 	os.WriteFile(dir+"/tile/entries/001.p/104", b, 0o644)
-	if _, stderr, code := run(t, nil, "audit", "--quiet", "--log", url, "--policy", pol); code != 1 || !strings.Contains(stderr, "tile/entries/001.p/104") {
-		t.Fatalf("tampered audit: exit %d, %s", code, stderr)
+	for _, pipelining := range []string{"", "--no-pipelining"} {
+		args := []string{"audit", "--quiet", "--log", url, "--policy", pol}
+		if pipelining != "" {
+			args = append(args, pipelining)
+		}
+		if _, stderr, code := run(t, nil, args...); code != 1 || !strings.Contains(stderr, "tile/entries/001.p/104") {
+			t.Fatalf("tampered audit %s: exit %d, %s", pipelining, code, stderr)
+		}
 	}
 	if _, stderr, code := run(t, nil, "get", "--log", url, "--policy", pol, "257"); code != 1 || !strings.Contains(stderr, "the record does not match leaf 257") || strings.Contains(stderr, "policy") {
 		t.Fatalf("get of a tampered record: exit %d, %s", code, stderr)
