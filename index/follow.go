@@ -130,7 +130,7 @@ func (f *follower) step(ctx context.Context) error {
 		if !bytes.Equal(v.Raw, f.state.Checkpoint) {
 			// Same tree, a newer note (more cosignatures): serve it.
 			f.state.Checkpoint = v.Raw
-			if err := f.store.commit(ctx, nil, nil, f.state); err != nil {
+			if err := f.store.commit(ctx, nil, nil, f.state, true); err != nil {
 				return err
 			}
 			f.st.setIndexed(size, v.Raw)
@@ -286,10 +286,11 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 
 // commit writes a prepared chunk; size is the log's checkpoint size (for the lag).
 func (f *follower) commit(ctx context.Context, c *prepared, size uint64) error {
-	if c.state.Checkpoint == nil {
+	complete := c.state.Checkpoint != nil // prepare set it: the chunk ends at its size
+	if !complete {
 		c.state.Checkpoint = f.state.Checkpoint // the newest checkpoint whose tree is all indexed
 	}
-	if err := f.store.commit(ctx, c.rows, c.tiles, c.state); err != nil {
+	if err := f.store.commit(ctx, c.rows, c.tiles, c.state, complete); err != nil {
 		return fmt.Errorf("committing entries [%d, %d): %w", c.begin, c.state.Size, err)
 	}
 	f.state = c.state
@@ -344,19 +345,26 @@ func (f *follower) erase(ctx context.Context, subjectHash string, below uint64) 
 	if !f.decrypt {
 		return nil
 	}
-	rows, err := f.store.db.QueryContext(ctx, `SELECT s.idx FROM subjects s JOIN records r ON r.idx = s.idx
+	rows, err := f.store.db.QueryContext(ctx, `SELECT s.idx, r.leaf, r.rec FROM subjects s JOIN records r ON r.idx = s.idx
 		WHERE s.hash = ? AND s.idx < ? AND r.state = 'decrypted'`, subjectHash, below)
 	if err != nil {
 		return err
 	}
 	var idxs []uint64
+	var keys []fieldRow // the decrypted records' field rows, to delete
 	for rows.Next() {
 		var i uint64
-		if err := rows.Scan(&i); err != nil {
+		var leaf, rec []byte
+		if err := rows.Scan(&i, &leaf, &rec); err != nil {
 			rows.Close()
 			return err
 		}
 		idxs = append(idxs, i)
+		if h, err := search.Describe(i, leaf, rec, record.StateDecrypted, f.cfg.Fields); err == nil {
+			for name, value := range h.Fields {
+				keys = append(keys, fieldRow{fieldKey(nil, name, value), i})
+			}
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -376,5 +384,5 @@ func (f *follower) erase(ctx context.Context, subjectHash string, below uint64) 
 		return nil
 	}
 	f.cfg.Logger.Info("subject erased: its records are indexed as erased", slog.String("subject_hash", subjectHash), slog.Int("records", len(idxs)))
-	return f.store.markErased(ctx, subjectHash, below)
+	return f.store.markErased(ctx, subjectHash, below, keys)
 }
