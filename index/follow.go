@@ -281,7 +281,8 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 	if end == size {
 		next.Checkpoint = v.Raw
 	}
-	return &prepared{rows: newBatch(rows), tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
+	sorted := end == size || f.store.dialect != "sqlite" // else the rows go to field_pending (store.commit)
+	return &prepared{rows: newBatch(rows, sorted), tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
 }
 
 // commit writes a prepared chunk; size is the log's checkpoint size (for the lag).

@@ -253,12 +253,10 @@ const fieldKeySize = 16
 // names one value, and the index answers (and the client checks) the
 // entries filed under it as it did the text rows before.
 func fieldKey(dst []byte, name, value string) []byte {
-	h := sha256.New()
-	h.Write([]byte(name))
-	h.Write([]byte{0})
-	h.Write([]byte(value))
-	var sum [sha256.Size]byte
-	return append(dst, h.Sum(sum[:0])[:fieldKeySize]...)
+	var buf [128]byte
+	msg := append(append(append(buf[:0], name...), 0), value...)
+	sum := sha256.Sum256(msg)
+	return append(dst, sum[:fieldKeySize]...)
 }
 
 type subjectRow struct {
@@ -271,8 +269,10 @@ type subjectRow struct {
 // same B-tree pages instead of one random page each: in BenchmarkIndexWrite
 // this cut SQLite's VDBE time by ~30% (the fields table is ~70% of the
 // writer's CPU). The sort runs here, in the follower's fetching goroutine,
-// off the writer's critical path.
-func newBatch(rows []*search.Hit) *batch {
+// off the writer's critical path. Field rows bound for SQLite's
+// field_pending (a chunk short of the checkpoint) need no order: sorted
+// is false.
+func newBatch(rows []*search.Hit, sorted bool) *batch {
 	b := &batch{records: rows}
 	n := 0
 	for _, h := range rows {
@@ -289,12 +289,14 @@ func newBatch(rows []*search.Hit) *batch {
 			b.subjects = append(b.subjects, subjectRow{sh, h.Index})
 		}
 	}
-	slices.SortFunc(b.fields, func(x, y fieldRow) int {
-		if c := bytes.Compare(x.key, y.key); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.idx, y.idx)
-	})
+	if sorted {
+		slices.SortFunc(b.fields, func(x, y fieldRow) int {
+			if c := bytes.Compare(x.key, y.key); c != 0 {
+				return c
+			}
+			return cmp.Compare(x.idx, y.idx)
+		})
+	}
 	slices.SortFunc(b.subjects, func(x, y subjectRow) int {
 		if c := strings.Compare(x.hash, y.hash); c != 0 {
 			return c
