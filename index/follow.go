@@ -58,6 +58,9 @@ func (f *follower) load(ctx context.Context) error {
 		st = &savedState{Root: rfc6962.DefaultHasher.EmptyRoot(), Fields: f.fields}
 	}
 	f.state = st
+	if err := f.loadPending(ctx); err != nil {
+		return err
+	}
 	if f.rng, err = rangeFactory.NewRange(0, st.Size, st.Range); err != nil {
 		return fmt.Errorf("the index state's compact range: %w", err)
 	}
@@ -67,6 +70,38 @@ func (f *follower) load(ctx context.Context) error {
 	f.st.setIndexed(st.Size, st.Checkpoint)
 	f.st.setError(nil)
 	f.m.indexed.Set(float64(st.Size))
+	return nil
+}
+
+// loadPending rebuilds the pending field rows (store.commit) of the
+// committed entries from the store's upto on, from their records.
+func (f *follower) loadPending(ctx context.Context) error {
+	if f.store.upto >= f.state.Size {
+		return nil
+	}
+	rows, err := f.store.db.QueryContext(ctx, `SELECT idx, leaf, rec, state FROM records WHERE idx >= ? AND idx < ? ORDER BY idx`, f.store.upto, f.state.Size)
+	if err != nil {
+		return fmt.Errorf("reading the records whose fields are not merged yet: %w", err)
+	}
+	defer rows.Close()
+	var pending []fieldRow
+	for rows.Next() {
+		var i uint64
+		var leaf, rec []byte
+		var state string
+		if err := rows.Scan(&i, &leaf, &rec, &state); err != nil {
+			return err
+		}
+		h, err := search.Describe(i, leaf, rec, state, f.cfg.Fields)
+		if err != nil {
+			return fmt.Errorf("entry %d in the index: %w", i, err)
+		}
+		pending = fieldRows(pending, h)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	f.store.pending = pending
 	return nil
 }
 
@@ -362,9 +397,7 @@ func (f *follower) erase(ctx context.Context, subjectHash string, below uint64) 
 		}
 		idxs = append(idxs, i)
 		if h, err := search.Describe(i, leaf, rec, record.StateDecrypted, f.cfg.Fields); err == nil {
-			for name, value := range h.Fields {
-				keys = append(keys, fieldRow{fieldKey(nil, name, value), i})
-			}
+			keys = fieldRows(keys, h)
 		}
 	}
 	rows.Close()

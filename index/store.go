@@ -1,11 +1,11 @@
 package index
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,7 +22,7 @@ import (
 //
 //	records        one row per log entry: index, timestamp, principal, content type, state, leaf, decrypted record
 //	field_keys     (key, index) for every extracted field value: key is fieldKey(name, value), a 128-bit hash
-//	field_pending  (SQLite) field rows of entries past the served checkpoint, in arrival order (mergePending)
+//	field_merge    (SQLite) one row: upto, the size below which every field row is in field_keys (store.commit)
 //	subjects       (hash, index) for every subject of a sealed record
 //	tiles          (level, n, hashes): the hash tiles of the verified tree, for inclusion proofs
 //	state          one row: the verified size, root, compact range and checkpoint note
@@ -38,7 +38,7 @@ var sqliteSchema = []string{
 	`CREATE INDEX IF NOT EXISTS records_principal ON records (principal, idx)`,
 	`CREATE INDEX IF NOT EXISTS records_ts ON records (ts, idx)`,
 	`CREATE TABLE IF NOT EXISTS field_keys (k BLOB NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (k, idx)) WITHOUT ROWID`,
-	`CREATE TABLE IF NOT EXISTS field_pending (k BLOB NOT NULL, idx INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS field_merge (id INTEGER PRIMARY KEY, upto INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS subjects (hash TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (hash, idx)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS tiles (level INTEGER NOT NULL, n INTEGER NOT NULL, hashes BLOB NOT NULL, PRIMARY KEY (level, n))`,
 	`CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
@@ -69,15 +69,18 @@ const schemaVersion = 2
 type store struct {
 	db      *sql.DB
 	dialect string // "sqlite" or "mysql"
-	// pending counts the rows of field_pending (SQLite). Only the
-	// follower's goroutine, which alone writes, reads or sets it.
-	pending int
+	// pending are the field rows of the entries from upto to the
+	// committed size, not yet in field_keys (SQLite; store.commit). Only
+	// the follower's goroutine, which alone writes, reads or sets them
+	// (the follower rebuilds them from the records table when it loads).
+	pending []fieldRow
+	upto    uint64
 }
 
-// maxPending bounds field_pending: past it a commit merges the pending
-// rows into field_keys even in the middle of a catch-up (the merge sorts
-// them in memory: temp_store is memory).
-const maxPending = 1 << 22
+// maxPending bounds the pending field rows (24 bytes each in memory):
+// past it a commit merges them into field_keys even in the middle of a
+// catch-up.
+const maxPending = 1 << 21
 
 // openStore opens (and creates the tables of) the database named by spec:
 // sqlite:PATH or mysql:DSN (a go-sql-driver DSN).
@@ -135,6 +138,14 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 	if _, err := s.db.ExecContext(ctx, `REPLACE INTO schema_version (id, version) VALUES (1, ?)`, schemaVersion); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("writing the index's schema version: %w", err)
+	}
+	if s.dialect == "sqlite" {
+		// A new index has merged nothing; one that has no row yet was
+		// written before field_merge existed, every field row merged.
+		if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO field_merge (id, upto) SELECT 1, COALESCE((SELECT size FROM state WHERE id = 1), 0)`); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("creating the index tables: %w", err)
+		}
 	}
 	return &s, nil
 }
@@ -207,8 +218,9 @@ func (s *store) loadState(ctx context.Context) (*savedState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the index state: %w", err)
 	}
+	s.pending, s.upto = nil, st.Size
 	if s.dialect == "sqlite" {
-		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM field_pending`).Scan(&s.pending); err != nil {
+		if err := s.db.QueryRowContext(ctx, `SELECT upto FROM field_merge WHERE id = 1`).Scan(&s.upto); err != nil {
 			return nil, fmt.Errorf("reading the index state: %w", err)
 		}
 	}
@@ -236,7 +248,7 @@ type batch struct {
 }
 
 type fieldRow struct {
-	key []byte // fieldKey(name, value)
+	key [fieldKeySize]byte // fieldKey(name, value)
 	idx uint64
 }
 
@@ -244,7 +256,7 @@ type fieldRow struct {
 const fieldKeySize = 16
 
 // fieldKey is the key under which a field value is indexed: the first 16
-// bytes of SHA-256(name, 0, value), appended to dst. A short fixed-size
+// bytes of SHA-256(name, 0, value). A short fixed-size
 // key keeps the field_keys B-tree small (~24 bytes a row however long the
 // name and value) and its inserts cheap — three rows a record are most of
 // the writer's work. 128 bits make two values sharing a key as unlikely
@@ -252,11 +264,34 @@ const fieldKeySize = 16
 // a second preimage of a given value's key is 2^128 work), so a field key
 // names one value, and the index answers (and the client checks) the
 // entries filed under it as it did the text rows before.
-func fieldKey(dst []byte, name, value string) []byte {
+func fieldKey(name, value string) [fieldKeySize]byte {
 	var buf [128]byte
 	msg := append(append(append(buf[:0], name...), 0), value...)
 	sum := sha256.Sum256(msg)
-	return append(dst, sum[:fieldKeySize]...)
+	return [fieldKeySize]byte(sum[:fieldKeySize])
+}
+
+// fieldRows are the field rows of a described entry, appended to dst.
+func fieldRows(dst []fieldRow, h *search.Hit) []fieldRow {
+	for k, v := range h.Fields {
+		dst = append(dst, fieldRow{fieldKey(k, v), h.Index})
+	}
+	return dst
+}
+
+// sortFieldRows sorts rows by (key, index), the order of field_keys. The
+// keys compare as two big-endian words (bytes.Compare's call was most of
+// the sort).
+func sortFieldRows(rows []fieldRow) {
+	slices.SortFunc(rows, func(x, y fieldRow) int {
+		if c := cmp.Compare(binary.BigEndian.Uint64(x.key[:8]), binary.BigEndian.Uint64(y.key[:8])); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(binary.BigEndian.Uint64(x.key[8:]), binary.BigEndian.Uint64(y.key[8:])); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.idx, y.idx)
+	})
 }
 
 type subjectRow struct {
@@ -278,24 +313,15 @@ func newBatch(rows []*search.Hit, sorted bool) *batch {
 	for _, h := range rows {
 		n += len(h.Fields)
 	}
-	keys := make([]byte, 0, n*fieldKeySize) // one allocation for the chunk's keys
 	b.fields = make([]fieldRow, 0, n)
 	for _, h := range rows {
-		for k, v := range h.Fields {
-			keys = fieldKey(keys, k, v)
-			b.fields = append(b.fields, fieldRow{keys[len(keys)-fieldKeySize:], h.Index})
-		}
+		b.fields = fieldRows(b.fields, h)
 		for _, sh := range h.SubjectHashes {
 			b.subjects = append(b.subjects, subjectRow{sh, h.Index})
 		}
 	}
 	if sorted {
-		slices.SortFunc(b.fields, func(x, y fieldRow) int {
-			if c := bytes.Compare(x.key, y.key); c != 0 {
-				return c
-			}
-			return cmp.Compare(x.idx, y.idx)
-		})
+		sortFieldRows(b.fields)
 	}
 	slices.SortFunc(b.subjects, func(x, y subjectRow) int {
 		if c := strings.Compare(x.hash, y.hash); c != 0 {
@@ -311,36 +337,48 @@ func newBatch(rows []*search.Hit, sorted bool) *batch {
 // size, so that queries will read every entry up to it.
 //
 // In SQLite, the field rows of a chunk that does not complete a
-// checkpoint are appended to field_pending instead of field_keys:
-// queries answer only below the served checkpoint's size, so they need
-// no field row of these entries yet. The commit that completes a
-// checkpoint (or finds maxPending rows pending) merges them all into
-// field_keys in one sorted INSERT … SELECT, in the same transaction. A
-// catch-up thus writes each page of the field_keys B-tree once per merge
-// instead of once per chunk (a chunk's rows land on most of its pages),
-// and SQLite sorts and inserts them without a bound parameter a row.
-// Tailing a log, every commit completes a checkpoint: nothing is pending.
+// checkpoint are kept in memory (pending) instead of inserted: queries
+// answer only below the served checkpoint's size, so they need no field
+// row of these entries yet. The commit that completes a checkpoint (or
+// finds maxPending rows pending) sorts them all and inserts them into
+// field_keys, in the same transaction, and records in field_merge that
+// every field row below its size is there. A catch-up thus writes each
+// page of the field_keys B-tree once per merge instead of once per
+// chunk (a chunk's rows land on most of its pages), in key order. The
+// pending rows are derived data of the committed records: after a crash
+// (or a failed commit) the follower rebuilds them from the records from
+// upto on (follower.load). Tailing a log, every commit completes a
+// checkpoint: nothing is pending.
 func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *savedState, complete bool) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	pending := s.pending
+	pending, upto := s.pending, s.upto
 	if rows != nil {
-		toPending := s.dialect == "sqlite" && (!complete || pending > 0)
-		if err := s.insertRows(ctx, tx, rows, toPending); err != nil {
+		toPending := s.dialect == "sqlite" && (!complete || len(pending) > 0)
+		if err := s.insertRows(ctx, tx, rows, !toPending); err != nil {
 			return err
 		}
 		if toPending {
-			pending += len(rows.fields)
+			// (A failed commit leaves s.pending as it was; the appended
+			// rows past its length are not read.)
+			pending = append(pending, rows.fields...)
+		} else if s.dialect == "sqlite" {
+			upto = st.Size
 		}
 	}
-	if pending > 0 && (complete || pending >= maxPending) {
-		if err := mergePending(ctx, tx); err != nil {
+	if len(pending) > 0 && (complete || len(pending) >= maxPending) {
+		if err := s.merge(ctx, tx, pending); err != nil {
 			return err
 		}
-		pending = 0
+		pending, upto = nil, st.Size
+	}
+	if s.dialect == "sqlite" && upto != s.upto {
+		if _, err := tx.ExecContext(ctx, `REPLACE INTO field_merge (id, upto) VALUES (1, ?)`, upto); err != nil {
+			return fmt.Errorf("writing the index state: %w", err)
+		}
 	}
 	if len(tiles) > 0 {
 		stmt, err := tx.PrepareContext(ctx, `REPLACE INTO tiles (level, n, hashes) VALUES (?, ?, ?)`)
@@ -370,16 +408,14 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.pending = pending
+	s.pending, s.upto = pending, upto
 	return nil
 }
 
-// mergePending moves field_pending's rows into field_keys.
-func mergePending(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, `INSERT OR ROLLBACK INTO field_keys (k, idx) SELECT k, idx FROM field_pending ORDER BY k, idx`); err != nil {
-		return fmt.Errorf("merging the pending field rows: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM field_pending`); err != nil {
+// merge sorts the pending field rows and inserts them into field_keys.
+func (s *store) merge(ctx context.Context, tx *sql.Tx, pending []fieldRow) error {
+	sortFieldRows(pending)
+	if err := s.insertRows(ctx, tx, &batch{fields: pending}, true); err != nil {
 		return fmt.Errorf("merging the pending field rows: %w", err)
 	}
 	return nil
@@ -390,12 +426,8 @@ const insertBatch = 200
 
 // insertRows writes records, fields and subjects with multi-row INSERTs
 // (prepared once per shape): one statement per 200 rows instead of one per row.
-// toPending: the field rows go to field_pending.
-func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows *batch, toPending bool) error {
-	fieldTable := "field_keys (k, idx)"
-	if toPending {
-		fieldTable = "field_pending (k, idx)"
-	}
+// withFields: the field rows too (else they are pending, see commit).
+func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows *batch, withFields bool) error {
 	var recArgs, fieldArgs, subjArgs []any
 	nRec, nField, nSubj := 0, 0, 0
 	// Full batches reuse one prepared statement per table.
@@ -409,7 +441,7 @@ func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows *batch, toPendi
 		if err := s.flush(ctx, tx, stmts, "records (idx, ts, principal, content_type, state, leaf, rec)", 7, &recArgs, &nRec, force); err != nil {
 			return err
 		}
-		if err := s.flush(ctx, tx, stmts, fieldTable, 2, &fieldArgs, &nField, force); err != nil {
+		if err := s.flush(ctx, tx, stmts, "field_keys (k, idx)", 2, &fieldArgs, &nField, force); err != nil {
 			return err
 		}
 		return s.flush(ctx, tx, stmts, "subjects (hash, idx)", 2, &subjArgs, &nSubj, force)
@@ -425,8 +457,12 @@ func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows *batch, toPendi
 			return err
 		}
 	}
-	for _, r := range rows.fields {
-		fieldArgs = append(fieldArgs, r.key, r.idx)
+	for i := range rows.fields {
+		if !withFields {
+			break
+		}
+		r := &rows.fields[i]
+		fieldArgs = append(fieldArgs, r.key[:], r.idx)
 		nField++
 		if err := flush(false); err != nil {
 			return err
@@ -503,14 +539,18 @@ func (s *store) markErased(ctx context.Context, subjectHash string, below uint64
 		return err
 	}
 	defer tx.Rollback()
-	if s.pending > 0 {
+	merged := len(s.pending) > 0
+	if merged {
 		// The keys may be pending: merge them first (erasures are rare).
-		if err := mergePending(ctx, tx); err != nil {
+		if err := s.merge(ctx, tx, s.pending); err != nil {
 			return err
+		}
+		if _, err := tx.ExecContext(ctx, `REPLACE INTO field_merge (id, upto) VALUES (1, ?)`, below); err != nil {
+			return fmt.Errorf("writing the index state: %w", err)
 		}
 	}
 	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM field_keys WHERE k = ? AND idx = ?`, k.key, k.idx); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM field_keys WHERE k = ? AND idx = ?`, k.key[:], k.idx); err != nil {
 			return fmt.Errorf("erasing the fields of entry %d (subject %s): %w", k.idx, subjectHash, err)
 		}
 	}
@@ -520,7 +560,9 @@ func (s *store) markErased(ctx context.Context, subjectHash string, below uint64
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.pending = 0
+	if merged {
+		s.pending, s.upto = nil, below
+	}
 	return nil
 }
 

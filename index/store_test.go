@@ -216,25 +216,26 @@ func wantField(t *testing.T, size uint64, name, value string) []uint64 {
 	return out
 }
 
-func pendingRows(t *testing.T, path string) int {
+// merged returns field_merge's upto and the number of field_keys rows.
+func merged(t *testing.T, path string) (upto, keys uint64) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM field_pending`).Scan(&n); err != nil {
+	if err := db.QueryRow(`SELECT (SELECT upto FROM field_merge WHERE id = 1), (SELECT COUNT(*) FROM field_keys)`).Scan(&upto, &keys); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return upto, keys
 }
 
 // A catch-up in chunks that end short of the log's checkpoint keeps its
-// field rows in field_pending; queries answer exactly the served
-// checkpoint's entries meanwhile; an index stopped mid-catch-up (each
-// commit is one transaction) resumes from its pending rows; once the
-// checkpoint is complete nothing is pending and every field query answers
-// what a replay computes.
+// field rows pending (in memory) and merges them into field_keys when a
+// checkpoint is complete; queries answer exactly the served checkpoint's
+// entries meanwhile; an index stopped mid-catch-up (each commit is one
+// transaction) rebuilds its pending rows from the committed records and
+// resumes; once the checkpoint is complete every field query answers what
+// a replay computes.
 func TestCatchUpThroughPendingFieldRows(t *testing.T) {
 	const early, size = 768, 3000 // early: a bundle boundary (the fixture has no partial bundle there)
 	dir, notes, p := smallLog(t, size, early, size)
@@ -271,8 +272,8 @@ func TestCatchUpThroughPendingFieldRows(t *testing.T) {
 	waitFor(t, "the index at 1280", func() bool { return x.Status().IndexedSize == 5*256 })
 	check(x, early) // still the 768 checkpoint: nothing pending is answered
 	stop()
-	if n := pendingRows(t, path); n != 3*(5*256-early) {
-		t.Fatalf("%d pending field rows after stopping mid-catch-up, want %d", n, 3*(5*256-early))
+	if upto, keys := merged(t, path); upto != early || keys != 3*early {
+		t.Fatalf("stopped mid-catch-up: field rows merged up to %d (%d of them), want %d (%d)", upto, keys, early, 3*early)
 	}
 
 	// Restarted with the log healthy, it completes the checkpoint.
@@ -280,8 +281,8 @@ func TestCatchUpThroughPendingFieldRows(t *testing.T) {
 	x, stop = startTestIndex(t, srv.URL, p, "sqlite:"+path, 1)
 	defer stop()
 	waitFor(t, "the index at 3000", func() bool { return x.Status().IndexedSize == size && x.Status().Checkpoint == string(second) })
-	if n := pendingRows(t, path); n != 0 {
-		t.Errorf("%d pending field rows after the catch-up completed", n)
+	if upto, keys := merged(t, path); upto != size || keys != 3*size {
+		t.Errorf("caught up: field rows merged up to %d (%d of them), want %d (%d)", upto, keys, size, 3*size)
 	}
 	check(x, size)
 }
