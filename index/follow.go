@@ -316,7 +316,7 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 	if end == size {
 		next.Checkpoint = v.Raw
 	}
-	sorted := end == size || f.store.dialect != "sqlite" // else the rows go to field_pending (store.commit)
+	sorted := end == size || f.store.dialect != "sqlite" // else the field rows are pending (store.commit)
 	return &prepared{rows: newBatch(rows, sorted), tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
 }
 

@@ -304,9 +304,9 @@ type subjectRow struct {
 // same B-tree pages instead of one random page each: in BenchmarkIndexWrite
 // this cut SQLite's VDBE time by ~30% (the fields table is ~70% of the
 // writer's CPU). The sort runs here, in the follower's fetching goroutine,
-// off the writer's critical path. Field rows bound for SQLite's
-// field_pending (a chunk short of the checkpoint) need no order: sorted
-// is false.
+// off the writer's critical path. Field rows that stay pending in SQLite
+// (a chunk short of the checkpoint) are sorted when they are merged
+// (store.commit): sorted is false.
 func newBatch(rows []*search.Hit, sorted bool) *batch {
 	b := &batch{records: rows}
 	n := 0
