@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cairnlog/cairn/client"
@@ -101,7 +102,8 @@ func (f *follower) loadPending(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	f.store.pending = pending
+	slices.SortFunc(pending, compareFieldRows)
+	f.store.pending, f.store.runs = pending, []int{len(pending)}
 	return nil
 }
 
@@ -316,8 +318,7 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 	if end == size {
 		next.Checkpoint = v.Raw
 	}
-	sorted := end == size || f.store.dialect != "sqlite" // else the field rows are pending (store.commit)
-	return &prepared{rows: newBatch(rows, sorted), tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
+	return &prepared{rows: newBatch(rows), tiles: f.tiles.take(), state: next, erasures: erasures, begin: begin}, nil
 }
 
 // commit writes a prepared chunk; size is the log's checkpoint size (for the lag).

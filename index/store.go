@@ -74,6 +74,7 @@ type store struct {
 	// the follower's goroutine, which alone writes, reads or sets them
 	// (the follower rebuilds them from the records table when it loads).
 	pending []fieldRow
+	runs    []int // pending is sorted runs: runs[i] is where run i ends
 	upto    uint64
 }
 
@@ -218,7 +219,7 @@ func (s *store) loadState(ctx context.Context) (*savedState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the index state: %w", err)
 	}
-	s.pending, s.upto = nil, st.Size
+	s.pending, s.runs, s.upto = nil, nil, st.Size
 	if s.dialect == "sqlite" {
 		if err := s.db.QueryRowContext(ctx, `SELECT upto FROM field_merge WHERE id = 1`).Scan(&s.upto); err != nil {
 			return nil, fmt.Errorf("reading the index state: %w", err)
@@ -279,19 +280,53 @@ func fieldRows(dst []fieldRow, h *search.Hit) []fieldRow {
 	return dst
 }
 
-// sortFieldRows sorts rows by (key, index), the order of field_keys. The
-// keys compare as two big-endian words (bytes.Compare's call was most of
-// the sort).
-func sortFieldRows(rows []fieldRow) {
-	slices.SortFunc(rows, func(x, y fieldRow) int {
-		if c := cmp.Compare(binary.BigEndian.Uint64(x.key[:8]), binary.BigEndian.Uint64(y.key[:8])); c != 0 {
-			return c
+// compareFieldRows orders rows by (key, index), the order of
+// field_keys. The keys compare as two big-endian words (bytes.Compare's
+// call was most of a sort).
+func compareFieldRows(x, y fieldRow) int {
+	if c := cmp.Compare(binary.BigEndian.Uint64(x.key[:8]), binary.BigEndian.Uint64(y.key[:8])); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(binary.BigEndian.Uint64(x.key[8:]), binary.BigEndian.Uint64(y.key[8:])); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.idx, y.idx)
+}
+
+// mergeRuns returns rows, whose sorted runs end at ends, in order:
+// adjacent runs are merged pairwise until one is left (the follower sorts
+// each chunk's rows as it fetches, so the writer only merges them).
+func mergeRuns(rows []fieldRow, ends []int) []fieldRow {
+	if len(ends) <= 1 {
+		return rows
+	}
+	src, dst := rows, make([]fieldRow, len(rows))
+	for len(ends) > 1 {
+		next := make([]int, 0, (len(ends)+1)/2)
+		start := 0
+		for i := 0; i < len(ends); i += 2 {
+			if i+1 == len(ends) {
+				copy(dst[start:ends[i]], src[start:ends[i]])
+				next = append(next, ends[i])
+				break
+			}
+			mid, end := ends[i], ends[i+1]
+			a, b, out := src[start:mid], src[mid:end], dst[start:start]
+			for len(a) > 0 && len(b) > 0 {
+				if compareFieldRows(a[0], b[0]) <= 0 {
+					out, a = append(out, a[0]), a[1:]
+				} else {
+					out, b = append(out, b[0]), b[1:]
+				}
+			}
+			out = append(append(out, a...), b...)
+			next = append(next, end)
+			start = end
 		}
-		if c := cmp.Compare(binary.BigEndian.Uint64(x.key[8:]), binary.BigEndian.Uint64(y.key[8:])); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.idx, y.idx)
-	})
+		ends = next
+		src, dst = dst, src
+	}
+	return src
 }
 
 type subjectRow struct {
@@ -304,10 +339,9 @@ type subjectRow struct {
 // same B-tree pages instead of one random page each: in BenchmarkIndexWrite
 // this cut SQLite's VDBE time by ~30% (the fields table is ~70% of the
 // writer's CPU). The sort runs here, in the follower's fetching goroutine,
-// off the writer's critical path. Field rows that stay pending in SQLite
-// (a chunk short of the checkpoint) are sorted when they are merged
-// (store.commit): sorted is false.
-func newBatch(rows []*search.Hit, sorted bool) *batch {
+// off the writer's critical path (pending field rows are merged as
+// sorted runs, store.commit).
+func newBatch(rows []*search.Hit) *batch {
 	b := &batch{records: rows}
 	n := 0
 	for _, h := range rows {
@@ -320,9 +354,7 @@ func newBatch(rows []*search.Hit, sorted bool) *batch {
 			b.subjects = append(b.subjects, subjectRow{sh, h.Index})
 		}
 	}
-	if sorted {
-		sortFieldRows(b.fields)
-	}
+	slices.SortFunc(b.fields, compareFieldRows)
 	slices.SortFunc(b.subjects, func(x, y subjectRow) int {
 		if c := strings.Compare(x.hash, y.hash); c != 0 {
 			return c
@@ -340,8 +372,8 @@ func newBatch(rows []*search.Hit, sorted bool) *batch {
 // checkpoint are kept in memory (pending) instead of inserted: queries
 // answer only below the served checkpoint's size, so they need no field
 // row of these entries yet. The commit that completes a checkpoint (or
-// finds maxPending rows pending) sorts them all and inserts them into
-// field_keys, in the same transaction, and records in field_merge that
+// finds maxPending rows pending) merges their sorted runs and inserts
+// them into field_keys, in the same transaction, and records in field_merge that
 // every field row below its size is there. A catch-up thus writes each
 // page of the field_keys B-tree once per merge instead of once per
 // chunk (a chunk's rows land on most of its pages), in key order. The
@@ -355,7 +387,7 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 		return err
 	}
 	defer tx.Rollback()
-	pending, upto := s.pending, s.upto
+	pending, runs, upto := s.pending, s.runs, s.upto
 	if rows != nil {
 		toPending := s.dialect == "sqlite" && (!complete || len(pending) > 0)
 		if err := s.insertRows(ctx, tx, rows, !toPending); err != nil {
@@ -365,15 +397,16 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 			// (A failed commit leaves s.pending as it was; the appended
 			// rows past its length are not read.)
 			pending = append(pending, rows.fields...)
+			runs = append(runs, len(pending))
 		} else if s.dialect == "sqlite" {
 			upto = st.Size
 		}
 	}
 	if len(pending) > 0 && (complete || len(pending) >= maxPending) {
-		if err := s.merge(ctx, tx, pending); err != nil {
+		if err := s.merge(ctx, tx, pending, runs); err != nil {
 			return err
 		}
-		pending, upto = nil, st.Size
+		pending, runs, upto = nil, nil, st.Size
 	}
 	if s.dialect == "sqlite" && upto != s.upto {
 		if _, err := tx.ExecContext(ctx, `REPLACE INTO field_merge (id, upto) VALUES (1, ?)`, upto); err != nil {
@@ -408,14 +441,14 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.pending, s.upto = pending, upto
+	s.pending, s.runs, s.upto = pending, runs, upto
 	return nil
 }
 
-// merge sorts the pending field rows and inserts them into field_keys.
-func (s *store) merge(ctx context.Context, tx *sql.Tx, pending []fieldRow) error {
-	sortFieldRows(pending)
-	if err := s.insertRows(ctx, tx, &batch{fields: pending}, true); err != nil {
+// merge inserts the pending field rows (sorted runs ending at runs) into
+// field_keys, in key order.
+func (s *store) merge(ctx context.Context, tx *sql.Tx, pending []fieldRow, runs []int) error {
+	if err := s.insertRows(ctx, tx, &batch{fields: mergeRuns(pending, runs)}, true); err != nil {
 		return fmt.Errorf("merging the pending field rows: %w", err)
 	}
 	return nil
@@ -542,7 +575,7 @@ func (s *store) markErased(ctx context.Context, subjectHash string, below uint64
 	merged := len(s.pending) > 0
 	if merged {
 		// The keys may be pending: merge them first (erasures are rare).
-		if err := s.merge(ctx, tx, s.pending); err != nil {
+		if err := s.merge(ctx, tx, s.pending, s.runs); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `REPLACE INTO field_merge (id, upto) VALUES (1, ?)`, below); err != nil {
@@ -561,7 +594,7 @@ func (s *store) markErased(ctx context.Context, subjectHash string, below uint64
 		return err
 	}
 	if merged {
-		s.pending, s.upto = nil, below
+		s.pending, s.runs, s.upto = nil, nil, below
 	}
 	return nil
 }

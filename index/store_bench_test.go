@@ -37,7 +37,7 @@ func BenchmarkIndexWrite(b *testing.B) {
 	// previous one: the writer's rate does not include it.
 	var batches []*batch
 	for i := 0; i < n; i += chunk {
-		batches = append(batches, newBatch(rows[i:i+chunk], i+chunk == n))
+		batches = append(batches, newBatch(rows[i:i+chunk]))
 	}
 	ctx := context.Background()
 	b.ResetTimer()

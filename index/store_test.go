@@ -322,3 +322,25 @@ func TestOpenStoreRefusesAnotherSchemaVersion(t *testing.T) {
 		s.Close()
 	}
 }
+
+// mergeRuns orders any number of sorted runs as one sort would.
+func TestMergeRunsSortsAsOneSort(t *testing.T) {
+	for _, nRuns := range []int{0, 1, 2, 3, 7, 16} {
+		var rows []fieldRow
+		var ends []int
+		for r := range nRuns {
+			var run []fieldRow
+			for i := range 50 + 13*r {
+				run = append(run, fieldRow{fieldKey("f", fmt.Sprint(i%17, r%3)), uint64(1000*r + i)})
+			}
+			slices.SortFunc(run, compareFieldRows)
+			rows = append(rows, run...)
+			ends = append(ends, len(rows))
+		}
+		want := slices.Clone(rows)
+		slices.SortFunc(want, compareFieldRows)
+		if got := mergeRuns(rows, ends); !slices.Equal(got, want) {
+			t.Errorf("%d runs: merged out of order", nRuns)
+		}
+	}
+}
