@@ -22,7 +22,7 @@ import (
 //
 //	records        one row per log entry: index, timestamp, principal, content type, state, leaf, decrypted record
 //	field_keys     (key, index) for every extracted field value: key is fieldKey(name, value), a 128-bit hash
-//	field_merge    (SQLite) one row: upto, the size below which every field row is in field_keys (store.commit)
+//	field_merge    one row: upto, the size below which every field row is in field_keys (store.commit)
 //	subjects       (hash, index) for every subject of a sealed record
 //	tiles          (level, n, hashes): the hash tiles of the verified tree, for inclusion proofs
 //	state          one row: the verified size, root, compact range and checkpoint note
@@ -56,6 +56,7 @@ var mysqlSchema = []string{
 	`CREATE TABLE IF NOT EXISTS state (id INT PRIMARY KEY, size BIGINT UNSIGNED NOT NULL, root VARBINARY(32) NOT NULL,
 		range_hashes BLOB NOT NULL, checkpoint BLOB NOT NULL, fields TEXT NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS schema_version (id INT PRIMARY KEY, version INT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS field_merge (id INT PRIMARY KEY, upto BIGINT UNSIGNED NOT NULL)`,
 }
 
 // schemaVersion is the layout of the tables above. Version 1 (Cairn
@@ -70,7 +71,7 @@ type store struct {
 	db      *sql.DB
 	dialect string // "sqlite" or "mysql"
 	// pending are the field rows of the entries from upto to the
-	// committed size, not yet in field_keys (SQLite; store.commit). Only
+	// committed size, not yet in field_keys (store.commit). Only
 	// the follower's goroutine, which alone writes, reads or sets them
 	// (the follower rebuilds them from the records table when it loads).
 	pending []fieldRow
@@ -140,13 +141,15 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("writing the index's schema version: %w", err)
 	}
-	if s.dialect == "sqlite" {
-		// A new index has merged nothing; one that has no row yet was
-		// written before field_merge existed, every field row merged.
-		if _, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO field_merge (id, upto) SELECT 1, COALESCE((SELECT size FROM state WHERE id = 1), 0)`); err != nil {
-			s.db.Close()
-			return nil, fmt.Errorf("creating the index tables: %w", err)
-		}
+	// A new index has merged nothing; one that has no row yet was written
+	// before field_merge existed, every field row merged.
+	ignore := "INSERT OR IGNORE"
+	if s.dialect == "mysql" {
+		ignore = "INSERT IGNORE"
+	}
+	if _, err := s.db.ExecContext(ctx, ignore+` INTO field_merge (id, upto) SELECT 1, COALESCE((SELECT size FROM state WHERE id = 1), 0)`); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("creating the index tables: %w", err)
 	}
 	return &s, nil
 }
@@ -182,7 +185,7 @@ func (s *store) checkVersion(ctx context.Context, kind, arg string) error {
 	}
 	rebuild := fmt.Sprintf("delete %s (and its -wal and -shm files)", arg)
 	if kind == "mysql" {
-		rebuild = "drop the database's tables records, fields, field_keys, subjects, tiles, state and schema_version"
+		rebuild = "drop the database's tables records, fields, field_keys, field_merge, subjects, tiles, state and schema_version"
 	}
 	return fmt.Errorf("the index database holds schema version %d, this cairn writes version %d: the index is derived data, rebuild it from the log: %s and start again",
 		version, schemaVersion, rebuild)
@@ -220,10 +223,8 @@ func (s *store) loadState(ctx context.Context) (*savedState, error) {
 		return nil, fmt.Errorf("reading the index state: %w", err)
 	}
 	s.pending, s.runs, s.upto = nil, nil, st.Size
-	if s.dialect == "sqlite" {
-		if err := s.db.QueryRowContext(ctx, `SELECT upto FROM field_merge WHERE id = 1`).Scan(&s.upto); err != nil {
-			return nil, fmt.Errorf("reading the index state: %w", err)
-		}
+	if err := s.db.QueryRowContext(ctx, `SELECT upto FROM field_merge WHERE id = 1`).Scan(&s.upto); err != nil {
+		return nil, fmt.Errorf("reading the index state: %w", err)
 	}
 	if len(rng)%32 != 0 {
 		return nil, fmt.Errorf("the index state's compact range is %d bytes, not a multiple of 32", len(rng))
@@ -368,7 +369,7 @@ func newBatch(rows []*search.Hit) *batch {
 // one transaction. complete says that st's checkpoint covers st's whole
 // size, so that queries will read every entry up to it.
 //
-// In SQLite, the field rows of a chunk that does not complete a
+// The field rows of a chunk that does not complete a
 // checkpoint are kept in memory (pending) instead of inserted: queries
 // answer only below the served checkpoint's size, so they need no field
 // row of these entries yet. The commit that completes a checkpoint (or
@@ -389,7 +390,7 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 	defer tx.Rollback()
 	pending, runs, upto := s.pending, s.runs, s.upto
 	if rows != nil {
-		toPending := s.dialect == "sqlite" && (!complete || len(pending) > 0)
+		toPending := !complete || len(pending) > 0
 		if err := s.insertRows(ctx, tx, rows, !toPending); err != nil {
 			return err
 		}
@@ -398,7 +399,7 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 			// rows past its length are not read.)
 			pending = append(pending, rows.fields...)
 			runs = append(runs, len(pending))
-		} else if s.dialect == "sqlite" {
+		} else {
 			upto = st.Size
 		}
 	}
@@ -408,7 +409,7 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 		}
 		pending, runs, upto = nil, nil, st.Size
 	}
-	if s.dialect == "sqlite" && upto != s.upto {
+	if upto != s.upto {
 		if _, err := tx.ExecContext(ctx, `REPLACE INTO field_merge (id, upto) VALUES (1, ?)`, upto); err != nil {
 			return fmt.Errorf("writing the index state: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/search"
+	"github.com/cairnlog/cairn/internal/hastack"
+	"github.com/cairnlog/cairn/internal/lockedbuf"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
@@ -217,8 +220,12 @@ func wantField(t *testing.T, size uint64, name, value string) []uint64 {
 }
 
 // merged returns field_merge's upto and the number of field_keys rows.
-func merged(t *testing.T, path string) (upto, keys uint64) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+func merged(t *testing.T, spec string) (upto, keys uint64) {
+	kind, dsn, _ := strings.Cut(spec, ":")
+	if kind == "sqlite" {
+		dsn = "file:" + dsn + "?_pragma=busy_timeout(10000)"
+	}
+	db, err := sql.Open(kind, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,6 +236,31 @@ func merged(t *testing.T, path string) (upto, keys uint64) {
 	return upto, keys
 }
 
+// mariaDB starts a MariaDB server for the test (skipping it without one)
+// and returns the DSN of a fresh database.
+func mariaDB(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	out := &lockedbuf.Buffer{}
+	db, err := hastack.NewMariaDB(t.TempDir(), port, out)
+	if err != nil {
+		t.Skipf("MariaDB unavailable (install with scripts/ha-deps.sh): %v", err)
+	}
+	if err := db.Start(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Cleanup(db.Kill)
+	dsn, err := db.Database(context.Background(), "cairn_index_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
 // A catch-up in chunks that end short of the log's checkpoint keeps its
 // field rows pending (in memory) and merges them into field_keys when a
 // checkpoint is complete; queries answer exactly the served checkpoint's
@@ -237,6 +269,11 @@ func merged(t *testing.T, path string) (upto, keys uint64) {
 // resumes; once the checkpoint is complete every field query answers what
 // a replay computes.
 func TestCatchUpThroughPendingFieldRows(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testCatchUp(t, "sqlite:"+t.TempDir()+"/index.db") })
+	t.Run("mysql", func(t *testing.T) { testCatchUp(t, "mysql:"+mariaDB(t)) })
+}
+
+func testCatchUp(t *testing.T, db string) {
 	const early, size = 768, 3000 // early: a bundle boundary (the fixture has no partial bundle there)
 	dir, notes, p := smallLog(t, size, early, size)
 	var cp atomic.Pointer[[]byte]
@@ -245,7 +282,6 @@ func TestCatchUpThroughPendingFieldRows(t *testing.T) {
 	first := notes[early]
 	cp.Store(&first)
 	srv := fixtureServer(t, dir, &cp, &failFrom)
-	path := t.TempDir() + "/index.db"
 	queries := [][2]string{{"action", "write"}, {"actor", "user-5"}, {"resource", fmt.Sprint((5 * 7919) % 100_000)}, {"actor", "nobody"}}
 	check := func(x *Index, served uint64) {
 		t.Helper()
@@ -261,7 +297,7 @@ func TestCatchUpThroughPendingFieldRows(t *testing.T) {
 	// [256, 512) pending, [512, 768) merging them), then at 3000 with
 	// bundles from 5 on failing: chunks [768, 1024) and [1024, 1280)
 	// commit without completing the checkpoint.
-	x, stop := startTestIndex(t, srv.URL, p, "sqlite:"+path, 1)
+	x, stop := startTestIndex(t, srv.URL, p, db, 1)
 	waitFor(t, "the index at 768", func() bool {
 		return x.Status().IndexedSize == early && x.Status().Checkpoint != ""
 	})
@@ -272,16 +308,16 @@ func TestCatchUpThroughPendingFieldRows(t *testing.T) {
 	waitFor(t, "the index at 1280", func() bool { return x.Status().IndexedSize == 5*256 })
 	check(x, early) // still the 768 checkpoint: nothing pending is answered
 	stop()
-	if upto, keys := merged(t, path); upto != early || keys != 3*early {
+	if upto, keys := merged(t, db); upto != early || keys != 3*early {
 		t.Fatalf("stopped mid-catch-up: field rows merged up to %d (%d of them), want %d (%d)", upto, keys, early, 3*early)
 	}
 
 	// Restarted with the log healthy, it completes the checkpoint.
 	failFrom.Store(-1)
-	x, stop = startTestIndex(t, srv.URL, p, "sqlite:"+path, 1)
+	x, stop = startTestIndex(t, srv.URL, p, db, 1)
 	defer stop()
 	waitFor(t, "the index at 3000", func() bool { return x.Status().IndexedSize == size && x.Status().Checkpoint == string(second) })
-	if upto, keys := merged(t, path); upto != size || keys != 3*size {
+	if upto, keys := merged(t, db); upto != size || keys != 3*size {
 		t.Errorf("caught up: field rows merged up to %d (%d of them), want %d (%d)", upto, keys, size, 3*size)
 	}
 	check(x, size)
