@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,7 +257,16 @@ func BenchmarkIndex(b *testing.B) {
 	// Queries at n records: the cached index, brought up to n (it resumes).
 	big := notes[n]
 	cp.Store(&big)
-	dbPath := filepath.Join(benchDir(b), fmt.Sprintf("index-%d.db", n))
+	// The cached index is named by its schema version; one of another
+	// version is deleted (the index is derived data) and rebuilt.
+	dbPath := filepath.Join(benchDir(b), fmt.Sprintf("index-%d-v%d.db", n, schemaVersion))
+	stale, _ := filepath.Glob(filepath.Join(benchDir(b), fmt.Sprintf("index-%d*.db*", n)))
+	for _, f := range stale {
+		if !strings.HasPrefix(f, dbPath) {
+			b.Logf("removing %s (another schema version)", f)
+			os.Remove(f)
+		}
+	}
 	x, stop, took := runIndex(b, srv.URL, p, "sqlite:"+dbPath, n)
 	defer stop()
 	if took > 5*time.Second {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cairnlog/cairn/client"
@@ -58,6 +59,9 @@ func (f *follower) load(ctx context.Context) error {
 		st = &savedState{Root: rfc6962.DefaultHasher.EmptyRoot(), Fields: f.fields}
 	}
 	f.state = st
+	if err := f.loadPending(ctx); err != nil {
+		return err
+	}
 	if f.rng, err = rangeFactory.NewRange(0, st.Size, st.Range); err != nil {
 		return fmt.Errorf("the index state's compact range: %w", err)
 	}
@@ -67,6 +71,39 @@ func (f *follower) load(ctx context.Context) error {
 	f.st.setIndexed(st.Size, st.Checkpoint)
 	f.st.setError(nil)
 	f.m.indexed.Set(float64(st.Size))
+	return nil
+}
+
+// loadPending rebuilds the pending field rows (store.commit) of the
+// committed entries from the store's upto on, from their records.
+func (f *follower) loadPending(ctx context.Context) error {
+	if f.store.upto >= f.state.Size {
+		return nil
+	}
+	rows, err := f.store.db.QueryContext(ctx, `SELECT idx, leaf, rec, state FROM records WHERE idx >= ? AND idx < ? ORDER BY idx`, f.store.upto, f.state.Size)
+	if err != nil {
+		return fmt.Errorf("reading the records whose fields are not merged yet: %w", err)
+	}
+	defer rows.Close()
+	var pending []fieldRow
+	for rows.Next() {
+		var i uint64
+		var leaf, rec []byte
+		var state string
+		if err := rows.Scan(&i, &leaf, &rec, &state); err != nil {
+			return err
+		}
+		h, err := search.Describe(i, leaf, rec, state, f.cfg.Fields)
+		if err != nil {
+			return fmt.Errorf("entry %d in the index: %w", i, err)
+		}
+		pending = fieldRows(pending, h)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	slices.SortFunc(pending, compareFieldRows)
+	f.store.pending, f.store.runs = pending, []int{len(pending)}
 	return nil
 }
 
@@ -130,7 +167,7 @@ func (f *follower) step(ctx context.Context) error {
 		if !bytes.Equal(v.Raw, f.state.Checkpoint) {
 			// Same tree, a newer note (more cosignatures): serve it.
 			f.state.Checkpoint = v.Raw
-			if err := f.store.commit(ctx, nil, nil, f.state); err != nil {
+			if err := f.store.commit(ctx, nil, nil, f.state, true); err != nil {
 				return err
 			}
 			f.st.setIndexed(size, v.Raw)
@@ -286,10 +323,11 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 
 // commit writes a prepared chunk; size is the log's checkpoint size (for the lag).
 func (f *follower) commit(ctx context.Context, c *prepared, size uint64) error {
-	if c.state.Checkpoint == nil {
+	complete := c.state.Checkpoint != nil // prepare set it: the chunk ends at its size
+	if !complete {
 		c.state.Checkpoint = f.state.Checkpoint // the newest checkpoint whose tree is all indexed
 	}
-	if err := f.store.commit(ctx, c.rows, c.tiles, c.state); err != nil {
+	if err := f.store.commit(ctx, c.rows, c.tiles, c.state, complete); err != nil {
 		return fmt.Errorf("committing entries [%d, %d): %w", c.begin, c.state.Size, err)
 	}
 	f.state = c.state
@@ -344,19 +382,24 @@ func (f *follower) erase(ctx context.Context, subjectHash string, below uint64) 
 	if !f.decrypt {
 		return nil
 	}
-	rows, err := f.store.db.QueryContext(ctx, `SELECT s.idx FROM subjects s JOIN records r ON r.idx = s.idx
+	rows, err := f.store.db.QueryContext(ctx, `SELECT s.idx, r.leaf, r.rec FROM subjects s JOIN records r ON r.idx = s.idx
 		WHERE s.hash = ? AND s.idx < ? AND r.state = 'decrypted'`, subjectHash, below)
 	if err != nil {
 		return err
 	}
 	var idxs []uint64
+	var keys []fieldRow // the decrypted records' field rows, to delete
 	for rows.Next() {
 		var i uint64
-		if err := rows.Scan(&i); err != nil {
+		var leaf, rec []byte
+		if err := rows.Scan(&i, &leaf, &rec); err != nil {
 			rows.Close()
 			return err
 		}
 		idxs = append(idxs, i)
+		if h, err := search.Describe(i, leaf, rec, record.StateDecrypted, f.cfg.Fields); err == nil {
+			keys = fieldRows(keys, h)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -376,5 +419,5 @@ func (f *follower) erase(ctx context.Context, subjectHash string, below uint64) 
 		return nil
 	}
 	f.cfg.Logger.Info("subject erased: its records are indexed as erased", slog.String("subject_hash", subjectHash), slog.Int("records", len(idxs)))
-	return f.store.markErased(ctx, subjectHash, below)
+	return f.store.markErased(ctx, subjectHash, below, keys)
 }

@@ -86,17 +86,19 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 	timeOnly := false
 	switch {
 	case len(names) > 0:
-		b.WriteString(`fields f0 JOIN records r ON r.idx = f0.idx`)
+		b.WriteString(`field_keys f0 JOIN records r ON r.idx = f0.idx`)
 		for i, n := range names[1:] {
-			fmt.Fprintf(&b, ` JOIN fields f%d ON f%d.idx = r.idx AND f%d.name = ? AND f%d.value = ?`, i+1, i+1, i+1, i+1)
-			args = append(args, n, q.Fields[n])
+			fmt.Fprintf(&b, ` JOIN field_keys f%d ON f%d.idx = r.idx AND f%d.k = ?`, i+1, i+1, i+1)
+			k := fieldKey(n, q.Fields[n])
+			args = append(args, k[:])
 		}
 		if q.Subject != "" {
 			b.WriteString(` JOIN subjects s ON s.idx = r.idx AND s.hash = ?`)
 			args = append(args, q.Subject)
 		}
-		b.WriteString(` WHERE f0.name = ? AND f0.value = ? AND f0.idx >= ? AND f0.idx < ?`)
-		args = append(args, names[0], q.Fields[names[0]], q.Page, size)
+		b.WriteString(` WHERE f0.k = ? AND f0.idx >= ? AND f0.idx < ?`)
+		k := fieldKey(names[0], q.Fields[names[0]])
+		args = append(args, k[:], q.Page, size)
 		order = "f0.idx"
 	case q.Subject != "":
 		b.WriteString(`subjects s JOIN records r ON r.idx = s.idx WHERE s.hash = ? AND s.idx >= ? AND s.idx < ?`)

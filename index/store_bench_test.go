@@ -50,7 +50,7 @@ func BenchmarkIndexWrite(b *testing.B) {
 		start := time.Now()
 		for j, rows := range batches {
 			st := &savedState{Size: uint64((j + 1) * chunk), Root: make([]byte, 32), Fields: "bench"}
-			if err := s.commit(ctx, rows, nil, st); err != nil {
+			if err := s.commit(ctx, rows, nil, st, j == len(batches)-1); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -60,7 +60,7 @@ func TestIndexTilesProveWhatSumdbTlogVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.commit(ctx, nil, tb.take(), &savedState{Size: size, Root: root, Range: rng.Hashes(), Checkpoint: []byte{}, Fields: ""}); err != nil {
+		if err := s.commit(ctx, nil, tb.take(), &savedState{Size: size, Root: root, Range: rng.Hashes(), Checkpoint: []byte{}, Fields: ""}, true); err != nil {
 			t.Fatal(err)
 		}
 	}

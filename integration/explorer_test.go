@@ -641,7 +641,7 @@ func TestExplorerSearchVerifiesHits(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{`UPDATE fields SET value = 'fw-policy' WHERE idx = 1 AND name = 'resource'`, nil},
+		{`UPDATE field_keys SET k = ? WHERE idx = 1 AND k = ?`, []any{fieldKey("resource", "fw-policy"), fieldKey("resource", "db")}},
 		{`UPDATE records SET leaf = ? WHERE idx = ?`, []any{[]byte(strings.Replace(string(leaf), `"action":"write"`, `"action":"wrote"`, 1)), history[1]}},
 	} {
 		if _, err := db.Exec(q.sql, q.args...); err != nil {

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -516,14 +517,22 @@ func TestSearchCatchesATamperedIndex(t *testing.T) {
 		}
 	}
 	var alice []uint64 // plain JSON records whose actor is alice
-	rows, err := db.Query(`SELECT f.idx FROM fields f JOIN records r ON r.idx = f.idx WHERE f.name = 'actor' AND f.value = 'alice' AND r.state = 'plain' ORDER BY f.idx`)
+	var bob uint64     // one whose actor is bob
+	rows, err := db.Query(`SELECT idx, leaf FROM records WHERE state = 'plain' ORDER BY idx`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var i uint64
-		rows.Scan(&i)
-		alice = append(alice, i)
+		var leaf []byte
+		rows.Scan(&i, &leaf)
+		h, err := search.Describe(i, leaf, nil, "", []search.Field{actorField(t)})
+		if err == nil && h.Fields["actor"] == "alice" {
+			alice = append(alice, i)
+		}
+		if err == nil && h.Fields["actor"] == "bob" {
+			bob = i
+		}
 	}
 	rows.Close()
 	if len(alice) < 3 {
@@ -573,6 +582,13 @@ func TestSearchCatchesATamperedIndex(t *testing.T) {
 	}
 	exec(`UPDATE records SET principal = ? WHERE idx = ?`, principal, x1)
 
+	// A record filed under another value's field key.
+	exec(`INSERT INTO field_keys (k, idx) VALUES (?, ?)`, fieldKey("actor", "alice"), bob)
+	if out, stderr, code := search("--field", "actor=alice"); code != 1 || !strings.Contains(stderr, fmt.Sprintf("hit %d does not match the query", bob)) {
+		t.Errorf("search over a record filed under another value: %d %s %s", code, out, stderr)
+	}
+	exec(`DELETE FROM field_keys WHERE k = ? AND idx = ?`, fieldKey("actor", "alice"), bob)
+
 	// A deleted row: search cannot see it, audit --index does.
 	exec(`DELETE FROM records WHERE idx = ?`, x2)
 	if _, stderr, code := audit(); code != 1 || !strings.Contains(stderr, fmt.Sprintf("record %d: not in the index", x2)) {
@@ -590,6 +606,22 @@ func TestSearchCatchesATamperedIndex(t *testing.T) {
 	if out, stderr, code := audit(); code != 0 {
 		t.Errorf("audit --index after a rebuild: %d %s %s", code, out, stderr)
 	}
+}
+
+// fieldKey is the index's key of a field value (index/store.go: the
+// first 16 bytes of SHA-256(name, 0, value)), for tests that tamper
+// with the field_keys table.
+func fieldKey(name, value string) []byte {
+	sum := sha256.Sum256([]byte(name + "\x00" + value))
+	return sum[:16]
+}
+
+func actorField(t *testing.T) search.Field {
+	f, err := search.ParseField("actor=.actor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // kill -9 an index (SQLite and MySQL) again and again while the log grows:

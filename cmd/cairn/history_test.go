@@ -1,10 +1,13 @@
 package main
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	_ "modernc.org/sqlite" // the index's database, to write one of an older schema
 )
 
 // TestHistoryKeyIgnoresTheLogsKeyVariable: $CAIRN_KEY is log serve --key,
@@ -55,5 +58,40 @@ func TestIndexServeRefusesABadCORSOrigin(t *testing.T) {
 		if _, err := os.Stat(db); err == nil {
 			t.Fatalf("--cors-origin %q: the database was created", bad)
 		}
+	}
+}
+
+// TestIndexServeRefusesAnIndexOfAnotherSchemaVersion: a database an older
+// Cairn wrote (schema version 1: a fields table, no schema_version) is
+// refused with exit 2, naming --db and the file to delete, and kept.
+func TestIndexServeRefusesAnIndexOfAnotherSchemaVersion(t *testing.T) {
+	dir := t.TempDir()
+	vkey, stderr, code := run(t, nil, "keygen", "--name", "example.com/log", "--out", filepath.Join(dir, "log"))
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	policy := filepath.Join(dir, "policy.txt")
+	if err := os.WriteFile(policy, []byte("log "+strings.TrimSpace(vkey)+" http://127.0.0.1:1/\nquorum none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "index.db")
+	old, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`CREATE TABLE records (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL)`,
+		`CREATE TABLE fields (name TEXT NOT NULL, value TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (name, value, idx)) WITHOUT ROWID`} {
+		if _, err := old.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+	_, stderr, code = run(t, nil, "index", "serve", "--log", "http://127.0.0.1:1", "--policy", policy, "--db", "sqlite:"+db,
+		"--http", "127.0.0.1:0", "--insecure-plaintext", "--field", "actor=.actor")
+	if code != 2 || !strings.Contains(stderr, "--db") || !strings.Contains(stderr, "schema version 1") || !strings.Contains(stderr, "delete "+db) {
+		t.Errorf("index serve on a version-1 index: exit %d, %q; want 2 naming --db, the version and the file to delete", code, stderr)
+	}
+	if _, err := os.Stat(db); err != nil {
+		t.Errorf("the old index is gone: %v", err)
 	}
 }

@@ -72,8 +72,13 @@ func (h *Hit) setRecord(r record.Record, fields []Field) {
 	h.TimestampUnixMillis = int64(r.Timestamp)
 	h.Timestamp = FormatTime(h.TimestampUnixMillis)
 	h.ContentType = r.ContentType
-	h.Fields = Extract(r.Payload, fields)
-	if json.Valid(r.Payload) {
+	valid := false
+	if len(fields) > 0 {
+		h.Fields, valid = extract(r.Payload, fields)
+	} else {
+		valid = json.Valid(r.Payload)
+	}
+	if valid {
 		h.JSON = json.RawMessage(r.Payload)
 	}
 }

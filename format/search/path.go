@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -160,15 +161,25 @@ func Extract(payload []byte, fields []Field) map[string]string {
 	if len(fields) == 0 {
 		return nil
 	}
+	out, _ := extract(payload, fields)
+	return out
+}
+
+// extract is Extract (fields not empty), and whether the payload is one
+// JSON document, as json.Valid says: the document decoded and only
+// white space after it. Describe asks both of one decoding.
+func extract(payload []byte, fields []Field) (map[string]string, bool) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
-		return nil
+		return nil, false
 	}
-	if _, err := dec.Token(); err == nil {
-		return nil // more than one value: not a JSON document
+	_, err := dec.Token()
+	if err == nil {
+		return nil, false // more than one value: not a JSON document
 	}
+	valid := err == io.EOF
 	var out map[string]string
 	for _, f := range fields {
 		if v, ok := f.Path.Lookup(doc); ok {
@@ -178,5 +189,5 @@ func Extract(payload []byte, fields []Field) map[string]string {
 			out[f.Name] = v
 		}
 	}
-	return out
+	return out, valid
 }
