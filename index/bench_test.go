@@ -259,7 +259,7 @@ func BenchmarkIndex(b *testing.B) {
 	cp.Store(&big)
 	// The cached index is named by its schema version; one of another
 	// version is deleted (the index is derived data) and rebuilt.
-	dbPath := filepath.Join(benchDir(b), fmt.Sprintf("index-%d-v%d.db", n, schemaVersion))
+	dbPath := filepath.Join(benchDir(b), fmt.Sprintf("index-%d-v%d.db", n, SchemaVersion))
 	stale, _ := filepath.Glob(filepath.Join(benchDir(b), fmt.Sprintf("index-%d*.db*", n)))
 	for _, f := range stale {
 		if !strings.HasPrefix(f, dbPath) {

@@ -26,7 +26,7 @@ import (
 //	subjects       (hash, index) for every subject of a sealed record
 //	tiles          (level, n, hashes): the hash tiles of the verified tree, for inclusion proofs
 //	state          one row: the verified size, root, compact range and checkpoint note
-//	schema_version one row: schemaVersion
+//	schema_version one row: SchemaVersion
 //
 // A chunk of records, its tiles and the new state are written in one
 // transaction, so the index resumes after a crash exactly where its last
@@ -59,12 +59,12 @@ var mysqlSchema = []string{
 	`CREATE TABLE IF NOT EXISTS field_merge (id INT PRIMARY KEY, upto BIGINT UNSIGNED NOT NULL)`,
 }
 
-// schemaVersion is the layout of the tables above. Version 1 (Cairn
+// SchemaVersion is the layout of the tables above. Version 1 (Cairn
 // before the field_keys table, no schema_version table) kept field values
 // as text rows (name, value, index). The index is derived data: a
 // database of another version is refused with the instruction to delete
 // it, and the next start rebuilds it from the log.
-const schemaVersion = 2
+const SchemaVersion = 2
 
 // store is the index's database.
 type store struct {
@@ -137,7 +137,7 @@ func openStore(ctx context.Context, spec string) (*store, error) {
 			return nil, fmt.Errorf("creating the index tables: %w", err)
 		}
 	}
-	if _, err := s.db.ExecContext(ctx, `REPLACE INTO schema_version (id, version) VALUES (1, ?)`, schemaVersion); err != nil {
+	if _, err := s.db.ExecContext(ctx, `REPLACE INTO schema_version (id, version) VALUES (1, ?)`, SchemaVersion); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("writing the index's schema version: %w", err)
 	}
@@ -180,7 +180,7 @@ func (s *store) checkVersion(ctx context.Context, kind, arg string) error {
 			return fmt.Errorf("reading the index's schema version: %w", err)
 		}
 	}
-	if version == schemaVersion {
+	if version == SchemaVersion {
 		return nil
 	}
 	rebuild := fmt.Sprintf("delete %s (and its -wal and -shm files)", arg)
@@ -188,7 +188,7 @@ func (s *store) checkVersion(ctx context.Context, kind, arg string) error {
 		rebuild = "drop the database's tables records, fields, field_keys, field_merge, subjects, tiles, state and schema_version"
 	}
 	return fmt.Errorf("the index database holds schema version %d, this cairn writes version %d: the index is derived data, rebuild it from the log: %s and start again",
-		version, schemaVersion, rebuild)
+		version, SchemaVersion, rebuild)
 }
 
 func (s *store) Close() error { return s.db.Close() }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairnlog/cairn/index"
 	"github.com/cairnlog/cairn/internal/certpool"
 	"github.com/cairnlog/cairn/internal/devpki"
 	"github.com/cairnlog/cairn/internal/hastack"
@@ -98,7 +99,7 @@ Process logs go to data/logs/.`,
 	f.StringVar(&o.grpcAddr, "grpc", "127.0.0.1:9090", "the log's gRPC address (with --ha: log-a's)")
 	f.IntVar(&o.witnessPort, "witness-port", 8181, "first of three consecutive loopback ports for the witnesses")
 	f.IntVar(&o.mirrorPort, "mirror-port", 8281, "loopback port of the mirror (another pretend region)")
-	f.IntVar(&o.indexPort, "index-port", 8481, "loopback port of the search index (data/dev-index.db; 8480 stays free for one of your own, see cairn index serve --help)")
+	f.IntVar(&o.indexPort, "index-port", 8481, "loopback port of the search index (SQLite in data/dev-index-vN.db, N its schema version; 8480 stays free for one of your own, see cairn index serve --help)")
 	f.BoolVar(&o.ha, "ha", false, "two log frontends on MariaDB + MinIO (mysql+s3) instead of one on POSIX files")
 	f.StringVar(&o.http2Addr, "http2", "127.0.0.1:8082", "with --ha: log-b's HTTP address")
 	f.StringVar(&o.grpc2Addr, "grpc2", "127.0.0.1:9092", "with --ha: log-b's gRPC address")
@@ -329,7 +330,7 @@ func prepareDev(o devOptions, storage [][]string) (*devPlan, error) {
 	plan.procs = append(plan.procs, devProc{
 		name: "index",
 		args: append([]string{"index", "serve", "--log", "https://" + o.httpAddr, "--ca", pki.ca, "--policy", plan.policyPath,
-			"--token-file", plan.tokenPath, "--db", "sqlite:" + filepath.Join(dir, "dev-index.db"), "--http", indexAddr,
+			"--token-file", plan.tokenPath, "--db", "sqlite:" + devIndexDB(dir), "--http", indexAddr,
 			"--tls-cert", pki.cert["index"], "--tls-key", pki.key["index"], "--access", plan.accessPath, "--read-access", "authenticated",
 			"--field", "event=.event", "--field", "user=.user", "--poll-interval", "1s"}, explorers...),
 		health: plan.indexURL + "/healthz",
@@ -598,4 +599,21 @@ func startDevEngines(ctx context.Context, out io.Writer, o devOptions) ([]string
 	return []string{"--storage", "mysql+s3", "--s3-endpoint", s3.Endpoint,
 		"--s3-bucket", "cairn", "--s3-region", "us-east-1", "--s3-path-style",
 		"--s3-access-key-file", s3.AccessKeyFile, "--s3-secret-key-file", s3.SecretKeyFile}, db.DSN, stop, nil
+}
+
+// devIndexDB is the demo index's SQLite file. Its name carries the index's
+// schema version: the index is derived data, so after an upgrade that
+// changes the schema the demo starts a new one (rebuilt from the log) and
+// removes the files of earlier versions, which `index serve` would refuse.
+func devIndexDB(dir string) string {
+	for v := 1; v < index.SchemaVersion; v++ {
+		name := "dev-index.db" // version 1 had no number in its name
+		if v > 1 {
+			name = fmt.Sprintf("dev-index-v%d.db", v)
+		}
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			_ = os.Remove(filepath.Join(dir, name+suffix))
+		}
+	}
+	return filepath.Join(dir, fmt.Sprintf("dev-index-v%d.db", index.SchemaVersion))
 }
