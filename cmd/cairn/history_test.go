@@ -39,15 +39,7 @@ func TestKeyFlagsThatAreNotServerKeysIgnoreCAIRNKEY(t *testing.T) {
 // TestIndexServeRefusesABadCORSOrigin: a wildcard or a URL with a path is
 // refused naming the flag, before anything is created.
 func TestIndexServeRefusesABadCORSOrigin(t *testing.T) {
-	dir := t.TempDir()
-	vkey, stderr, code := run(t, nil, "keygen", "--name", "example.com/log", "--out", filepath.Join(dir, "log"))
-	if code != 0 {
-		t.Fatal(stderr)
-	}
-	policy := filepath.Join(dir, "policy.txt")
-	if err := os.WriteFile(policy, []byte("log "+strings.TrimSpace(vkey)+" http://127.0.0.1:1/\nquorum none\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, policy := unreachableLogPolicy(t)
 	db := filepath.Join(dir, "index.db")
 	for _, bad := range []string{"*", "https://audit.example/ui/", "audit.example"} {
 		_, stderr, code := run(t, nil, "index", "serve", "--log", "http://127.0.0.1:1", "--policy", policy, "--db", "sqlite:"+db,
@@ -65,15 +57,7 @@ func TestIndexServeRefusesABadCORSOrigin(t *testing.T) {
 // Cairn wrote (schema version 1: a fields table, no schema_version) is
 // refused with exit 2, naming --db and the file to delete, and kept.
 func TestIndexServeRefusesAnIndexOfAnotherSchemaVersion(t *testing.T) {
-	dir := t.TempDir()
-	vkey, stderr, code := run(t, nil, "keygen", "--name", "example.com/log", "--out", filepath.Join(dir, "log"))
-	if code != 0 {
-		t.Fatal(stderr)
-	}
-	policy := filepath.Join(dir, "policy.txt")
-	if err := os.WriteFile(policy, []byte("log "+strings.TrimSpace(vkey)+" http://127.0.0.1:1/\nquorum none\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, policy := unreachableLogPolicy(t)
 	db := filepath.Join(dir, "index.db")
 	old, err := sql.Open("sqlite", "file:"+db)
 	if err != nil {
@@ -86,7 +70,7 @@ func TestIndexServeRefusesAnIndexOfAnotherSchemaVersion(t *testing.T) {
 		}
 	}
 	old.Close()
-	_, stderr, code = run(t, nil, "index", "serve", "--log", "http://127.0.0.1:1", "--policy", policy, "--db", "sqlite:"+db,
+	_, stderr, code := run(t, nil, "index", "serve", "--log", "http://127.0.0.1:1", "--policy", policy, "--db", "sqlite:"+db,
 		"--http", "127.0.0.1:0", "--insecure-plaintext", "--field", "actor=.actor")
 	if code != 2 || !strings.Contains(stderr, "--db") || !strings.Contains(stderr, "schema version 1") || !strings.Contains(stderr, "delete "+db) {
 		t.Errorf("index serve on a version-1 index: exit %d, %q; want 2 naming --db, the version and the file to delete", code, stderr)
@@ -94,4 +78,20 @@ func TestIndexServeRefusesAnIndexOfAnotherSchemaVersion(t *testing.T) {
 	if _, err := os.Stat(db); err != nil {
 		t.Errorf("the old index is gone: %v", err)
 	}
+}
+
+// unreachableLogPolicy writes a policy for a new log key whose URL nobody
+// answers, and returns its directory and the policy file.
+func unreachableLogPolicy(t *testing.T) (dir, policy string) {
+	t.Helper()
+	dir = t.TempDir()
+	vkey, stderr, code := run(t, nil, "keygen", "--name", "example.com/log", "--out", filepath.Join(dir, "log"))
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	policy = filepath.Join(dir, "policy.txt")
+	if err := os.WriteFile(policy, []byte("log "+strings.TrimSpace(vkey)+" http://127.0.0.1:1/\nquorum none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, policy
 }
