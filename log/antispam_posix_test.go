@@ -187,9 +187,12 @@ func TestAntispamMemoryIsSizedByTheConfigAndExported(t *testing.T) {
 	tl := newTestLogWith(t, func(c *Config) { c.AntispamMemoryMiB = 32 })
 	m := string(tl.get(t, "/metrics"))
 	for _, want := range []string{
-		"cairn_log_antispam_memtable_bytes 1.6777216e+07",    // 2 × 8 MiB
-		"cairn_log_antispam_index_cache_bytes 1.6777216e+07", // 16 MiB
-		"cairn_log_antispam_block_cache_bytes 0",
+		"cairn_log_antispam_memtable_bytes 8.388608e+06",     // 2 × 4 MiB
+		"cairn_log_antispam_block_cache_bytes 2.5165824e+07", // 24 MiB
+		"cairn_log_antispam_block_cache_used_bytes",
+		"cairn_log_antispam_block_cache_hits_total",
+		"cairn_log_antispam_memtable_used_bytes",
+		"cairn_log_antispam_disk_bytes",
 		"cairn_log_antispam_lookups_total",
 		"cairn_log_antispam_next_index",
 	} {
