@@ -1,63 +1,68 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/client"
 )
 
 // DefaultAntispamMemoryMiB bounds the memory of the POSIX antispam index
-// (Config.AntispamMemoryMiB): half for Badger's two memtables, half for its
-// cache of table indices and Bloom filters. Tessera v1.0.4's own POSIX
-// antispam opens Badger with fixed defaults (five 64 MiB memtables, a 256
-// MiB block cache, every table index in memory): the RSS growth a
-// 10-minute soak found in #19.
+// (Config.AntispamMemoryMiB): a quarter for Pebble's two memtables, three
+// quarters for its block cache (which also holds the tables' index blocks
+// and Bloom filters). Pebble reads its tables with pread through that
+// cache and maps none of them, so the index adds no file-backed RSS as it
+// grows: with Badger (before), whose tables are memory-mapped, RSS grew with
+// the index (845 MiB at 14.5 M records, #19).
 //
 // The keys are SHA-256 hashes, which do not compress: the tables are
-// written uncompressed and read straight from their memory-mapped files, so
-// Badger needs no block cache (with one, it decompressed and copied every
-// block it read: 6% of the bytes a soak allocated, profile of #19).
+// written uncompressed.
 const DefaultAntispamMemoryMiB = 128
 
-// The POSIX antispam index is a Badger database in DIR/.state/antispam with
-// the key layout of Tessera v1.0.4's posix/antispam (so an index that
-// version built is read as it is): each entry's identity hash maps to the
-// 8-byte big-endian index of its first occurrence, and antispamNextKey
-// holds the next index the follower will read.
+// The POSIX antispam index is a Pebble database in DIR/.state/antispam with
+// the key layout of Tessera v1.0.4's posix/antispam: each entry's identity
+// hash maps to the 8-byte big-endian index of its first occurrence, and
+// antispamNextKey holds the next index the follower will read. An index
+// earlier versions wrote there with Badger is converted once at open
+// (convertBadgerAntispam).
 var antispamNextKey = []byte("@nextIdx")
 
 const (
-	// antispamFollowBatch is how many entries one follower transaction
-	// indexes (Tessera's default, well under Badger's transaction limit).
+	// antispamFollowBatch is how many entries one follower batch indexes.
 	antispamFollowBatch = 1500
 	// antispamFetchers is how many entry bundles the follower reads ahead.
 	antispamFetchers = 4
 	// antispamPoll is how often an idle follower looks for new entries.
 	antispamPoll = 250 * time.Millisecond
+	// antispamMaxOpenFiles bounds the tables Pebble keeps open (each open
+	// table holds a file descriptor and a small reader).
+	antispamMaxOpenFiles = 512
 )
 
-// posixAntispam is tessera.Antispam on a Badger database Cairn opens with
+// posixAntispam is tessera.Antispam on a Pebble database Cairn opens with
 // sized caches. It may lag the log but never lies: an identity is written
 // only with the index at which the follower read it from the integrated
 // log, the first occurrence wins, and the follower's position is saved in
-// the same transaction as the entries before it. After a crash the
+// the same atomic batch as the entries before it. After a crash the
 // follower re-reads from the last saved position, which rewrites nothing
 // already there.
 type posixAntispam struct {
-	db     *badger.DB
+	db     *pebble.DB
 	lag    uint64 // how far the follower may trail the tree before pushback
 	logger *slog.Logger
 
@@ -67,44 +72,55 @@ type posixAntispam struct {
 	lookups, hits prometheus.Counter
 	next          prometheus.Gauge
 
-	// running counts the goroutines that use db (the value-log collector and
-	// Tessera's call of Follow); close cancels them and waits for them
-	// before closing db. mu guards closed and cancels.
+	// running counts the goroutines that use db (Tessera's call of
+	// Follow); close cancels them and waits for them before closing db. mu
+	// guards closed and cancels.
 	mu      sync.Mutex
 	closed  bool
 	cancels []context.CancelFunc
 	running sync.WaitGroup
 }
 
-// badgerOptions sizes Badger's memory to about mib MiB (see
-// DefaultAntispamMemoryMiB for the split).
-func badgerOptions(dir string, mib int, logger *slog.Logger) badger.Options {
+// antispamSizes splits mib MiB between Pebble's memtables and its block
+// cache (see DefaultAntispamMemoryMiB).
+func antispamSizes(mib int) (memtable uint64, memtables int, blockCache int64) {
 	total := int64(mib) << 20
-	return badger.DefaultOptions(dir).
-		WithNumMemtables(2).
-		WithMemTableSize(total / 4).
-		WithCompression(options.None).
-		WithBlockCacheSize(0).
-		WithIndexCacheSize(total / 2).
-		// Values are 8 bytes and stay in the LSM tree (under a threshold
-		// that must also stay below a memtable's largest batch): the value
-		// log only needs to be small.
-		WithValueThreshold(1 << 10).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2).
-		// The follower is the only writer: transactions need not track
-		// their reads for conflicts (an allocation per lookup).
-		WithDetectConflicts(false).
-		WithLogger(badgerLogger{logger})
+	return uint64(total / 8), 2, total - total/4
 }
 
-// openPOSIXAntispam opens (creating) the index in dir. Appends get
-// pushback while the follower trails the tree by more than lag entries.
-// close stops its goroutines and releases the database.
-func openPOSIXAntispam(ctx context.Context, dir string, mib int, lag uint, logger *slog.Logger) (*posixAntispam, error) {
-	db, err := badger.Open(badgerOptions(dir, mib, logger))
+// pebbleOptions opens Pebble with the sizes of antispamSizes and cache (the
+// block cache, whose reference the caller keeps until Open returns).
+func pebbleOptions(mib int, cache *pebble.Cache, logger *slog.Logger) *pebble.Options {
+	memtable, memtables, _ := antispamSizes(mib)
+	o := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                memtable,
+		MemTableStopWritesThreshold: memtables,
+		MaxOpenFiles:                antispamMaxOpenFiles,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{logger},
+	}
+	for i := range o.Levels {
+		// Every lookup of a new record misses: Bloom filters on every
+		// level (Pebble's default leaves L0 without) answer most misses
+		// without reading a data block.
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
+	return o
+}
+
+// openPOSIXAntispam opens (creating) the index in dir, converting a Badger
+// index that earlier versions wrote there. Appends get pushback while the
+// follower trails the tree by more than lag entries. close stops its
+// goroutines and releases the database.
+func openPOSIXAntispam(_ context.Context, dir string, mib int, lag uint, logger *slog.Logger) (*posixAntispam, error) {
+	if err := convertBadgerAntispam(dir, mib, logger); err != nil {
+		return nil, err
+	}
+	db, err := openPebble(dir, mib, logger)
 	if err != nil {
-		return nil, fmt.Errorf("opening Badger: %w", err)
+		return nil, err
 	}
 	a := &posixAntispam{
 		db:     db,
@@ -123,35 +139,28 @@ func openPOSIXAntispam(ctx context.Context, dir string, mib int, lag uint, logge
 			Help: "The next log index the antispam follower will read: entries below it are indexed.",
 		}),
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	a.cancels = append(a.cancels, cancel)
-	a.running.Go(func() { a.collectValueLog(ctx) })
 	return a, nil
+}
+
+// openPebble opens (creating) the Pebble database in dir.
+func openPebble(dir string, mib int, logger *slog.Logger) (*pebble.DB, error) {
+	_, _, cacheSize := antispamSizes(mib)
+	cache := pebble.NewCache(cacheSize)
+	// The database holds its own reference to the cache while open.
+	defer cache.Unref()
+	db, err := pebble.Open(dir, pebbleOptions(mib, cache, logger))
+	if err != nil {
+		return nil, fmt.Errorf("opening Pebble: %w", err)
+	}
+	return db, nil
 }
 
 // collectors are the index's metrics.
 func (a *posixAntispam) collectors() []prometheus.Collector {
-	return []prometheus.Collector{a.lookups, a.hits, a.next}
+	return []prometheus.Collector{a.lookups, a.hits, a.next, newPebbleCollector(a.db)}
 }
 
-// collectValueLog runs Badger's value-log garbage collection every minute
-// until ctx ends.
-func (a *posixAntispam) collectValueLog(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for a.db.RunValueLogGC(0.7) == nil {
-		}
-	}
-}
-
-// close stops the follower and the collector, waits for them and closes
-// the database, flushing its memtables.
+// close stops the follower, waits for it and closes the database.
 func (a *posixAntispam) close() error {
 	a.mu.Lock()
 	a.closed = true
@@ -166,28 +175,60 @@ func (a *posixAntispam) close() error {
 // lookup returns the index recorded for identity, if any.
 func (a *posixAntispam) lookup(identity []byte) (uint64, bool, error) {
 	a.lookups.Inc()
-	var idx uint64
-	found := false
-	err := a.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(identity)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
+	v, closer, err := a.db.Get(identity)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("antispam index: identity %x has a %d-byte value", identity, len(v))
+	}
+	a.hits.Inc()
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// lookupMany looks up identities in key order with one iterator (seeks in
+// sorted order let Pebble move forward from the last position), writing
+// each found identity's index to idx[i] and found[i]. idx and found are
+// as long as identities.
+func (a *posixAntispam) lookupMany(identities [][]byte, idx []uint64, found []bool) error {
+	a.lookups.Add(float64(len(identities)))
+	it, err := a.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for _, i := range sortedOrder(identities) {
+		id := identities[i]
+		found[i] = false
+		if !it.SeekPrefixGE(id) || !bytes.Equal(it.Key(), id) {
+			continue
 		}
+		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("antispam index: identity %x has a %d-byte value", identity, len(v))
-			}
-			idx, found = binary.BigEndian.Uint64(v), true
-			return nil
-		})
-	})
-	if found {
+		if len(v) != 8 {
+			return fmt.Errorf("antispam index: identity %x has a %d-byte value", id, len(v))
+		}
+		idx[i], found[i] = binary.BigEndian.Uint64(v), true
 		a.hits.Inc()
 	}
-	return idx, found, err
+	return it.Error()
+}
+
+// sortedOrder returns the positions of keys in key order, equal keys in
+// their order in keys.
+func sortedOrder(keys [][]byte) []int {
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(i, j int) int { return bytes.Compare(keys[i], keys[j]) })
+	return order
 }
 
 // Decorator answers an entry whose identity is in the index with its first
@@ -230,33 +271,23 @@ func (f *antispamFollower) Name() string { return "Cairn POSIX antispam" }
 
 // EntriesProcessed is the next index the follower will read.
 func (f *antispamFollower) EntriesProcessed(context.Context) (uint64, error) {
-	var next uint64
-	err := f.a.db.View(func(txn *badger.Txn) error {
-		var err error
-		next, err = readNext(txn)
-		return err
-	})
-	return next, err
+	return readNext(f.a.db)
 }
 
 // readNext reads the follower's position (0 before the first entry).
-func readNext(txn *badger.Txn) (uint64, error) {
-	item, err := txn.Get(antispamNextKey)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func readNext(r pebble.Reader) (uint64, error) {
+	v, closer, err := r.Get(antispamNextKey)
+	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	var next uint64
-	err = item.Value(func(v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("antispam index: its position is a %d-byte value", len(v))
-		}
-		next = binary.BigEndian.Uint64(v)
-		return nil
-	})
-	return next, err
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("antispam index: its position is a %d-byte value", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // Follow indexes the log's integrated entries until ctx ends (Tessera runs
@@ -339,46 +370,66 @@ func (f *antispamFollower) catchUp(ctx context.Context, lr tessera.LogReader) er
 }
 
 // index records identities (of the entries from index first on) that are not
-// in the index yet, and the new position, in one transaction. A position
-// other than first means another writer moved it: nothing is written.
+// in the index yet, and the new position, in one atomic batch. The
+// identities are looked up in key order with one iterator; of equal
+// identities in the batch the first is written. A position other than first
+// means another writer moved it: nothing is written. The follower is the
+// only writer, so nothing changes between the reads and the commit.
 func (f *antispamFollower) index(first uint64, identities [][]byte) error {
-	return f.a.db.Update(func(txn *badger.Txn) error {
-		next, err := readNext(txn)
-		if err != nil {
+	db := f.a.db
+	next, err := readNext(db)
+	if err != nil {
+		return err
+	}
+	if next != first {
+		return fmt.Errorf("the index moved to %d while indexing from %d", next, first)
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	var prev []byte
+	for _, i := range sortedOrder(identities) {
+		id := identities[i]
+		if prev != nil && bytes.Equal(id, prev) {
+			continue // an earlier entry of this batch stands
+		}
+		prev = id
+		if it.SeekPrefixGE(id) && bytes.Equal(it.Key(), id) {
+			continue // an earlier index stands
+		}
+		if err := b.Set(id, binary.BigEndian.AppendUint64(nil, first+uint64(i)), nil); err != nil {
+			it.Close()
 			return err
 		}
-		if next != first {
-			return fmt.Errorf("the index moved to %d while indexing from %d", next, first)
-		}
-		for i, id := range identities {
-			_, err := txn.Get(id)
-			if err == nil {
-				continue // an earlier index stands
-			}
-			if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			if err := txn.Set(id, binary.BigEndian.AppendUint64(nil, first+uint64(i))); err != nil {
-				return err
-			}
-		}
-		return txn.Set(antispamNextKey, binary.BigEndian.AppendUint64(nil, first+uint64(len(identities))))
-	})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if err := b.Set(antispamNextKey, binary.BigEndian.AppendUint64(nil, first+uint64(len(identities))), nil); err != nil {
+		return err
+	}
+	// Not synced: a crash of the process loses nothing (the write is in the
+	// WAL in the kernel's hands); a crash of the machine loses at most the
+	// last batches, which the follower re-reads from the log.
+	return b.Commit(pebble.NoSync)
 }
 
-// badgerLogger sends Badger's log lines to slog: errors and warnings as
-// they are, its chatty information at debug level.
-type badgerLogger struct{ l *slog.Logger }
+// pebbleLogger sends Pebble's log lines to slog: errors as they are, its
+// information at debug level. Fatalf logs and panics (Pebble's contract:
+// it does not return).
+type pebbleLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error("antispam index: "+strings.TrimSpace(fmt.Sprintf(f, a...)), slog.String("component", "badger"))
+func (p pebbleLogger) Infof(f string, a ...any) {
+	p.l.Debug("antispam index: "+strings.TrimSpace(fmt.Sprintf(f, a...)), slog.String("component", "pebble"))
 }
-func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn("antispam index: "+strings.TrimSpace(fmt.Sprintf(f, a...)), slog.String("component", "badger"))
+func (p pebbleLogger) Errorf(f string, a ...any) {
+	p.l.Error("antispam index: "+strings.TrimSpace(fmt.Sprintf(f, a...)), slog.String("component", "pebble"))
 }
-func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Debug("antispam index: "+strings.TrimSpace(fmt.Sprintf(f, a...)), slog.String("component", "badger"))
-}
-func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug("antispam index: "+strings.TrimSpace(fmt.Sprintf(f, a...)), slog.String("component", "badger"))
+func (p pebbleLogger) Fatalf(f string, a ...any) {
+	msg := "antispam index: " + strings.TrimSpace(fmt.Sprintf(f, a...))
+	p.l.Error(msg, slog.String("component", "pebble"))
+	panic(msg)
 }

@@ -187,14 +187,66 @@ func TestAntispamMemoryIsSizedByTheConfigAndExported(t *testing.T) {
 	tl := newTestLogWith(t, func(c *Config) { c.AntispamMemoryMiB = 32 })
 	m := string(tl.get(t, "/metrics"))
 	for _, want := range []string{
-		"cairn_log_antispam_memtable_bytes 1.6777216e+07",    // 2 × 8 MiB
-		"cairn_log_antispam_index_cache_bytes 1.6777216e+07", // 16 MiB
-		"cairn_log_antispam_block_cache_bytes 0",
+		"cairn_log_antispam_memtable_bytes 8.388608e+06",     // 2 × 4 MiB
+		"cairn_log_antispam_block_cache_bytes 2.5165824e+07", // 24 MiB
+		"cairn_log_antispam_block_cache_used_bytes",
+		"cairn_log_antispam_block_cache_hits_total",
+		"cairn_log_antispam_memtable_used_bytes",
+		"cairn_log_antispam_disk_bytes",
 		"cairn_log_antispam_lookups_total",
 		"cairn_log_antispam_next_index",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics has no %q", want)
 		}
+	}
+}
+
+// lookupMany answers each identity of an unsorted batch (with repeats and
+// identities the index lacks) as lookup answers it alone, in the batch's
+// order; the follower keeps the first index of an identity repeated within
+// one of its batches.
+func TestPOSIXAntispamLooksUpManyInTheirOrder(t *testing.T) {
+	as, err := openPOSIXAntispam(context.Background(), t.TempDir(), 16, 1000, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.close()
+	f := &antispamFollower{a: as}
+	id := func(i int) []byte { return benchIdentity(uint64(i)) }
+	// Indices 0–5: identity 3 at 1 and 4, identity 5 at 5 only.
+	if err := f.index(0, [][]byte{id(0), id(3), id(1), id(2), id(3), id(5)}); err != nil {
+		t.Fatal(err)
+	}
+	// Indices 6–7: identity 0 again (its index 0 stands), identity 6 new.
+	if err := f.index(6, [][]byte{id(0), id(6)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.index(6, [][]byte{id(7)}); err == nil {
+		t.Fatal("indexing from a position the index has passed succeeded")
+	}
+	batch := [][]byte{id(6), id(9), id(3), id(0), id(3), id(4), id(5), id(2), id(1)}
+	want := []struct {
+		idx   uint64
+		found bool
+	}{{7, true}, {0, false}, {1, true}, {0, true}, {1, true}, {0, false}, {5, true}, {3, true}, {2, true}}
+	idx, found := make([]uint64, len(batch)), make([]bool, len(batch))
+	for i := range found {
+		found[i], idx[i] = true, 99 // stale values lookupMany must overwrite
+	}
+	if err := as.lookupMany(batch, idx, found); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		if found[i] != w.found || (w.found && idx[i] != w.idx) {
+			t.Errorf("lookupMany, identity %d of the batch: index %d found %v, want %d found %v", i, idx[i], found[i], w.idx, w.found)
+		}
+		one, ok, err := as.lookup(batch[i])
+		if err != nil || ok != w.found || (ok && one != w.idx) {
+			t.Errorf("lookup, identity %d of the batch: index %d found %v (%v), want %d found %v", i, one, ok, err, w.idx, w.found)
+		}
+	}
+	if next, _ := f.EntriesProcessed(context.Background()); next != 8 {
+		t.Fatalf("the follower's position is %d, want 8", next)
 	}
 }

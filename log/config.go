@@ -60,7 +60,7 @@ type Config struct {
 	// persistent antispam index may trail the tree by half of it.
 	DedupCacheEntries int
 	// AntispamMemoryMiB bounds the memory of the POSIX persistent antispam
-	// index (Badger's memtables, block cache and table indices; 0:
+	// index (Pebble's memtables and block cache; 0:
 	// DefaultAntispamMemoryMiB). Unused with mysql+s3.
 	AntispamMemoryMiB int
 	// DebugAddr, if set, serves net/http/pprof profiles on a listener of

@@ -20,7 +20,7 @@ func withFresh(ctx context.Context, s Submission) context.Context {
 }
 
 // skipLookupWhenFresh sends a fresh record straight to the sequencer,
-// past the persistent antispam lookup (a Badger read per record with posix,
+// past the persistent antispam lookup (a Pebble read per record with posix,
 // a quarter of the CPU of an append in the profiles of #19), which can only
 // miss. Every other record takes next, the full antispam path. Tessera's
 // in-memory dedup sits in front either way, and the follower indexes fresh

@@ -11,9 +11,8 @@ import (
 //
 //   - cairn_log_dedup_cache_entries: Tessera's in-memory dedup LRU
 //     (Config.DedupCacheEntries);
-//   - cairn_log_antispam_memtable_bytes,
-//     cairn_log_antispam_block_cache_bytes and
-//     cairn_log_antispam_index_cache_bytes: the Badger database of the
+//   - cairn_log_antispam_memtable_bytes and
+//     cairn_log_antispam_block_cache_bytes: the Pebble database of the
 //     POSIX antispam index, sized by Config.AntispamMemoryMiB (0 with
 //     mysql+s3, whose index is in MariaDB).
 func registerMemoryGauges(m *metrics, cfg Config) {
@@ -24,21 +23,16 @@ func registerMemoryGauges(m *metrics, cfg Config) {
 	dedup.Set(float64(cfg.DedupCacheEntries))
 	memtable := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_log_antispam_memtable_bytes",
-		Help: "Most memory the POSIX antispam index's Badger memtables may hold (memtable size × count, from --antispam-memory-mib).",
+		Help: "Most memory the POSIX antispam index's Pebble memtables may hold (memtable size × count, from --antispam-memory-mib).",
 	})
 	blockCache := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_log_antispam_block_cache_bytes",
-		Help: "Size of the POSIX antispam index's Badger block cache (0: its tables are uncompressed and read from their mapped files).",
-	})
-	indexCache := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "cairn_log_antispam_index_cache_bytes",
-		Help: "Size of the POSIX antispam index's Badger cache of table indices and Bloom filters (from --antispam-memory-mib).",
+		Help: "Size of the POSIX antispam index's Pebble block cache (data, index and filter blocks; from --antispam-memory-mib).",
 	})
 	if strings.HasPrefix(cfg.Storage, "posix:") {
-		o := badgerOptions("", cfg.AntispamMemoryMiB, cfg.Logger)
-		memtable.Set(float64(o.MemTableSize) * float64(o.NumMemtables))
-		blockCache.Set(float64(o.BlockCacheSize))
-		indexCache.Set(float64(o.IndexCacheSize))
+		size, count, cache := antispamSizes(cfg.AntispamMemoryMiB)
+		memtable.Set(float64(size) * float64(count))
+		blockCache.Set(float64(cache))
 	}
-	m.registry.MustRegister(dedup, memtable, blockCache, indexCache)
+	m.registry.MustRegister(dedup, memtable, blockCache)
 }

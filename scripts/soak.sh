@@ -83,8 +83,9 @@ while :; do
   sleep "$step"
   now=$(date +%s)
   rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$log_pid/status")
-  # Anonymous: the Go heap and runtime; file-backed: mapped files, chiefly
-  # the antispam index's Badger tables (page cache the kernel may reclaim).
+  # Anonymous: the Go heap, the runtime and the antispam index's Pebble
+  # cache and memtables; file-backed: mapped files (the binary; the index's
+  # tables are read with pread, not mapped).
   anon_kib=$(awk '/^RssAnon:/ { print $2 }' "/proc/$log_pid/status")
   file_kib=$(awk '/^RssFile:/ { print $2 }' "/proc/$log_pid/status")
   heap=$(metric go_memstats_heap_inuse_bytes)

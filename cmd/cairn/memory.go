@@ -8,8 +8,8 @@ import (
 
 // DefaultMemoryLimitMiB is cairn log serve's default soft memory limit. The
 // log's live heap at the default caches settles near 450 MB (Tessera's dedup
-// window ~70 MB; the POSIX antispam index's Badger memtable arenas, ~85 MB,
-// and block cache, up to 256 MB; docs/log.md#memory). The collector's default
+// window ~70 MB; the POSIX antispam index's Pebble memtables and block
+// cache, 128 MiB, outside the Go heap with cgo; docs/log.md#memory). The collector's default
 // lets the heap double between collections, to ~900 MB; a limit well above
 // the live heap caps that without making the collector chase live data (a
 // limit below it would spend up to half the CPU on collection).
