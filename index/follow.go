@@ -184,34 +184,48 @@ func (f *follower) step(ctx context.Context) error {
 		}
 	}
 	// A pipeline: one goroutine fetches, verifies and describes the next
-	// chunks while this one commits the previous, in order.
-	g, gctx := errgroup.WithContext(ctx)
+	// chunks while this one commits the previous, in order. A chunk that
+	// could not be fetched stops the producer, not the commits of the
+	// chunks it prepared before: with a slow database (MySQL) these would
+	// otherwise be dropped on every retry, and an index behind an
+	// unreadable bundle would never index what it can read before it.
+	pctx, stopProducer := context.WithCancel(ctx)
+	defer stopProducer()
 	ready := make(chan *prepared, 2)
-	g.Go(func() error {
+	var fetchErr error
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
 		defer close(ready)
 		for begin := f.state.Size; begin < size; {
-			c, err := f.prepare(gctx, v, begin)
+			c, err := f.prepare(pctx, v, begin)
 			if err != nil {
-				return err
+				fetchErr = err
+				return
 			}
 			select {
 			case ready <- c:
-			case <-gctx.Done():
-				return gctx.Err()
+			case <-pctx.Done():
+				fetchErr = pctx.Err()
+				return
 			}
 			begin = c.state.Size
 		}
-		return nil
-	})
-	g.Go(func() error {
-		for c := range ready {
-			if err := f.commit(gctx, c, size); err != nil {
-				return err
-			}
+	}()
+	var commitErr error
+	for c := range ready {
+		if commitErr != nil {
+			continue // drain: the producer stops at its next chunk
 		}
-		return nil
-	})
-	return g.Wait()
+		if commitErr = f.commit(ctx, c, size); commitErr != nil {
+			stopProducer()
+		}
+	}
+	<-produced
+	if commitErr != nil {
+		return commitErr
+	}
+	return fetchErr
 }
 
 // prepared is a verified chunk, ready to commit.

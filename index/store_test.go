@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/cairnlog/cairn/format/search"
 	"github.com/cairnlog/cairn/internal/hastack"
 	"github.com/cairnlog/cairn/internal/lockedbuf"
+	"github.com/cairnlog/cairn/internal/testport"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
@@ -239,14 +239,8 @@ func merged(t *testing.T, spec string) (upto, keys uint64) {
 // mariaDB starts a MariaDB server for the test (skipping it without one)
 // and returns the DSN of a fresh database.
 func mariaDB(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	out := &lockedbuf.Buffer{}
-	db, err := hastack.NewMariaDB(t.TempDir(), port, out)
+	db, err := hastack.NewMariaDB(t.TempDir(), testport.Port(t), out)
 	if err != nil {
 		t.Skipf("MariaDB unavailable (install with scripts/ha-deps.sh): %v", err)
 	}
