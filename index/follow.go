@@ -328,7 +328,15 @@ func (f *follower) prepare(ctx context.Context, v *policy.Verified, begin uint64
 	} else if err := f.log.VerifyConsistency(ctx, end, root, v); err != nil {
 		return nil, fmt.Errorf("entries [%d, %d): %w", begin, end, err)
 	}
-	next := &savedState{Size: end, Root: root, Range: f.rng.Hashes(), Checkpoint: nil, Fields: f.fields}
+	// The range's hashes are copied: Hashes returns the range's own slice,
+	// which the next chunk's appends change while the writer commits this
+	// one.
+	rangeHashes := f.rng.Hashes()
+	saved := make([][]byte, len(rangeHashes))
+	for i, h := range rangeHashes {
+		saved[i] = slices.Clone(h)
+	}
+	next := &savedState{Size: end, Root: root, Range: saved, Checkpoint: nil, Fields: f.fields}
 	if end == size {
 		next.Checkpoint = v.Raw
 	}
