@@ -397,6 +397,11 @@ func (s *store) commit(ctx context.Context, rows *batch, tiles []tileRow, st *sa
 		if toPending {
 			// (A failed commit leaves s.pending as it was; the appended
 			// rows past its length are not read.)
+			if pending == nil {
+				// Sized once for a whole merge: growing it by doubling
+				// cost a catch-up's writer 7% of its CPU.
+				pending = make([]fieldRow, 0, maxPending+len(rows.fields))
+			}
 			pending = append(pending, rows.fields...)
 			runs = append(runs, len(pending))
 		} else {
