@@ -320,7 +320,10 @@ func mergeRuns(rows []fieldRow, ends []int) []fieldRow {
 					out, b = append(out, b[0]), b[1:]
 				}
 			}
-			out = append(append(out, a...), b...)
+			// out was built in dst; one of a and b is left over.
+			n := start + len(out)
+			n += copy(dst[n:end], a)
+			copy(dst[n:end], b)
 			next = append(next, end)
 			start = end
 		}
