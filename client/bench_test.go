@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnlog/cairn/format/policy"
 	"github.com/cairnlog/cairn/format/receipt"
+	"github.com/cairnlog/cairn/internal/childfs"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -107,7 +108,7 @@ func buildLog(b testing.TB, n uint64) (string, *policy.Policy) {
 // client's is what an auditor pays.
 func BenchmarkAuditReplay(b *testing.B) {
 	dir, p := buildLog(b, benchSize)
-	base, pid := serveChild(b, dir)
+	base, pid := childfs.Start(b, dir)
 	l, err := NewLog(base, p, HTTPOptions{})
 	if err != nil {
 		b.Fatal(err)

@@ -1,17 +1,12 @@
 package log
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +15,7 @@ import (
 
 	"github.com/cairnlog/cairn/client"
 	"github.com/cairnlog/cairn/format/policy"
+	"github.com/cairnlog/cairn/internal/childfs"
 	cairnv1 "github.com/cairnlog/cairn/proto/cairn/v1"
 )
 
@@ -145,8 +141,8 @@ func BenchmarkAuditReplayLog(b *testing.B) {
 		})
 	}
 	b.Run("static-file-server", func(b *testing.B) {
-		fs := startFileServer(b, dir)
-		benchAuditReplay(b, fs.cmd.Process.Pid, auditClient(b, fs.base, vkey), client.AuditOptions{})
+		base, pid := childfs.Start(b, dir)
+		benchAuditReplay(b, pid, auditClient(b, base, vkey), client.AuditOptions{})
 	})
 }
 
@@ -180,46 +176,4 @@ func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// envChildFileServer makes the test binary, re-executed, serve a directory
-// with http.FileServer: BenchmarkAuditReplayLog's yardstick.
-const envChildFileServer = "CAIRN_TEST_CHILD_FILESERVER_DIR"
-
-func runFileServer(dir string) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fileserver:", err)
-		return 2
-	}
-	fmt.Printf("LISTENING %s\n", ln.Addr())
-	// Serves until the parent kills it.
-	fmt.Fprintln(os.Stderr, "fileserver:", http.Serve(ln, http.FileServer(http.Dir(dir))))
-	return 1
-}
-
-// fileServer is a child process serving a directory over HTTP.
-type fileServer struct {
-	cmd  *exec.Cmd
-	base string
-}
-
-func startFileServer(b *testing.B, dir string) *fileServer {
-	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChildFileServer+"="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTENING ")
-	if err != nil || !ok {
-		b.Fatalf("file server child: %q, %v", line, err)
-	}
-	return &fileServer{cmd: cmd, base: "http://" + addr}
 }
