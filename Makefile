@@ -11,8 +11,12 @@ TOOLS         := $(CURDIR)/.tools
 
 all: build
 
+# The binary is built without cgo: static, and Pebble (the posix antispam
+# index) then keeps its block cache and memtables in the Go heap, where RSS
+# stays flat; with cgo they come from C's allocator, whose freed blocks made
+# RSS creep up over an hour (docs/log.md, Memory).
 build:
-	$(GO) build -o $(BIN) ./cmd/cairn
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/cairn
 
 # make run: one local Cairn with its embedded defaults, state under ./data/.
 run: build

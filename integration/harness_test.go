@@ -38,7 +38,10 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 		cairnBin = filepath.Join(dir, "cairn")
-		if out, err := exec.Command("go", "build", "-o", cairnBin, "../cmd/cairn").CombinedOutput(); err != nil {
+		// Built as make build builds it: without cgo.
+		build := exec.Command("go", "build", "-o", cairnBin, "../cmd/cairn")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cairn: %v\n%s", err, out)
 			os.Exit(2)
 		}

@@ -31,7 +31,7 @@ secs() { # 90s, 10m, 1h → seconds
 }
 dur=$(secs "$DURATION"); step=$(secs "$INTERVAL")
 BIN=${CAIRN_BIN:-bin/cairn}
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/cairn
+[ -x "$BIN" ] || CGO_ENABLED=0 go build -o "$BIN" ./cmd/cairn
 work=$(mktemp -d)
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 http=127.0.0.1:$(pick_port); grpc=127.0.0.1:$(pick_port); debug=127.0.0.1:$(pick_port)

@@ -14,5 +14,5 @@ export CAIRN_REQUIRE_BROWSER=1
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
-go build -o bin/cairn ./cmd/cairn
+CGO_ENABLED=0 go build -o bin/cairn ./cmd/cairn
 CAIRN_BIN="$PWD/bin/cairn" go test -count=1 -timeout 18m ./...
