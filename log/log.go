@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +45,7 @@ type Log struct {
 	closeStorage func() error
 	// openStatic opens a stored tile or entry bundle as a file (POSIX
 	// storage; nil otherwise): see writeFile.
-	openStatic func(path string) (*os.File, error)
+	openStatic func(path string) (staticFile, error)
 	// keys seals and opens records naming data subjects; nil without a KEK.
 	keys *subjectKeys
 	// subjectHold reports whether a subject (by keyed hash) is under a

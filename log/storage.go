@@ -37,7 +37,7 @@ type driver struct {
 	// openStatic, if set, opens a tile or entry bundle (a tlog-tiles path)
 	// as a file, so the read path sends it without copying it through the
 	// process (sendfile); os.ErrNotExist when there is none. POSIX only.
-	openStatic func(path string) (*os.File, error)
+	openStatic func(path string) (staticFile, error)
 	// collectors are the driver's own metrics; close, if set, releases
 	// what it holds once its context is cancelled.
 	collectors []prometheus.Collector
@@ -102,7 +102,7 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 		readObject: func(_ context.Context, path string) ([]byte, error) {
 			return os.ReadFile(filepath.Join(dir, path))
 		},
-		openStatic: func(path string) (*os.File, error) { return os.Open(filepath.Join(dir, path)) }}, nil
+		openStatic: staticOpener{dir: dir}.open}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:
