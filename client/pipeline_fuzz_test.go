@@ -91,7 +91,7 @@ func FuzzCheckBundle(f *testing.F) {
 		}
 		check := func(tile []byte) bundleResult {
 			var s auditScratch
-			return checkBundle(bundleResult{k: k}, &s, 0, size, bytes.Clone(raw), true, tile, "tile/entries/005", "tile/0/005")
+			return checkBundle(bundleResult{k: k}, &s, 0, size, bytes.Clone(raw), tile, "tile/entries/005", "tile/0/005")
 		}
 		res := check(bytes.Clone(tile))
 		switch {
