@@ -217,10 +217,10 @@ func (l *Log) handleEntryBundle(w http.ResponseWriter, r *http.Request) {
 // its descriptor alone (log/static_linux.go), without os.Open's poller
 // set-up.
 func (l *Log) writeFile(w http.ResponseWriter, r *http.Request, path string, compress bool) bool {
-	if l.openStatic == nil || (compress && acceptsGzip(r)) {
+	if l.static == nil || (compress && acceptsGzip(r)) {
 		return false
 	}
-	f, err := l.openStatic(path)
+	f, err := l.static.open(path)
 	if err != nil {
 		return false
 	}

@@ -67,6 +67,20 @@ func (f *fdFile) Read(p []byte) (int, error) {
 
 func (f *fdFile) Close() error { return syscall.Close(f.fd) }
 
+func (f *fdFile) rewind() error {
+	_, err := syscall.Seek(f.fd, 0, io.SeekStart)
+	return err
+}
+
+// openFilesLimit is the process's limit of open files (RLIMIT_NOFILE).
+func openFilesLimit() int {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil || l.Cur > 1<<30 {
+		return 1 << 30
+	}
+	return int(l.Cur)
+}
+
 // SyscallConn lets net's sendfile use the descriptor: the file is sent
 // from its position, which it advances.
 func (f *fdFile) SyscallConn() (syscall.RawConn, error) { return fdRawConn(f.fd), nil }

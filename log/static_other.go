@@ -4,6 +4,7 @@ package log
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -15,6 +16,14 @@ type osFile struct {
 }
 
 func (f osFile) Size() int64 { return f.size }
+
+func (f osFile) rewind() error {
+	_, err := f.Seek(0, io.SeekStart)
+	return err
+}
+
+// openFilesLimit: the read path keeps files open only on Linux.
+func openFilesLimit() int { return 0 }
 
 // openStaticFile opens the regular file at path; os.ErrNotExist (wrapped)
 // when there is none.
