@@ -309,8 +309,8 @@ func (l *Log) auditPipelined(ctx context.Context, h *httpTiles, s *auditScratch,
 		}
 	}
 	got := func(k uint64, bundle, tile []byte) {
-		p := layout.PartialTileSize(0, k, size)
-		send(checkBundle(bundleResult{k: k}, s, begin, size, bundle, tile, layout.EntriesPath(k, p), layout.TilePath(0, k, p)))
+		files := bundleFiles{k: k, p: layout.PartialTileSize(0, k, size)}
+		send(checkBundle(bundleResult{k: k}, s, begin, size, bundle, tile, files))
 	}
 	var ks []uint64
 	for k := from; k < end; k += pipelineConns {
@@ -369,6 +369,7 @@ func (l *Log) auditBundle(ctx context.Context, s *auditScratch, k, begin, size, 
 		w = layout.EntryBundleWidth
 	}
 	bundlePath, tilePath := layout.EntriesPath(k, p), layout.TilePath(0, k, p)
+	files := bundleFiles{k: k, p: p}
 	var raw []byte
 	var err error
 	switch {
@@ -376,7 +377,8 @@ func (l *Log) auditBundle(ctx context.Context, s *auditScratch, k, begin, size, 
 		// Pruned and no archive given: the leaf hashes stand for the records.
 	case k < minBundle:
 		raw, err = arch.Get(ctx, bundlePath)
-		bundlePath = arch.String() + " " + bundlePath
+		files.archive = arch.String()
+		bundlePath = files.bundle()
 		if errors.Is(err, os.ErrNotExist) {
 			// Not archived yet (the log archives at the end of the grace
 			// period): the leaf hashes stand for the records.
@@ -403,13 +405,32 @@ func (l *Log) auditBundle(ctx context.Context, s *auditScratch, k, begin, size, 
 		res.err = missing(tilePath, err)
 		return res
 	}
-	return checkBundle(res, s, begin, size, raw, tile, bundlePath, tilePath)
+	return checkBundle(res, s, begin, size, raw, tile, files)
 }
+
+// bundleFiles names an entry bundle and its level-0 tile in checkBundle's
+// errors, only when there is one (formatting the paths of every bundle
+// of a replay was garbage for nothing, #19).
+type bundleFiles struct {
+	k uint64
+	p uint8
+	// archive, if set, is the archive the bundle was read from.
+	archive string
+}
+
+func (f bundleFiles) bundle() string {
+	if f.archive != "" {
+		return f.archive + " " + layout.EntriesPath(f.k, f.p)
+	}
+	return layout.EntriesPath(f.k, f.p)
+}
+
+func (f bundleFiles) tile() string { return layout.TilePath(0, f.k, f.p) }
 
 // checkBundle verifies the entry bundle raw (nil: pruned, not read) of
 // res.k against its level-0 tile and fills in res: the compact range of its
 // leaves from max(begin, k*256), or the first disagreement.
-func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []byte, tile []byte, bundlePath, tilePath string) bundleResult {
+func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []byte, tile []byte, files bundleFiles) bundleResult {
 	k := res.k
 	w := uint64(layout.PartialTileSize(0, k, size))
 	if w == 0 {
@@ -417,7 +438,7 @@ func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []by
 	}
 	var err error
 	if uint64(len(tile)) < w*32 || len(tile)%32 != 0 {
-		res.err = verifyErr("tile %s is %d bytes, want %d", tilePath, len(tile), w*32)
+		res.err = verifyErr("tile %s is %d bytes, want %d", files.tile(), len(tile), w*32)
 		return res
 	}
 	first := k * layout.EntryBundleWidth
@@ -449,7 +470,7 @@ func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []by
 			continue
 		}
 		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
-			res.err = verifyErr("entry bundle %s is malformed: it ends inside entry %d (want %d entries)", bundlePath, first+i, w)
+			res.err = verifyErr("entry bundle %s is malformed: it ends inside entry %d (want %d entries)", files.bundle(), first+i, w)
 			return res
 		}
 		n := int(binary.BigEndian.Uint16(rest))
@@ -457,7 +478,7 @@ func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []by
 		rest = rest[2+n:]
 		want := tile[i*32 : (i+1)*32]
 		if !bytes.Equal(sum, want) {
-			res.err = verifyErr("entry %d in %s hashes to %s, but %s has %s", first+i, bundlePath, b64(sum), tilePath, b64(want))
+			res.err = verifyErr("entry %d in %s hashes to %s, but %s has %s", first+i, files.bundle(), b64(sum), files.tile(), b64(want))
 			return res
 		}
 		if !full && first+i >= from {
