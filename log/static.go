@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera/api/layout"
 )
 
@@ -149,6 +150,14 @@ func (o *staticOpener) forget(bundles []uint64) {
 	for _, f := range drop {
 		_ = f.staticFile.Close()
 	}
+}
+
+// collector exports how many files the cache holds open.
+func (o *staticOpener) collector() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cairn_log_read_open_files",
+		Help: "Full tiles and entry bundles the read path keeps open between answers (POSIX storage).",
+	}, func() float64 { return float64(o.cached()) })
 }
 
 // cached is how many files the cache holds open now.

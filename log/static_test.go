@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera/api/layout"
 )
 
@@ -61,6 +62,18 @@ func openFDs(t *testing.T) int {
 	return len(es)
 }
 
+// openFilesMetric is o's cairn_log_read_open_files as /metrics exports it.
+func openFilesMetric(t *testing.T, o *staticOpener) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(o.collector())
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || mfs[0].GetName() != "cairn_log_read_open_files" {
+		t.Fatalf("gathering cairn_log_read_open_files: %v %v", mfs, err)
+	}
+	return mfs[0].GetMetric()[0].GetGauge().GetValue()
+}
+
 // readStatic opens path, reads it whole and closes it.
 func readStatic(t *testing.T, o *staticOpener, path string) []byte {
 	t.Helper()
@@ -104,8 +117,8 @@ func TestStaticOpenerKeepsFullFilesOpen(t *testing.T) {
 			t.Fatalf("tile/0/000 read again from its open file: %q", got)
 		}
 	}
-	if o.cached() != 1 {
-		t.Fatalf("%d files open after reading one full tile, want 1", o.cached())
+	if o.cached() != 1 || openFilesMetric(t, o) != 1 {
+		t.Fatalf("%d files open after reading one full tile (cairn_log_read_open_files %v), want 1", o.cached(), openFilesMetric(t, o))
 	}
 	if got := readStatic(t, o, "tile/0/003.p/7"); !bytes.Equal(got, files["tile/0/003.p/7"]) || o.cached() != 1 {
 		t.Fatalf("a partial tile: %q, %d open, want it read and not kept", got, o.cached())

@@ -99,7 +99,7 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
 	static := newStaticOpener(dir, min(maxCachedFiles, openFilesLimit()/2))
-	return &driver{name: "posix", tessera: d, antispam: as, collectors: as.collectors(),
+	return &driver{name: "posix", tessera: d, antispam: as, collectors: append(as.collectors(), static.collector()),
 		close:     func() error { return errors.Join(static.close(), as.close()) },
 		retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir, deleted: static.forget},
 		readObject: func(_ context.Context, path string) ([]byte, error) {
