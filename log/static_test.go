@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,5 +243,62 @@ func TestPrunedBundleIsNotServedFromAnOpenFile(t *testing.T) {
 	}
 	if resp, _ := getRaw(t, tl.base, "/tile/0/000", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("hash tile 0 after pruning: %s", resp.Status)
+	}
+}
+
+// TestOpenFilesAreServedWholeAfterPartialAnswers: a kept-open tile is sent
+// from its start after answers that left its position elsewhere: a HEAD,
+// a client that went away mid-body, and many answers at once.
+func TestOpenFilesAreServedWholeAfterPartialAnswers(t *testing.T) {
+	tl := newTestLog(t)
+	appendBundle(t, tl, "alice", layout.EntryBundleWidth)
+	stored, err := os.ReadFile(filepath.Join(tl.dir, "tile", "entries", "000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := tl.base + "/tile/entries/000"
+	head, err := http.Head(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	// A client that reads a few bytes and hangs up.
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept-Encoding", "identity")
+	tr := &http.Transport{DisableKeepAlives: true}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tr.CloseIdleConnections()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			for range 10 {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Accept-Encoding", "identity")
+				resp, err := http.DefaultTransport.RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, stored) {
+					errs <- fmt.Errorf("%s, %d bytes (%v), want the %d stored", resp.Status, len(body), err, len(stored))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
