@@ -33,9 +33,9 @@ const maxCachedFiles = 16384
 //
 // It keeps full tiles and bundles open between answers. Tessera writes
 // them whole and never changes them, so an open descriptor serves the
-// same bytes as a new one, without the open, fstat and close of each
-// answer (a fifth of the log's CPU per record of an audit replay that
-// found its files open, #19). Partial tiles and bundles, which the full
+// same bytes as a new one, with an lseek instead of the open, fstat and
+// close of each answer (a fifth of the log's CPU per record of an audit
+// replay that found its files open, #19). Partial tiles and bundles, which the full
 // ones replace, are opened each time. A file in use by one answer is
 // out of the cache (the answer moves its position); a second answer for
 // it at the same time opens its own. When the cache is full, a file put
@@ -87,8 +87,12 @@ func (o *staticOpener) open(path string) (staticFile, error) {
 	forgets := o.forgets
 	o.mu.Unlock()
 	if ok {
-		f.forgets = forgets
-		return f, nil
+		// The answer before left the position at the end, or anywhere.
+		if err := f.rewind(); err == nil {
+			f.forgets = forgets
+			return f, nil
+		}
+		_ = f.staticFile.Close()
 	}
 	sf, err := openStaticFile(o.file(path))
 	if err != nil {
@@ -101,13 +105,11 @@ func (o *staticOpener) file(path string) string {
 	return filepath.Join(o.dir, filepath.FromSlash(path))
 }
 
-// put takes back a file an answer is done with: rewound, into the cache,
-// or closed if the cache is closed, already has that file, forgot files
-// since it was taken out, or the file cannot be rewound.
+// put takes back a file an answer is done with: into the cache (open
+// rewinds it when it is used again, so a file that is not costs no
+// lseek), or closed if the cache is closed, already has that file, or
+// forgot files since it was taken out.
 func (o *staticOpener) put(f *cachedFile) error {
-	if err := f.rewind(); err != nil {
-		return f.staticFile.Close()
-	}
 	o.mu.Lock()
 	_, dup := o.idle[f.path]
 	var evicted *cachedFile
