@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -310,8 +309,8 @@ func (l *Log) auditPipelined(ctx context.Context, h *httpTiles, s *auditScratch,
 		}
 	}
 	got := func(k uint64, bundle, tile []byte) {
-		p := layout.PartialTileSize(0, k, size)
-		send(checkBundle(bundleResult{k: k}, s, begin, size, bundle, true, tile, layout.EntriesPath(k, p), layout.TilePath(0, k, p)))
+		files := bundleFiles{k: k, p: layout.PartialTileSize(0, k, size)}
+		send(checkBundle(bundleResult{k: k}, s, begin, size, bundle, tile, files))
 	}
 	var ks []uint64
 	for k := from; k < end; k += pipelineConns {
@@ -332,18 +331,17 @@ type auditScratch struct {
 }
 
 // readBundle reads entry bundle k into the scratch's buffer if the log is
-// read over HTTP from one URL; owned says the result is that buffer (so
-// the caller may hash in place), not memory the source may still hold.
-func (l *Log) readBundle(ctx context.Context, s *auditScratch, k uint64, p uint8) (b []byte, owned bool, err error) {
+// read over HTTP from one URL.
+func (l *Log) readBundle(ctx context.Context, s *auditScratch, k uint64, p uint8) ([]byte, error) {
 	h, ok := l.fetcher.(*httpTiles)
 	if !ok {
-		b, err = l.fetcher.ReadEntryBundle(ctx, k, p)
-		return b, false, err
+		return l.fetcher.ReadEntryBundle(ctx, k, p)
 	}
-	if b, err = h.readEntryBundleInto(ctx, k, p, s.bundle); err == nil && cap(b) > cap(s.bundle) {
+	b, err := h.readEntryBundleInto(ctx, k, p, s.bundle)
+	if err == nil && cap(b) > cap(s.bundle) {
 		s.bundle = b
 	}
-	return b, err == nil, err
+	return b, err
 }
 
 // readTile0 reads level-0 tile k like readBundle.
@@ -371,15 +369,16 @@ func (l *Log) auditBundle(ctx context.Context, s *auditScratch, k, begin, size, 
 		w = layout.EntryBundleWidth
 	}
 	bundlePath, tilePath := layout.EntriesPath(k, p), layout.TilePath(0, k, p)
+	files := bundleFiles{k: k, p: p}
 	var raw []byte
 	var err error
-	owned := false
 	switch {
 	case k < minBundle && arch == nil:
 		// Pruned and no archive given: the leaf hashes stand for the records.
 	case k < minBundle:
 		raw, err = arch.Get(ctx, bundlePath)
-		bundlePath = arch.String() + " " + bundlePath
+		files.archive = arch.String()
+		bundlePath = files.bundle()
 		if errors.Is(err, os.ErrNotExist) {
 			// Not archived yet (the log archives at the end of the grace
 			// period): the leaf hashes stand for the records.
@@ -391,7 +390,7 @@ func (l *Log) auditBundle(ctx context.Context, s *auditScratch, k, begin, size, 
 		}
 		res.archived = raw != nil
 	default:
-		raw, owned, err = l.readBundle(ctx, s, k, p)
+		raw, err = l.readBundle(ctx, s, k, p)
 		if err != nil {
 			if code, _, herr := l.do(ctx, "GET", bundlePath, nil); herr == nil && code == 410 {
 				res.err = verifyErr("%s is gone (410), but it is at or above the minimum index %d: records were removed that the log must still serve", bundlePath, minBundle*layout.EntryBundleWidth)
@@ -406,14 +405,32 @@ func (l *Log) auditBundle(ctx context.Context, s *auditScratch, k, begin, size, 
 		res.err = missing(tilePath, err)
 		return res
 	}
-	return checkBundle(res, s, begin, size, raw, owned, tile, bundlePath, tilePath)
+	return checkBundle(res, s, begin, size, raw, tile, files)
 }
+
+// bundleFiles names an entry bundle and its level-0 tile in checkBundle's
+// errors, only when there is one (formatting the paths of every bundle
+// of a replay was garbage for nothing, #19).
+type bundleFiles struct {
+	k uint64
+	p uint8
+	// archive, if set, is the archive the bundle was read from.
+	archive string
+}
+
+func (f bundleFiles) bundle() string {
+	if f.archive != "" {
+		return f.archive + " " + layout.EntriesPath(f.k, f.p)
+	}
+	return layout.EntriesPath(f.k, f.p)
+}
+
+func (f bundleFiles) tile() string { return layout.TilePath(0, f.k, f.p) }
 
 // checkBundle verifies the entry bundle raw (nil: pruned, not read) of
 // res.k against its level-0 tile and fills in res: the compact range of its
-// leaves from max(begin, k*256), or the first disagreement. owned says raw
-// is the caller's to overwrite (see leafHasher.hashPrefixed).
-func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []byte, owned bool, tile []byte, bundlePath, tilePath string) bundleResult {
+// leaves from max(begin, k*256), or the first disagreement.
+func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []byte, tile []byte, files bundleFiles) bundleResult {
 	k := res.k
 	w := uint64(layout.PartialTileSize(0, k, size))
 	if w == 0 {
@@ -421,7 +438,7 @@ func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []by
 	}
 	var err error
 	if uint64(len(tile)) < w*32 || len(tile)%32 != 0 {
-		res.err = verifyErr("tile %s is %d bytes, want %d", tilePath, len(tile), w*32)
+		res.err = verifyErr("tile %s is %d bytes, want %d", files.tile(), len(tile), w*32)
 		return res
 	}
 	first := k * layout.EntryBundleWidth
@@ -453,22 +470,15 @@ func checkBundle(res bundleResult, s *auditScratch, begin, size uint64, raw []by
 			continue
 		}
 		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
-			res.err = verifyErr("entry bundle %s is malformed: it ends inside entry %d (want %d entries)", bundlePath, first+i, w)
+			res.err = verifyErr("entry bundle %s is malformed: it ends inside entry %d (want %d entries)", files.bundle(), first+i, w)
 			return res
 		}
 		n := int(binary.BigEndian.Uint16(rest))
-		var sum []byte
-		if owned {
-			// The length's second byte is read: the leaf hash prefix
-			// takes its place before the entry, hashed where it lies.
-			sum = lh.hashPrefixed(rest[1 : 2+n])
-		} else {
-			sum = lh.hash(rest[2 : 2+n])
-		}
+		sum := lh.hash(rest[2 : 2+n])
 		rest = rest[2+n:]
 		want := tile[i*32 : (i+1)*32]
 		if !bytes.Equal(sum, want) {
-			res.err = verifyErr("entry %d in %s hashes to %s, but %s has %s", first+i, bundlePath, b64(sum), tilePath, b64(want))
+			res.err = verifyErr("entry %d in %s hashes to %s, but %s has %s", first+i, files.bundle(), b64(sum), files.tile(), b64(want))
 			return res
 		}
 		if !full && first+i >= from {
@@ -539,56 +549,4 @@ func missing(path string, err error) error {
 		return verifyErr("%s is missing (404), but the checkpoint requires it", path)
 	}
 	return fmt.Errorf("fetching %s: %w", path, asTLSError(err))
-}
-
-// leafHasher computes rfc6962.DefaultHasher.HashLeaf without allocating per
-// leaf: it copies the prefix and the leaf into one reused scratch buffer and
-// hashes that with sha256.Sum256, whose state lives on the stack. (A reused
-// hash.Hash also allocates nothing, but its Sum copies the whole state per
-// call: a fifth of the replay's hashing time in the profiles of #19.)
-// TestLeafHasherIsTheRFC6962LeafHash holds it to HashLeaf.
-type leafHasher struct {
-	scratch []byte
-	sum     [sha256.Size]byte
-	// nodes is subtreeRoot's working copy of a tile.
-	nodes []byte
-}
-
-// subtreeRoot returns the RFC 6962 root of the perfect subtree whose leaf
-// hashes (a power of two of them) are concatenated in hashes, as
-// rfc6962.DefaultHasher.HashChildren would pairwise, in one scratch copy.
-// TestSubtreeRootIsTheCompactRangeRoot holds it to the merkle package's
-// compact range.
-func (lh *leafHasher) subtreeRoot(hashes []byte) []byte {
-	lh.nodes = append(lh.nodes[:0], hashes...)
-	buf := lh.nodes
-	var node [1 + 2*sha256.Size]byte
-	node[0] = rfc6962.RFC6962NodeHashPrefix
-	for n := len(buf) / sha256.Size; n > 1; n /= 2 {
-		for i := range n / 2 {
-			copy(node[1:], buf[2*i*sha256.Size:2*(i+1)*sha256.Size])
-			// Pair i's parent overwrites slot i, which pairs ≥ i no longer need.
-			sum := sha256.Sum256(node[:])
-			copy(buf[i*sha256.Size:], sum[:])
-		}
-	}
-	return bytes.Clone(buf[:sha256.Size])
-}
-
-// hashPrefixed returns the RFC 6962 leaf hash of b[1:], hashed in place:
-// it overwrites b[0] with the leaf hash prefix (an entry bundle's length
-// byte that the caller has read), so the leaf is not copied. The result is
-// valid until the next call.
-func (lh *leafHasher) hashPrefixed(b []byte) []byte {
-	b[0] = rfc6962.RFC6962LeafHashPrefix
-	lh.sum = sha256.Sum256(b)
-	return lh.sum[:]
-}
-
-// hash returns the RFC 6962 leaf hash of leaf; the result is valid until
-// the next call.
-func (lh *leafHasher) hash(leaf []byte) []byte {
-	lh.scratch = append(append(lh.scratch[:0], rfc6962.RFC6962LeafHashPrefix), leaf...)
-	lh.sum = sha256.Sum256(lh.scratch)
-	return lh.sum[:]
 }

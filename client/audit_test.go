@@ -95,10 +95,10 @@ func TestLeafHasherIsTheRFC6962LeafHash(t *testing.T) {
 		if got := lh.hash(leaf); !bytes.Equal(got, want) {
 			t.Fatalf("leaf of %d bytes: %x, HashLeaf says %x", n, got, want)
 		}
-		// In place, behind a bundle's u16 length, as the audit hashes it.
-		framed := append([]byte{byte(n >> 8), byte(n)}, leaf...)
-		if got := lh.hashPrefixed(framed[1:]); !bytes.Equal(got, want) {
-			t.Fatalf("leaf of %d bytes hashed in place: %x, HashLeaf says %x", n, got, want)
+		// An interior node over two leaves, as the tiles hash them.
+		wantNode := rfc6962.DefaultHasher.HashChildren(want, leaf)
+		if got := lh.node(want, leaf); !bytes.Equal(got, wantNode) {
+			t.Fatalf("node over %d+32 bytes: %x, HashChildren says %x", n, got, wantNode)
 		}
 	}
 }

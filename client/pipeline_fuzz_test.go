@@ -14,6 +14,7 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -91,7 +92,7 @@ func FuzzCheckBundle(f *testing.F) {
 		}
 		check := func(tile []byte) bundleResult {
 			var s auditScratch
-			return checkBundle(bundleResult{k: k}, &s, 0, size, bytes.Clone(raw), true, tile, "tile/entries/005", "tile/0/005")
+			return checkBundle(bundleResult{k: k}, &s, 0, size, bytes.Clone(raw), tile, bundleFiles{k: k, p: layout.PartialTileSize(0, k, size)})
 		}
 		res := check(bytes.Clone(tile))
 		switch {

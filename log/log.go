@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,9 +43,9 @@ type Log struct {
 	// closeStorage, if set, releases the storage driver's own state (the
 	// POSIX antispam index) once stop has been called.
 	closeStorage func() error
-	// openStatic opens a stored tile or entry bundle as a file (POSIX
+	// static opens stored tiles and entry bundles as files (POSIX
 	// storage; nil otherwise): see writeFile.
-	openStatic func(path string) (*os.File, error)
+	static *staticOpener
 	// keys seals and opens records naming data subjects; nil without a KEK.
 	keys *subjectKeys
 	// subjectHold reports whether a subject (by keyed hash) is under a
@@ -195,7 +194,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		stop:      stop,
 
 		closeStorage: drv.close,
-		openStatic:   drv.openStatic,
+		static:       drv.static,
 
 		boundary:    boundary,
 		boundaryRaw: boundaryRaw,

@@ -20,10 +20,18 @@ type bundleDeleter interface {
 }
 
 // posixDeleter removes bundle files (and any partial bundles left beside
-// them) from a POSIX log directory.
-type posixDeleter struct{ dir string }
+// them) from a POSIX log directory; deleted, if set, is told which (the
+// read path's open files, log/static.go).
+type posixDeleter struct {
+	dir     string
+	deleted func(bundles []uint64)
+}
 
 func (d posixDeleter) deleteBundles(_ context.Context, bundles []uint64) error {
+	if d.deleted != nil {
+		// Also when a deletion fails: these bundles are no longer served.
+		defer d.deleted(bundles)
+	}
 	for _, k := range bundles {
 		p := filepath.Join(d.dir, filepath.FromSlash(layout.EntriesPath(k, 0)))
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -3,6 +3,7 @@ package log
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -34,10 +35,10 @@ type driver struct {
 	// readObject reads a file beside the tiles (the migration boundary);
 	// os.ErrNotExist when there is none.
 	readObject func(ctx context.Context, path string) ([]byte, error)
-	// openStatic, if set, opens a tile or entry bundle (a tlog-tiles path)
+	// static, if set, opens a tile or entry bundle (a tlog-tiles path)
 	// as a file, so the read path sends it without copying it through the
 	// process (sendfile); os.ErrNotExist when there is none. POSIX only.
-	openStatic func(path string) (*os.File, error)
+	static *staticOpener
 	// collectors are the driver's own metrics; close, if set, releases
 	// what it holds once its context is cancelled.
 	collectors []prometheus.Collector
@@ -97,12 +98,14 @@ func openPOSIX(ctx context.Context, dir string, private bool, logger *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("opening antispam index in %s: %w", dir, err)
 	}
-	return &driver{name: "posix", tessera: d, antispam: as, collectors: as.collectors(), close: as.close,
-		retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir},
+	static := newStaticOpener(dir, min(maxCachedFiles, openFilesLimit()/2))
+	return &driver{name: "posix", tessera: d, antispam: as, collectors: append(as.collectors(), static.collector()),
+		close:     func() error { return errors.Join(static.close(), as.close()) },
+		retention: newFileRetentionStore(dir), bundles: posixDeleter{dir: dir, deleted: static.forget},
 		readObject: func(_ context.Context, path string) ([]byte, error) {
 			return os.ReadFile(filepath.Join(dir, path))
 		},
-		openStatic: func(path string) (*os.File, error) { return os.Open(filepath.Join(dir, path)) }}, nil
+		static: static}, nil
 }
 
 // antispamLag is how far the persistent antispam index may trail the tree:
