@@ -101,6 +101,37 @@ func (s *grpcServer) writer(ctx context.Context) (string, error) {
 	return p.name, s.l.guard.allow(p)
 }
 
+// streamPrincipal is an AppendStream's caller as last identified, and the
+// access file in force then.
+type streamPrincipal struct {
+	file *access.File
+	p    principal
+	ok   bool
+}
+
+// streamWriter is writer for one record of a stream: the caller is
+// identified again (its token decoded and hashed, 1–2 µs) only when the
+// access file in force has changed since c was filled, so a revoked token
+// stops the stream at the next reload, as with a check per record. The role
+// and the rate are checked per record.
+func (s *grpcServer) streamWriter(ctx context.Context, c *streamPrincipal) (string, error) {
+	g := s.l.guard
+	// Read before identifying: a reload in between leaves c with the
+	// older file, and the next record identifies again.
+	if f := g.inForce(); !c.ok || f != c.file {
+		p, err := g.fromGRPC(ctx)
+		if err != nil {
+			c.ok = false
+			return "", err
+		}
+		*c = streamPrincipal{file: f, p: p, ok: true}
+	}
+	if err := g.authorize(c.p, access.RoleAppend); err != nil {
+		return "", err
+	}
+	return c.p.name, g.allow(c.p)
+}
+
 // reader authorizes reading record contents.
 func (s *grpcServer) reader(ctx context.Context) error {
 	p, err := s.l.guard.fromGRPC(ctx)
@@ -182,13 +213,16 @@ func (s *grpcServer) AppendStream(stream grpc.BidiStreamingServer[cairnv1.Append
 	}()
 
 	var recvErr error
+	var caller streamPrincipal
+	requests := s.l.metrics.requests.WithLabelValues("stream")
 	for r != nil {
-		s.l.metrics.requests.WithLabelValues("stream").Inc()
+		requests.Inc()
 		slots <- struct{}{}
-		// Re-check per record: a revoked token stops an open stream, and
-		// the rate limit applies to records, not streams.
+		// Checked per record: a revoked token stops an open stream (at the
+		// access file's next reload), and the rate limit applies to
+		// records, not streams.
 		var f func() (Appended, error)
-		if who, err := s.writer(ctx); err != nil {
+		if who, err := s.streamWriter(ctx, &caller); err != nil {
 			s.l.metrics.rejected.Inc()
 			f = func() (Appended, error) { return Appended{}, err }
 		} else {
