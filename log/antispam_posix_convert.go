@@ -1,6 +1,7 @@
 package log
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -151,6 +153,170 @@ func copyBadgerToPebble(from, to string, mib int, logger *slog.Logger) (n int, e
 	}
 	// Tables, not only the WAL: the copy is whole before dir is renamed.
 	if err := pdb.Flush(); err != nil {
+		return n, fmt.Errorf("flushing Pebble: %w", err)
+	}
+	return n, nil
+}
+
+// An index that Cairn wrote with Pebble before it had a merge operator
+// (its OPTIONS file names Pebble's default, "pebble.concatenate", which
+// Cairn never used) is copied once into a database with firstIndexWins,
+// because Pebble refuses to open a database whose merger has another name:
+//
+//  1. every key and value of dir is copied into a new database in
+//     dir+antispamMergingSuffix, which is flushed;
+//  2. dir is renamed to dir+antispamPremergeSuffix, the copy to dir, and
+//     the old database removed.
+//
+// A crash during step 1 leaves dir as it was and a partial copy, which the
+// next open removes and redoes; a crash within step 2 leaves the complete
+// copy and the old database, which the next open finishes with.
+const (
+	antispamMergingSuffix  = ".merging"
+	antispamPremergeSuffix = ".premerge"
+)
+
+// pebbleMergerName returns the merger name in the OPTIONS file of the
+// Pebble database in dir ("" when there is no database).
+func pebbleMergerName(dir string) (string, error) {
+	desc, err := pebble.Peek(dir, vfs.Default)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the Pebble database in %s: %w", dir, err)
+	}
+	if !desc.Exists || desc.OptionsFilename == "" {
+		return "", nil
+	}
+	text, err := os.ReadFile(desc.OptionsFilename)
+	if err != nil {
+		return "", err
+	}
+	// Parse sets Pebble's default merger itself and asks the hook for any
+	// other (a file without one, or with RocksDB's "nullptr", leaves none).
+	var o pebble.Options
+	hooks := &pebble.ParseHooks{NewMerger: func(n string) (*pebble.Merger, error) {
+		return &pebble.Merger{Name: n}, nil
+	}}
+	if err := o.Parse(string(text), hooks); err != nil {
+		return "", fmt.Errorf("reading %s: %w", desc.OptionsFilename, err)
+	}
+	if o.Merger == nil {
+		return "", nil
+	}
+	return o.Merger.Name, nil
+}
+
+// convertToFirstIndexWins gives the Pebble index in dir the merger
+// firstIndexWins (see above); an index that has it, or none, is left alone.
+func convertToFirstIndexWins(dir string, mib int, logger *slog.Logger) error {
+	tmp, old := dir+antispamMergingSuffix, dir+antispamPremergeSuffix
+	if !exists(dir) && exists(tmp) && exists(old) {
+		logger.Info("antispam index: finishing its copy with the first-index-wins merger", slog.String("dir", dir))
+		if err := renameSynced(tmp, dir); err != nil {
+			return err
+		}
+	}
+	name, err := pebbleMergerName(dir)
+	if err != nil {
+		return err
+	}
+	switch name {
+	case "", antispamMergerName:
+		if exists(old) {
+			// The copy was complete: what is left is the old database.
+			return os.RemoveAll(old)
+		}
+		return nil
+	case pebble.DefaultMerger.Name:
+	default:
+		return fmt.Errorf("the antispam index %s was written with the Pebble merger %q, which Cairn does not know", dir, name)
+	}
+	if exists(old) {
+		return fmt.Errorf("converting the antispam index %s: %s is in the way: move or remove it", dir, old)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("removing the partial copy %s: %w", tmp, err)
+	}
+	logger.Info("antispam index: copying it once into a database with the first-index-wins merger", slog.String("dir", dir))
+	start := time.Now()
+	n, err := copyPebble(dir, tmp, mib, logger)
+	if err != nil {
+		return fmt.Errorf("converting the antispam index %s to the first-index-wins merger: %w", dir, err)
+	}
+	if err := os.Rename(dir, old); err != nil {
+		return fmt.Errorf("moving the antispam index aside: %w", err)
+	}
+	if err := renameSynced(tmp, dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("removing the antispam index's old copy %s: %w", old, err)
+	}
+	logger.Info("antispam index: copied with the first-index-wins merger",
+		slog.String("dir", dir), slog.Int("keys", n), slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// copyPebble copies every key of the Pebble database in from (opened read
+// only, with Pebble's default merger) into a new database in to, flushed to
+// its tables, and returns how many.
+func copyPebble(from, to string, mib int, logger *slog.Logger) (n int, err error) {
+	src, err := pebble.Open(from, &pebble.Options{ReadOnly: true, Logger: pebbleLogger{logger}})
+	if err != nil {
+		return 0, fmt.Errorf("opening Pebble: %w", err)
+	}
+	defer func() {
+		if cerr := src.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("closing Pebble: %w", cerr)
+		}
+	}()
+	dst, err := openPebble(to, mib, logger)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := dst.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("closing Pebble: %w", cerr)
+		}
+	}()
+	it, err := src.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	b := dst.NewBatch()
+	defer func() { b.Close() }()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return n, fmt.Errorf("reading %x: %w", it.Key(), err)
+		}
+		if err := b.Set(it.Key(), v, nil); err != nil {
+			return n, err
+		}
+		n++
+		if b.Count() >= antispamConvertBatch {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return n, err
+			}
+			b.Close()
+			b = dst.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return n, err
+	}
+	// Tables, not only the WAL: the copy is whole before dir is renamed.
+	if err := dst.Flush(); err != nil {
 		return n, fmt.Errorf("flushing Pebble: %w", err)
 	}
 	return n, nil

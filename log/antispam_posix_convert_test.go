@@ -70,7 +70,7 @@ func readBadger(t *testing.T, dir string) map[string][]byte {
 // readPebble returns every key and value of the Pebble database in dir.
 func readPebble(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{ErrorIfNotExists: true, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	db, err := pebble.Open(dir, &pebble.Options{ErrorIfNotExists: true, Merger: firstIndexWins(), Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

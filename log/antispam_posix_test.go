@@ -2,15 +2,18 @@ package log
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/transparency-dev/tessera"
@@ -249,4 +252,215 @@ func TestPOSIXAntispamLooksUpManyInTheirOrder(t *testing.T) {
 	if next, _ := f.EntriesProcessed(context.Background()); next != 8 {
 		t.Fatalf("the follower's position is %d, want 8", next)
 	}
+}
+
+// The follower writes identities without looking them up first (a merge
+// that keeps the oldest value): an identity's first index stands against
+// later batches, a follower re-reading entries it had indexed (its position
+// moved back, as after a crash of the machine, or a rebuild over an
+// existing index), compactions that merge the operands in the tables, and
+// a reopen that replays them from the WAL.
+func TestPOSIXAntispamFollowerKeepsTheFirstIndexWithoutLookingUp(t *testing.T) {
+	dir := t.TempDir()
+	logger := slog.New(slog.DiscardHandler)
+	as, err := openPOSIXAntispam(context.Background(), dir, 16, 1000, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &antispamFollower{a: as}
+	id := func(i int) []byte { return benchIdentity(uint64(i)) }
+	want := map[int]uint64{}
+	indexed := func(first uint64, ids ...int) {
+		t.Helper()
+		batch := make([][]byte, len(ids))
+		for i, n := range ids {
+			batch[i] = id(n)
+			if _, ok := want[n]; !ok {
+				want[n] = first + uint64(i)
+			}
+		}
+		if err := f.index(first, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for n, idx := range want {
+			got, ok, err := as.lookup(id(n))
+			if err != nil || !ok || got != idx {
+				t.Fatalf("%s: identity %d answers index %d found %v (%v), want %d", when, n, got, ok, err, idx)
+			}
+		}
+		if _, ok, _ := as.lookup(id(99)); ok {
+			t.Fatalf("%s: an identity never indexed is found", when)
+		}
+	}
+	indexed(0, 1, 2, 1, 3)
+	indexed(4, 2, 4, 1)
+	if err := as.db.Flush(); err != nil { // the first operands go to a table
+		t.Fatal(err)
+	}
+	indexed(7, 3, 5, 4)
+	check("after three batches")
+	// The position moves back to 4 (a re-read): the same entries again.
+	if err := as.db.Set(antispamNextKey, []byte{0, 0, 0, 0, 0, 0, 0, 4}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	indexed(4, 2, 4, 1)
+	indexed(7, 3, 5, 4)
+	check("after a re-read")
+	if err := as.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	check("after a compaction")
+	indexed(10, 5, 6)
+	if err := as.close(); err != nil {
+		t.Fatal(err)
+	}
+	as, err = openPOSIXAntispam(context.Background(), dir, 16, 1000, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.close()
+	check("after a reopen")
+	if next, _ := readNext(as.db); next != 12 {
+		t.Fatalf("the follower's position is %d, want 12", next)
+	}
+}
+
+// writeMergerlessIndex writes a Pebble index as Cairn did before the
+// first-index-wins merger: Pebble's default merger in its OPTIONS file, the
+// identities of kv and the follower's position next, all set.
+func writeMergerlessIndex(t *testing.T, dir string, kv map[string]uint64, next uint64) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range kv {
+		if err := db.Set([]byte(k), binary.BigEndian.AppendUint64(nil, v), pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flush(); err != nil { // some in tables, some only in the WAL
+		t.Fatal(err)
+	}
+	if err := db.Set(antispamNextKey, binary.BigEndian.AppendUint64(nil, next), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := pebbleMergerName(dir); err != nil || name != pebble.DefaultMerger.Name {
+		t.Fatalf("the fixture's merger is %q (%v), want %q", name, err, pebble.DefaultMerger.Name)
+	}
+}
+
+// A Pebble index written before the merger (which Pebble would refuse to
+// open with it) is copied once into one with the merger: it answers every
+// identity with the same index, its follower continues from the same
+// position and keeps first indices, and a copy cut short is redone or
+// finished.
+func TestMergerlessPebbleAntispamIsCopiedOnceAndAnswersTheSame(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	kv := map[string]uint64{}
+	for i := range 500 {
+		kv[string(benchIdentity(uint64(i)))] = uint64(i)
+	}
+	verify := func(t *testing.T, dir string) {
+		t.Helper()
+		as, err := openPOSIXAntispam(context.Background(), dir, 16, 1000, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer as.close()
+		if name, err := pebbleMergerName(dir); err != nil || name != antispamMergerName {
+			t.Fatalf("after opening, the index's merger is %q (%v), want %q", name, err, antispamMergerName)
+		}
+		for k, v := range kv {
+			if got, ok, err := as.lookup([]byte(k)); err != nil || !ok || got != v {
+				t.Fatalf("identity %x answers %d found %v (%v), want %d", k, got, ok, err, v)
+			}
+		}
+		f := &antispamFollower{a: as}
+		if next, _ := f.EntriesProcessed(context.Background()); next != 500 {
+			t.Fatalf("the follower's position is %d, want 500", next)
+		}
+		// Index 500 repeats identity 7; 501 is new.
+		if err := f.index(500, [][]byte{benchIdentity(7), benchIdentity(501)}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := as.lookup(benchIdentity(7)); got != 7 {
+			t.Fatalf("identity 7 answers %d after the follower met it again, want 7", got)
+		}
+		if got, _, _ := as.lookup(benchIdentity(501)); got != 501 {
+			t.Fatalf("identity 501 answers %d, want 501", got)
+		}
+		for _, left := range []string{dir + antispamMergingSuffix, dir + antispamPremergeSuffix} {
+			if exists(left) {
+				t.Fatalf("%s is left behind", left)
+			}
+		}
+	}
+	t.Run("once", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "antispam")
+		writeMergerlessIndex(t, dir, kv, 500)
+		verify(t, dir)
+		// A second open copies nothing: identity 501 (written by the
+		// follower after the copy) is still there.
+		as, err := openPOSIXAntispam(context.Background(), dir, 16, 1000, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer as.close()
+		if got, ok, _ := as.lookup(benchIdentity(501)); !ok || got != 501 {
+			t.Fatalf("after a second open identity 501 answers %d found %v", got, ok)
+		}
+	})
+	t.Run("cut during the copy", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "antispam")
+		writeMergerlessIndex(t, dir, kv, 500)
+		// A partial copy: a database holding a wrong position only.
+		writeMergerlessIndex(t, dir+antispamMergingSuffix, nil, 9)
+		verify(t, dir)
+	})
+	t.Run("cut between the renames", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "antispam")
+		writeMergerlessIndex(t, dir, kv, 500)
+		if _, err := copyPebble(dir, dir+antispamMergingSuffix, 16, logger); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir, dir+antispamPremergeSuffix); err != nil {
+			t.Fatal(err)
+		}
+		verify(t, dir)
+	})
+	t.Run("cut before the old copy was removed", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "antispam")
+		writeMergerlessIndex(t, dir, kv, 500)
+		if _, err := copyPebble(dir, dir+antispamMergingSuffix, 16, logger); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir, dir+antispamPremergeSuffix); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dir+antispamMergingSuffix, dir); err != nil {
+			t.Fatal(err)
+		}
+		verify(t, dir)
+	})
+	t.Run("an unknown merger", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "antispam")
+		db, err := pebble.Open(dir, &pebble.Options{Merger: &pebble.Merger{Name: "someone.else", Merge: pebble.DefaultMerger.Merge}, Logger: pebbleLogger{logger}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = openPOSIXAntispam(context.Background(), dir, 16, 1000, logger)
+		if err == nil || !strings.Contains(err.Error(), "someone.else") || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("opening an index with an unknown merger: %v, want an error naming it and the directory", err)
+		}
+	})
 }

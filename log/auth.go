@@ -122,6 +122,15 @@ func (g *guard) reload() error {
 	return nil
 }
 
+// inForce returns the access file in force (nil with authentication off).
+// Every reload replaces it, changed or not, so a principal identified under
+// it stays valid exactly until the next reload.
+func (g *guard) inForce() *access.File {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.file
+}
+
 // loadAccessFile loads the access file, refusing one that other users may
 // write: whoever can write it can grant themselves any role. Its contents
 // are salted hashes of 256-bit secrets and principal names, not secrets, so

@@ -237,6 +237,76 @@ func TestRevokedTokenIsRefusedAfterReload(t *testing.T) {
 	}
 }
 
+// An open AppendStream checks its caller once per access file in force
+// (#19), so a token revoked while the stream is open stops it at the next
+// reload, as a check per record did: records before the reload are
+// appended, records after it are refused one by one and none is sequenced;
+// the stream's other principal is untouched.
+func TestRevokedTokenStopsAnOpenStreamAtTheNextReload(t *testing.T) {
+	s := newSecureLog(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	open := func(token string) cairnv1.Log_AppendStreamClient {
+		st, err := s.api.AppendStream(bearer(ctx, token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	send := func(st cairnv1.Log_AppendStreamClient, payload string) *cairnv1.AppendResponse {
+		t.Helper()
+		if err := st.Send(&cairnv1.AppendRequest{Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	writer, auditor := open(s.tokens["writer"]), open(s.tokens["auditor"])
+	for i := range 3 {
+		if r := send(writer, fmt.Sprintf("before %d", i)); r.ErrorCode != 0 {
+			t.Fatalf("record %d before the revocation: %s", i, r.ErrorMessage)
+		}
+	}
+	if r := send(auditor, "auditor before"); r.ErrorCode != 0 {
+		t.Fatal(r.ErrorMessage)
+	}
+	f, err := access.Load(s.accessPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Revoke("writer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Save(s.accessPath); err != nil {
+		t.Fatal(err)
+	}
+	// Saved but not reloaded: the file in force still has the token.
+	if r := send(writer, "saved, not reloaded"); r.ErrorCode != 0 {
+		t.Fatalf("before the reload: %s", r.ErrorMessage)
+	}
+	if err := s.ReloadAccess(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r := send(writer, fmt.Sprintf("after %d", i))
+		if codes.Code(r.ErrorCode) != codes.Unauthenticated {
+			t.Fatalf("record %d after the reload: code %v %q index %d, want Unauthenticated", i, codes.Code(r.ErrorCode), r.ErrorMessage, r.Index)
+		}
+	}
+	r := send(auditor, "auditor after")
+	if r.ErrorCode != 0 {
+		t.Fatalf("the other principal's stream after the reload: %s", r.ErrorMessage)
+	}
+	// Four of the writer's records and two of the auditor's: none refused
+	// was sequenced.
+	if r.Index != 5 {
+		t.Fatalf("the auditor's last record got index %d, want 5", r.Index)
+	}
+}
+
 func TestClientCertificates(t *testing.T) {
 	s := newSecureLog(t, nil)
 	ctx := context.Background()
