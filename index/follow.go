@@ -102,7 +102,7 @@ func (f *follower) loadPending(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	slices.SortFunc(pending, compareFieldRows)
+	pending = sortFieldRows(pending)
 	f.store.pending, f.store.runs = pending, []int{len(pending)}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 
@@ -294,6 +295,51 @@ func compareFieldRows(x, y fieldRow) int {
 	return cmp.Compare(x.idx, y.idx)
 }
 
+// sortFieldRows returns rows in (key, index) order, in a new slice.
+// The keys are hashes, evenly spread: one counting pass distributes the
+// rows into buckets by their first 16 bits or fewer (about two rows a
+// bucket), and each bucket is then sorted alone — a comparison sort of a
+// chunk's ~50 000 rows was 5% of an ingest's CPU.
+func sortFieldRows(rows []fieldRow) []fieldRow {
+	if len(rows) < 64 {
+		slices.SortFunc(rows, compareFieldRows)
+		return rows
+	}
+	shift := 64 - min(16, bits.Len(uint(len(rows)/2)))
+	bucket := func(r *fieldRow) uint64 { return binary.BigEndian.Uint64(r.key[:8]) >> shift }
+	starts := make([]int, 1<<(64-shift)+1)
+	for i := range rows {
+		starts[bucket(&rows[i])+1]++
+	}
+	for i := 1; i < len(starts); i++ {
+		starts[i] += starts[i-1]
+	}
+	out := make([]fieldRow, len(rows))
+	next := slices.Clone(starts[:len(starts)-1])
+	for i := range rows {
+		k := bucket(&rows[i])
+		out[next[k]] = rows[i]
+		next[k]++
+	}
+	for k := 0; k+1 < len(starts); k++ {
+		b := out[starts[k]:starts[k+1]]
+		switch {
+		case len(b) < 2:
+		case len(b) <= 12:
+			// Insertion sort: a bucket holds a few rows, and the rows of
+			// one key (one value) arrive in index order.
+			for i := 1; i < len(b); i++ {
+				for j := i; j > 0 && compareFieldRows(b[j-1], b[j]) > 0; j-- {
+					b[j-1], b[j] = b[j], b[j-1]
+				}
+			}
+		default:
+			slices.SortFunc(b, compareFieldRows)
+		}
+	}
+	return out
+}
+
 // mergeRuns returns rows, whose sorted runs end at ends, in order:
 // adjacent runs are merged pairwise until one is left (the follower sorts
 // each chunk's rows as it fetches, so the writer only merges them).
@@ -358,7 +404,7 @@ func newBatch(rows []*search.Hit) *batch {
 			b.subjects = append(b.subjects, subjectRow{sh, h.Index})
 		}
 	}
-	slices.SortFunc(b.fields, compareFieldRows)
+	b.fields = sortFieldRows(b.fields)
 	slices.SortFunc(b.subjects, func(x, y subjectRow) int {
 		if c := strings.Compare(x.hash, y.hash); c != 0 {
 			return c
