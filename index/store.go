@@ -539,7 +539,9 @@ func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows *batch, withFie
 		if h.Record != nil {
 			rec = h.Record
 		}
-		recArgs = append(recArgs, h.Index, h.TimestampUnixMillis, h.Principal, h.ContentType, h.State, h.Leaf, rec)
+		// Integers as int64: database/sql passes them to the driver as
+		// they are (a uint64 goes through its reflection-based converter).
+		recArgs = append(recArgs, int64(h.Index), h.TimestampUnixMillis, h.Principal, h.ContentType, h.State, h.Leaf, rec)
 		nRec++
 		if err := flush(false); err != nil {
 			return err
@@ -550,14 +552,14 @@ func (s *store) insertRows(ctx context.Context, tx *sql.Tx, rows *batch, withFie
 			break
 		}
 		r := &rows.fields[i]
-		fieldArgs = append(fieldArgs, r.key[:], r.idx)
+		fieldArgs = append(fieldArgs, r.key[:], int64(r.idx))
 		nField++
 		if err := flush(false); err != nil {
 			return err
 		}
 	}
 	for _, r := range rows.subjects {
-		subjArgs = append(subjArgs, r.hash, r.idx)
+		subjArgs = append(subjArgs, r.hash, int64(r.idx))
 		nSubj++
 		if err := flush(false); err != nil {
 			return err
