@@ -68,7 +68,7 @@ var mysqlSchema = []string{
 // before the field_keys table, no schema_version table) kept field values
 // as text rows (name, value, index); version 2 kept the principal,
 // content type and state of each record as text in its row (names ids
-// them: integer columns cost the writer ~15% less CPU a record). The
+// them: integer columns cost the writer ~10% less CPU a record). The
 // index is derived data: a database of another version is refused with
 // the instruction to delete it, and the next start rebuilds it from the
 // log.
