@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,12 +246,20 @@ func BenchmarkIndex(b *testing.B) {
 	var cp atomic.Pointer[[]byte]
 	small := notes[benchIngest]
 	cp.Store(&small)
-	srv := serveFixture(b, dir, &cp)
 
-	// Ingest: a fresh database each run.
-	fresh := b.TempDir() + "/ingest.db"
-	_, stop, took := runIndex(b, srv.URL, p, "sqlite:"+fresh, benchIngest)
-	stop()
+	// Ingest: a fresh database each run. Its goroutines (the fixture's
+	// file server, the follower, its HTTP client) carry the profiler label
+	// phase=ingest: go tool pprof -tagfocus phase=ingest shows the ingest
+	// alone in a -cpuprofile of this benchmark.
+	var srv *httptest.Server
+	var took time.Duration
+	pprof.Do(context.Background(), pprof.Labels("phase", "ingest"), func(context.Context) {
+		srv = serveFixture(b, dir, &cp)
+		fresh := b.TempDir() + "/ingest.db"
+		var stop func()
+		_, stop, took = runIndex(b, srv.URL, p, "sqlite:"+fresh, benchIngest)
+		stop()
+	})
 	b.ReportMetric(float64(benchIngest)/took.Seconds(), "ingest-records/s")
 	fmt.Printf("index ingest (sqlite, fresh db): %d records in %.1fs = %.0f records/s\n", benchIngest, took.Seconds(), float64(benchIngest)/took.Seconds())
 

@@ -80,7 +80,7 @@ func (f *follower) loadPending(ctx context.Context) error {
 	if f.store.upto >= f.state.Size {
 		return nil
 	}
-	rows, err := f.store.db.QueryContext(ctx, `SELECT idx, leaf, rec, state FROM records WHERE idx >= ? AND idx < ? ORDER BY idx`, f.store.upto, f.state.Size)
+	rows, err := f.store.db.QueryContext(ctx, `SELECT r.idx, r.leaf, r.rec, `+stateName+` FROM records r WHERE r.idx >= ? AND r.idx < ? ORDER BY r.idx`, f.store.upto, f.state.Size)
 	if err != nil {
 		return fmt.Errorf("reading the records whose fields are not merged yet: %w", err)
 	}
@@ -102,7 +102,7 @@ func (f *follower) loadPending(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	slices.SortFunc(pending, compareFieldRows)
+	pending = sortFieldRows(pending)
 	f.store.pending, f.store.runs = pending, []int{len(pending)}
 	return nil
 }
@@ -405,7 +405,7 @@ func (f *follower) erase(ctx context.Context, subjectHash string, below uint64) 
 		return nil
 	}
 	rows, err := f.store.db.QueryContext(ctx, `SELECT s.idx, r.leaf, r.rec FROM subjects s JOIN records r ON r.idx = s.idx
-		WHERE s.hash = ? AND s.idx < ? AND r.state = 'decrypted'`, subjectHash, below)
+		WHERE s.hash = ? AND s.idx < ? AND `+stateName+` = ?`, subjectHash, below, record.StateDecrypted)
 	if err != nil {
 		return err
 	}

@@ -67,9 +67,28 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 		return "", err
 	}
 	limit := q.PageSize()
+	// Records name their principal and content type by id (names): a
+	// name no record has matches nothing.
+	var principal, contentType int64
+	for _, c := range []struct {
+		name string
+		id   *int64
+	}{{q.Principal, &principal}, {q.ContentType, &contentType}} {
+		if c.name == "" {
+			continue
+		}
+		id, ok, err := x.store.nameID(ctx, c.name)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", nil
+		}
+		*c.id = id
+	}
 	var b strings.Builder
 	var args []any
-	b.WriteString(`SELECT r.idx, r.state, r.leaf, r.rec FROM `)
+	b.WriteString(`SELECT r.idx, ` + stateName + `, r.leaf, r.rec FROM `)
 	names := make([]string, 0, len(q.Fields))
 	for k := range q.Fields {
 		names = append(names, k)
@@ -118,11 +137,11 @@ func (x *Index) Search(ctx context.Context, q *search.Query, emit func(*search.H
 	}
 	if q.Principal != "" {
 		b.WriteString(` AND ` + col + `principal = ?`)
-		args = append(args, q.Principal)
+		args = append(args, principal)
 	}
 	if q.ContentType != "" {
 		b.WriteString(` AND ` + col + `content_type = ?`)
-		args = append(args, q.ContentType)
+		args = append(args, contentType)
 	}
 	if !q.Since.IsZero() {
 		b.WriteString(` AND ` + col + `ts >= ?`)

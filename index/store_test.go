@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -372,5 +373,51 @@ func TestMergeRunsSortsAsOneSort(t *testing.T) {
 		if got := mergeRuns(rows, ends); !slices.Equal(got, want) {
 			t.Errorf("%d runs: merged out of order", nRuns)
 		}
+	}
+}
+
+// sortFieldRows orders rows as a comparison sort does, whatever their
+// keys' spread: many distinct values, a few hot ones (the rows of one
+// value in one bucket), keys that share their first bits, any order.
+func TestSortFieldRowsSortsAsSortFunc(t *testing.T) {
+	rnd := mrand.New(mrand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 63, 64, 65, 1000, 50_000} {
+		for _, values := range []int{1, 3, 100, 1 << 20} {
+			var rows []fieldRow
+			for i := range n {
+				r := fieldRow{fieldKey("f", fmt.Sprint(rnd.IntN(values))), uint64(rnd.IntN(n + 1))}
+				if i%7 == 0 {
+					r.key[15] ^= byte(i) // the same first bits, another key
+				}
+				rows = append(rows, r)
+			}
+			want := slices.Clone(rows)
+			slices.SortFunc(want, compareFieldRows)
+			if got := sortFieldRows(slices.Clone(rows)); !slices.Equal(got, want) {
+				t.Errorf("%d rows of %d values: out of order", n, values)
+			}
+		}
+	}
+}
+
+// BenchmarkSortFieldRows: one chunk's field rows (64 bundles, three
+// fields a record), sorted as newBatch sorts them.
+func BenchmarkSortFieldRows(b *testing.B) {
+	rnd := mrand.New(mrand.NewPCG(1, 2))
+	var rows []fieldRow
+	for i := range DefaultChunkBundles * 256 {
+		for _, f := range []string{"actor", "action", "resource"} {
+			rows = append(rows, fieldRow{fieldKey(f, fmt.Sprint(rnd.IntN(10_000))), uint64(i)})
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		sort func([]fieldRow) []fieldRow
+	}{{"buckets", sortFieldRows}, {"sortfunc", func(r []fieldRow) []fieldRow { slices.SortFunc(r, compareFieldRows); return r }}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				bc.sort(slices.Clone(rows))
+			}
+		})
 	}
 }

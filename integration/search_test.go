@@ -518,7 +518,7 @@ func TestSearchCatchesATamperedIndex(t *testing.T) {
 	}
 	var alice []uint64 // plain JSON records whose actor is alice
 	var bob uint64     // one whose actor is bob
-	rows, err := db.Query(`SELECT idx, leaf FROM records WHERE state = 'plain' ORDER BY idx`)
+	rows, err := db.Query(`SELECT idx, leaf FROM records WHERE state = (SELECT id FROM names WHERE name = 'plain') ORDER BY idx`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,15 +572,16 @@ func TestSearchCatchesATamperedIndex(t *testing.T) {
 	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf1, x1)
 	exec(`UPDATE records SET leaf = ? WHERE idx = ?`, leaf2, x2)
 
-	// A misattributed row: the leaf is intact, the principal column lies.
+	// A misattributed row: the leaf is intact, the principal column lies
+	// (it names principals by their id in the names table).
 	var principal string
-	db.QueryRow(`SELECT principal FROM records WHERE idx = ?`, x1).Scan(&principal)
+	db.QueryRow(`SELECT n.name FROM records r JOIN names n ON n.id = r.principal WHERE r.idx = ?`, x1).Scan(&principal)
 	other := map[string]string{"alice": "bob", "bob": "alice"}[principal]
-	exec(`UPDATE records SET principal = ? WHERE idx = ?`, other, x1)
+	exec(`UPDATE records SET principal = (SELECT id FROM names WHERE name = ?) WHERE idx = ?`, other, x1)
 	if out, stderr, code := search("--principal", other); code != 1 || !strings.Contains(stderr, fmt.Sprintf("hit %d does not match the query", x1)) {
 		t.Errorf("search over a misattributed row: %d %s %s", code, out, stderr)
 	}
-	exec(`UPDATE records SET principal = ? WHERE idx = ?`, principal, x1)
+	exec(`UPDATE records SET principal = (SELECT id FROM names WHERE name = ?) WHERE idx = ?`, principal, x1)
 
 	// A record filed under another value's field key.
 	exec(`INSERT INTO field_keys (k, idx) VALUES (?, ?)`, fieldKey("actor", "alice"), bob)

@@ -76,7 +76,7 @@ func (h *Hit) setRecord(r record.Record, fields []Field) {
 	if len(fields) > 0 {
 		h.Fields, valid = extract(r.Payload, fields)
 	} else {
-		valid = json.Valid(r.Payload)
+		valid = scanValid(r.Payload) || json.Valid(r.Payload)
 	}
 	if valid {
 		h.JSON = json.RawMessage(r.Payload)

@@ -166,9 +166,19 @@ func Extract(payload []byte, fields []Field) map[string]string {
 }
 
 // extract is Extract (fields not empty), and whether the payload is one
-// JSON document, as json.Valid says: the document decoded and only
-// white space after it. Describe asks both of one decoding.
+// JSON document, as json.Valid says. Describe asks both of one pass: the
+// scanner's (scan.go), or for what it does not read, extractDecoded's.
 func extract(payload []byte, fields []Field) (map[string]string, bool) {
+	if out, ok := scanExtract(payload, fields); ok {
+		return out, true
+	}
+	return extractDecoded(payload, fields)
+}
+
+// extractDecoded is extract by decoding the whole payload with
+// encoding/json: the document decoded and only white space after it is
+// valid.
+func extractDecoded(payload []byte, fields []Field) (map[string]string, bool) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var doc any
