@@ -10,7 +10,9 @@
 #                  issue #19 whose RSS doubled; for the issue's "half the
 #                  saturation rate", set half of what `make bench` reports
 #                  for AppendBatch on your machine)
-#   SOAK_WARMUP    samples ignored before judging flatness (default 4)
+#   SOAK_WARMUP    samples ignored before judging flatness (default 10: at
+#                  6k records/s the dedup LRU, the antispam index's memtables
+#                  and its block cache fill in the first ~5 minutes)
 #   SOAK_FLAGS     extra `cairn log serve` flags, e.g. --dedup-cache-entries 65536
 #
 # The load is `cairn submit --batch`: once a second, SOAK_RATE 256-byte JSON
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.."
 DURATION=${SOAK_DURATION:-1h}
 INTERVAL=${SOAK_INTERVAL:-30s}
 RATE=${SOAK_RATE:-6000}
-WARMUP=${SOAK_WARMUP:-4}
+WARMUP=${SOAK_WARMUP:-10}
 secs() { # 90s, 10m, 1h → seconds
   local v=$1
   case $v in
