@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The mysql+s3 benchmarks need MariaDB and MinIO.
 bash scripts/ha-deps.sh
+# Benchmarks run Cairn as `make build` builds it: without cgo (Pebble's
+# cache in the Go heap; docs/log.md, Memory).
+export CGO_ENABLED=0
 pkgs=$(go list ./... | grep -v /integration | grep -v '/index$')
 echo "== Cairn benchmarks ($(nproc) cores, $(go version | cut -d' ' -f3))"
 # The search index at 10 M records (CAIRN_BENCH_INDEX_RECORDS): its fixture
