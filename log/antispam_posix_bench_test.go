@@ -82,3 +82,40 @@ func BenchmarkPOSIXAntispam(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkIdentityFilter measures the identity filter at the default size
+// (antispamFilterSize of DefaultAntispamMemoryMiB) holding 16 M identities:
+// the follower's add of a new identity and an appender's check of one.
+func BenchmarkIdentityFilter(b *testing.B) {
+	f := newIdentityFilter(antispamFilterSize(DefaultAntispamMemoryMiB))
+	// id sets a uniform 32-byte identity from i (splitmix64), cheaper than
+	// hashing one.
+	id := make([]byte, 32)
+	set := func(i uint64) []byte {
+		for o := 0; o < 32; o += 8 {
+			i += 0x9e3779b97f4a7c15
+			z := (i ^ i>>30) * 0xbf58476d1ce4e5b9
+			z = (z ^ z>>27) * 0x94d049bb133111eb
+			binary.LittleEndian.PutUint64(id[o:], z^z>>31)
+		}
+		return id
+	}
+	const held = 16 << 20
+	for i := range uint64(held) {
+		f.add(set(i))
+	}
+	b.Run("add", func(b *testing.B) {
+		i := uint64(1 << 40)
+		for b.Loop() {
+			f.add(set(i))
+			i++
+		}
+	})
+	b.Run("may-contain", func(b *testing.B) {
+		i := uint64(1 << 41)
+		for b.Loop() {
+			f.mayContain(set(i))
+			i++
+		}
+	})
+}
