@@ -191,7 +191,10 @@ func TestAntispamMemoryIsSizedByTheConfigAndExported(t *testing.T) {
 	m := string(tl.get(t, "/metrics"))
 	for _, want := range []string{
 		"cairn_log_antispam_memtable_bytes 8.388608e+06",     // 2 × 4 MiB
-		"cairn_log_antispam_block_cache_bytes 2.5165824e+07", // 24 MiB
+		"cairn_log_antispam_block_cache_bytes 1.6777216e+07", // 16 MiB
+		"cairn_log_antispam_filter_bytes 8.388608e+06",       // 8 MiB
+		"cairn_log_antispam_filter_false_positive_ratio",
+		"cairn_log_antispam_filter_misses_total",
 		"cairn_log_antispam_block_cache_used_bytes",
 		"cairn_log_antispam_block_cache_hits_total",
 		"cairn_log_antispam_memtable_used_bytes",

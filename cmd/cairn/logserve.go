@@ -165,7 +165,7 @@ exit 0, within one minute. Every flag can also be set with its CAIRN_* variable.
 	f.IntVar(&cfg.MaxBatchRecords, "max-batch-records", cairnlog.DefaultMaxBatchRecords, "most records in one AppendBatch or batched POST /add")
 	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", cairnlog.DefaultMaxBatchBytes, "largest AppendBatch message or batched POST /add body in bytes (also the gRPC receive limit)")
 	f.IntVar(&cfg.DedupCacheEntries, "dedup-cache-entries", cairnlog.DefaultDedupCacheEntries, "records in Tessera's in-memory dedup cache (~550 B each, ~70 MB at the default); the persistent antispam index may trail the tree by half of it before appends get pushback")
-	f.IntVar(&cfg.AntispamMemoryMiB, "antispam-memory-mib", cairnlog.DefaultAntispamMemoryMiB, "memory of the posix driver's persistent antispam index in MiB (Pebble: a quarter memtables, three quarters block cache)")
+	f.IntVar(&cfg.AntispamMemoryMiB, "antispam-memory-mib", cairnlog.DefaultAntispamMemoryMiB, "memory of the posix driver's persistent antispam index in MiB (a quarter Pebble's memtables, a quarter the identity filter before it, half its block cache)")
 	f.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default, plain HTTP, keep it on loopback")
 	f.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cairnlog.DefaultMaxClockSkew, "largest accepted distance between a submitter's timestamp and the log's clock")
 	f.StringVar(&policyFile, "witness-policy", "", "C2SP tlog-policy file: witnesses and the quorum each checkpoint needs")
