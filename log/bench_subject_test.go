@@ -16,21 +16,6 @@ import (
 // spreads its records over: each one's key is created on its first record.
 const benchSubjects = 1000
 
-// BenchmarkAppendSubject is BenchmarkAppend with every record naming one
-// of benchSubjects known data subjects, so sealed (envelope version 2)
-// under that subject's data key: the steady state. Compare its records/s
-// with BenchmarkAppend's (target ≥ 0.8×).
-func BenchmarkAppendSubject(b *testing.B) {
-	benchSubjectAppends(b, true)
-}
-
-// BenchmarkAppendNewSubjects is the cold start: the benchSubjects subjects
-// are new, so each one's data key is created (and made durable) by its
-// first record, inside the measured time.
-func BenchmarkAppendNewSubjects(b *testing.B) {
-	benchSubjectAppends(b, false)
-}
-
 func benchSubjectAppends(b *testing.B, known bool) {
 	kek := writeKEK(b, b.TempDir(), "bench.kek")
 	subject := func(i int) []string { return []string{fmt.Sprintf("customer-%d", i%benchSubjects)} }

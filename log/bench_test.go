@@ -187,6 +187,26 @@ func BenchmarkAppend(b *testing.B) {
 	})
 }
 
+// The subject benchmarks follow BenchmarkAppend here, not in
+// bench_subject_test.go, so that go test runs them right after it: their
+// target is a ratio to it (≥ 0.8×), and in file order they ran after the
+// mysql+s3 and retention benchmarks, inside those engines' writeback.
+
+// BenchmarkAppendSubject is BenchmarkAppend with every record naming one
+// of benchSubjects known data subjects, so sealed (envelope version 2)
+// under that subject's data key: the steady state. Compare its records/s
+// with BenchmarkAppend's (target ≥ 0.8×).
+func BenchmarkAppendSubject(b *testing.B) {
+	benchSubjectAppends(b, true)
+}
+
+// BenchmarkAppendNewSubjects is the cold start: the benchSubjects subjects
+// are new, so each one's data key is created (and made durable) by its
+// first record, inside the measured time.
+func BenchmarkAppendNewSubjects(b *testing.B) {
+	benchSubjectAppends(b, false)
+}
+
 // BenchmarkAppendStream: 4 concurrent AppendStream streams.
 func BenchmarkAppendStream(b *testing.B) { runBench(b, driveStreams) }
 
