@@ -60,28 +60,40 @@ func convertBadgerAntispam(dir string, mib int, logger *slog.Logger) error {
 	if !isBadgerDir(dir) {
 		return nil
 	}
-	if exists(old) {
-		return fmt.Errorf("converting the antispam index %s from Badger to Pebble: %s is in the way (an index converted earlier): move or remove it", dir, old)
-	}
-	// A copy left by an interrupted conversion is incomplete.
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("removing the partial conversion %s: %w", tmp, err)
-	}
 	logger.Info("antispam index: converting from Badger to Pebble (once)", slog.String("dir", dir))
 	start := time.Now()
-	n, err := copyBadgerToPebble(dir, tmp, mib, logger)
+	n, err := swapInCopy(dir, tmp, old, "converting the antispam index %s from Badger to Pebble", func() (int, error) {
+		return copyBadgerToPebble(dir, tmp, mib, logger)
+	})
 	if err != nil {
-		return fmt.Errorf("converting the antispam index %s from Badger to Pebble: %w", dir, err)
-	}
-	if err := os.Rename(dir, old); err != nil {
-		return fmt.Errorf("moving the Badger antispam index aside: %w", err)
-	}
-	if err := renameSynced(tmp, dir); err != nil {
 		return err
 	}
 	logger.Info("antispam index: converted from Badger to Pebble; the Badger copy may be deleted",
 		slog.String("dir", dir), slog.Int("keys", n), slog.String("badger", old), slog.Duration("took", time.Since(start)))
 	return nil
+}
+
+// swapInCopy builds a new index in tmp with build (after removing what an
+// interrupted run left there, which is incomplete), then moves the index in
+// dir aside to old and the new one into its place: a crash at any point
+// leaves either the old index in dir or both copies, which the converters
+// above finish. A copy already at old, from an earlier conversion, is in
+// the way and refused. what ("... %s ...", the index's dir) prefixes errors.
+func swapInCopy(dir, tmp, old, what string, build func() (int, error)) (int, error) {
+	if exists(old) {
+		return 0, fmt.Errorf(what+": %s is in the way (an index converted earlier): move or remove it", dir, old)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return 0, fmt.Errorf("removing the partial copy %s: %w", tmp, err)
+	}
+	n, err := build()
+	if err != nil {
+		return 0, fmt.Errorf(what+": %w", dir, err)
+	}
+	if err := os.Rename(dir, old); err != nil {
+		return 0, fmt.Errorf("moving the antispam index %s aside: %w", dir, err)
+	}
+	return n, renameSynced(tmp, dir)
 }
 
 // renameSynced renames from to to and syncs their parent directory.
@@ -233,22 +245,12 @@ func convertToFirstIndexWins(dir string, mib int, logger *slog.Logger) error {
 	default:
 		return fmt.Errorf("the antispam index %s was written with the Pebble merger %q, which Cairn does not know", dir, name)
 	}
-	if exists(old) {
-		return fmt.Errorf("converting the antispam index %s: %s is in the way: move or remove it", dir, old)
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("removing the partial copy %s: %w", tmp, err)
-	}
 	logger.Info("antispam index: copying it once into a database with the first-index-wins merger", slog.String("dir", dir))
 	start := time.Now()
-	n, err := copyPebble(dir, tmp, mib, logger)
+	n, err := swapInCopy(dir, tmp, old, "converting the antispam index %s to the first-index-wins merger", func() (int, error) {
+		return copyPebble(dir, tmp, mib, logger)
+	})
 	if err != nil {
-		return fmt.Errorf("converting the antispam index %s to the first-index-wins merger: %w", dir, err)
-	}
-	if err := os.Rename(dir, old); err != nil {
-		return fmt.Errorf("moving the antispam index aside: %w", err)
-	}
-	if err := renameSynced(tmp, dir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(old); err != nil {
