@@ -70,6 +70,13 @@ type posixAntispam struct {
 
 	// pushback is set by the follower while it trails by more than lag.
 	pushback atomic.Bool
+	// caughtUp is set once the follower has indexed everything the log had
+	// integrated when it started; until then every entry gets pushback.
+	// Within lag a lookup may miss the newest entries (the in-memory dedup
+	// covers those in a running log), but after a restart, kill -9 among
+	// them, nothing covers them: a retry of a record acknowledged just
+	// before would be sequenced again.
+	caughtUp atomic.Bool
 
 	// filter holds every identity in db (and some the follower is about to
 	// write); lookups consult it once filterReady is set, after it has been
@@ -319,7 +326,7 @@ func sortedOrder(keys [][]byte) []int {
 func (a *posixAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 	return func(delegate tessera.AddFn) tessera.AddFn {
 		return func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
-			if a.pushback.Load() {
+			if a.pushback.Load() || !a.caughtUp.Load() {
 				return func() (tessera.Index, error) { return tessera.Index{}, tessera.ErrPushbackAntispam }
 			}
 			idx, found, err := a.lookup(e.Identity())
@@ -391,8 +398,12 @@ func (f *antispamFollower) Follow(ctx context.Context, lr tessera.LogReader) {
 	defer t.Stop()
 	for {
 		err := f.catchUp(ctx, lr)
-		if err != nil && ctx.Err() == nil && !errors.Is(err, os.ErrNotExist) {
-			// os.ErrNotExist: the log has not integrated its first entry yet.
+		switch {
+		case err == nil, errors.Is(err, os.ErrNotExist):
+			// os.ErrNotExist: the log has not integrated its first entry
+			// yet, so there is nothing to catch up.
+			f.a.caughtUp.Store(true)
+		case ctx.Err() == nil:
 			f.a.logger.Warn("antispam follower", slog.Any("error", err))
 		}
 		select {

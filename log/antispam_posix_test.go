@@ -55,6 +55,15 @@ func openAntispamLog(t *testing.T, dir string, lag uint) *antispamLog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Appends get pushback until the follower has caught up with what the
+	// log had integrated when it opened (posixAntispam.caughtUp).
+	deadline := time.Now().Add(30 * time.Second)
+	for !as.caughtUp.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the antispam follower did not catch up with the opened log")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return &antispamLog{app: app, as: as, reader: reader, shutdown: shutdown, cancel: cancel}
 }
 
@@ -162,6 +171,38 @@ func TestPOSIXAntispamPushesBackWhileTheFollowerTrails(t *testing.T) {
 	})
 	if _, err := add(context.Background(), tessera.NewEntry([]byte("record 99")))(); !errors.Is(err, tessera.ErrPushback) {
 		t.Fatalf("appending while the follower trails by 10: %v, want pushback", err)
+	}
+}
+
+// After a restart, an index that trails the log by less than the lag still
+// answers pushback until its follower has caught up once: the entries it
+// has not read may be retries of records acknowledged before the restart
+// (kill -9 among them), which no in-memory window covers any more.
+func TestPOSIXAntispamPushesBackAfterOpenUntilCaughtUp(t *testing.T) {
+	dir := t.TempDir()
+	l := openAntispamLog(t, dir, 1000)
+	for i := range 20 {
+		l.add(t, fmt.Sprintf("record %d", i))
+	}
+	l.followed(t)
+	l.close(t)
+
+	as, err := openPOSIXAntispam(context.Background(), filepath.Join(dir, ".state", "antispam"), 16, 4, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.close()
+	f := &antispamFollower{a: as}
+	// A log of 22 whose new bundle cannot be read: 2 behind, within the lag of 4.
+	if err := f.catchUp(context.Background(), failingReader{size: 22}); err == nil {
+		t.Fatal("catching up on an unreadable log succeeded")
+	}
+	add := as.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
+		t.Fatal("an append passed the antispam index before its follower caught up after opening")
+		return nil
+	})
+	if _, err := add(context.Background(), tessera.NewEntry([]byte("record 21")))(); !errors.Is(err, tessera.ErrPushback) {
+		t.Fatalf("appending before the follower caught up after opening: %v, want pushback", err)
 	}
 }
 
