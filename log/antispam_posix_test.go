@@ -140,9 +140,10 @@ func TestPOSIXAntispamAnswersTheFirstIndexAfterReopen(t *testing.T) {
 	}
 }
 
-// A follower that cannot read the log and trails it by more than the lag
-// turns every append into pushback; the index says nothing it has not read.
-func TestPOSIXAntispamPushesBackWhileTheFollowerTrails(t *testing.T) {
+// reopenedAt20 returns the index of a log of 20 records, all indexed,
+// reopened with a lag of 4 and no follower running.
+func reopenedAt20(t *testing.T) *posixAntispam {
+	t.Helper()
 	dir := t.TempDir()
 	l := openAntispamLog(t, dir, 1000)
 	for i := range 20 {
@@ -150,28 +151,39 @@ func TestPOSIXAntispamPushesBackWhileTheFollowerTrails(t *testing.T) {
 	}
 	l.followed(t)
 	l.close(t)
-
 	as, err := openPOSIXAntispam(context.Background(), filepath.Join(dir, ".state", "antispam"), 16, 4, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer as.close()
+	t.Cleanup(func() { _ = as.close() })
+	return as
+}
+
+// requirePushback fails unless as answers an append with pushback.
+func requirePushback(t *testing.T, as *posixAntispam, when string) {
+	t.Helper()
+	add := as.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
+		t.Fatalf("an append passed the antispam index %s", when)
+		return nil
+	})
+	if _, err := add(context.Background(), tessera.NewEntry([]byte("record 99")))(); !errors.Is(err, tessera.ErrPushback) {
+		t.Fatalf("appending %s: %v, want pushback", when, err)
+	}
+}
+
+// A follower that cannot read the log and trails it by more than the lag
+// turns every append into pushback; the index says nothing it has not read.
+func TestPOSIXAntispamPushesBackWhileTheFollowerTrails(t *testing.T) {
+	as := reopenedAt20(t)
 	f := &antispamFollower{a: as}
 	// A log of 30 whose new bundle cannot be read: 10 behind, over the lag of 4.
-	err = f.catchUp(context.Background(), failingReader{size: 30})
-	if err == nil {
+	if err := f.catchUp(context.Background(), failingReader{size: 30}); err == nil {
 		t.Fatal("catching up on an unreadable log succeeded")
 	}
 	if next, _ := f.EntriesProcessed(context.Background()); next != 20 {
 		t.Fatalf("the index moved to %d on an unreadable log, want 20", next)
 	}
-	add := as.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
-		t.Fatal("an append passed the antispam index during pushback")
-		return nil
-	})
-	if _, err := add(context.Background(), tessera.NewEntry([]byte("record 99")))(); !errors.Is(err, tessera.ErrPushback) {
-		t.Fatalf("appending while the follower trails by 10: %v, want pushback", err)
-	}
+	requirePushback(t, as, "while the follower trails by 10")
 }
 
 // After a restart, an index that trails the log by less than the lag still
@@ -179,31 +191,13 @@ func TestPOSIXAntispamPushesBackWhileTheFollowerTrails(t *testing.T) {
 // has not read may be retries of records acknowledged before the restart
 // (kill -9 among them), which no in-memory window covers any more.
 func TestPOSIXAntispamPushesBackAfterOpenUntilCaughtUp(t *testing.T) {
-	dir := t.TempDir()
-	l := openAntispamLog(t, dir, 1000)
-	for i := range 20 {
-		l.add(t, fmt.Sprintf("record %d", i))
-	}
-	l.followed(t)
-	l.close(t)
-
-	as, err := openPOSIXAntispam(context.Background(), filepath.Join(dir, ".state", "antispam"), 16, 4, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer as.close()
+	as := reopenedAt20(t)
 	f := &antispamFollower{a: as}
 	// A log of 22 whose new bundle cannot be read: 2 behind, within the lag of 4.
 	if err := f.catchUp(context.Background(), failingReader{size: 22}); err == nil {
 		t.Fatal("catching up on an unreadable log succeeded")
 	}
-	add := as.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
-		t.Fatal("an append passed the antispam index before its follower caught up after opening")
-		return nil
-	})
-	if _, err := add(context.Background(), tessera.NewEntry([]byte("record 21")))(); !errors.Is(err, tessera.ErrPushback) {
-		t.Fatalf("appending before the follower caught up after opening: %v, want pushback", err)
-	}
+	requirePushback(t, as, "before the follower caught up after opening")
 }
 
 // failingReader is a log of size entries none of whose bundles can be read.
