@@ -75,6 +75,7 @@ func benchAppendBatch(b *testing.B, size, callers int, env ...string) {
 		var wg sync.WaitGroup
 		var firstErr atomic.Value
 		cpu0 := childCPU(c.cmd.Process.Pid)
+		c.startProfile()
 		b.StartTimer()
 		start := time.Now()
 		for range callers {

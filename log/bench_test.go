@@ -133,6 +133,7 @@ func runBenchWith(b *testing.B, env []string, setup func(c *childLog), drive fun
 		followed := make(chan struct{})
 		go func() { lat.followCheckpoints(ctx, c.base, vkey, benchRecords); close(followed) }()
 		cpu0 := childCPU(c.cmd.Process.Pid)
+		c.startProfile()
 		b.StartTimer()
 		start := time.Now()
 		if err := drive(c, lat, benchRecords); err != nil {

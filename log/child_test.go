@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +54,12 @@ const (
 	// child's sequencing batch as "SIZE,AGE" (e.g. "1024,10ms") to compare
 	// batching choices under the same benchmark.
 	envChildBatching = "CAIRN_TEST_CHILD_BATCHING"
+	// envChildCPUProfile, inherited like envChildDebug, writes the
+	// child's CPU profile to this file (suffixed with the child's pid)
+	// from the moment a benchmark starts its clock (runBenchWith signals
+	// the child with SIGUSR1) until the child exits: the measured load's
+	// profile, without the set-up's.
+	envChildCPUProfile = "CAIRN_TEST_CHILD_CPUPROFILE"
 )
 
 func TestMain(m *testing.M) {
@@ -66,6 +73,17 @@ func TestMain(m *testing.M) {
 func runChild(dir, skey string) int {
 	if os.Getenv(envChildOTelDefault) == "" {
 		notrace.Install() // as cmd/cairn does
+	}
+	if p := os.Getenv(envChildCPUProfile); p != "" {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			<-usr1
+			if f, err := os.Create(fmt.Sprintf("%s.%d", p, os.Getpid())); err == nil {
+				_ = pprof.StartCPUProfile(f)
+			}
+		}()
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -177,6 +195,14 @@ func startChild(t testing.TB, dir, skey string, env ...string) *childLog {
 	t.Cleanup(func() { conn.Close() })
 	c.testLog = &testLog{conn: conn, api: cairnv1.NewLogClient(conn), base: "http://" + a[0]}
 	return c
+}
+
+// startProfile starts the child's CPU profile (envChildCPUProfile), if
+// one was asked for.
+func (c *childLog) startProfile() {
+	if os.Getenv(envChildCPUProfile) != "" {
+		_ = c.cmd.Process.Signal(syscall.SIGUSR1)
+	}
 }
 
 // stop sends SIGTERM and requires a clean exit.
