@@ -24,6 +24,13 @@ type batchedAntispam struct {
 	db       *sql.DB
 	reqs     chan *lookup
 	pushback atomic.Bool
+	// caughtUp is set once the follower has indexed everything the log had
+	// integrated when this frontend started; until then every entry gets
+	// pushback, as on posix (posixAntispam.caughtUp): after a restart this
+	// frontend's in-memory dedup is empty, and a retry of a record
+	// acknowledged just before a kill -9 would otherwise be sequenced again
+	// while the index still trails it by less than lag.
+	caughtUp atomic.Bool
 	// lag is the follower's allowed distance behind the tree.
 	lag uint64
 	// stopped is closed once every serve worker has returned (their
@@ -102,7 +109,7 @@ var errLookupStopped = fmt.Errorf("%w: the antispam lookup has stopped", ErrShut
 func (a *batchedAntispam) Decorator() func(tessera.AddFn) tessera.AddFn {
 	return func(delegate tessera.AddFn) tessera.AddFn {
 		return func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
-			if a.pushback.Load() {
+			if a.pushback.Load() || !a.caughtUp.Load() {
 				return func() (tessera.Index, error) { return tessera.Index{}, tessera.ErrPushbackAntispam }
 			}
 			l := &lookup{ctx: ctx, entry: e, delegate: delegate, identity: e.Identity(), done: make(chan struct{})}
@@ -234,23 +241,52 @@ func (a *batchedAntispam) query(ctx context.Context, q string, args []any, batch
 // Follower returns Tessera's follower (it fills the table), watched so that
 // appends get pushback when it falls more than a.lag entries behind.
 func (a *batchedAntispam) Follower(b func([]byte) ([][]byte, error)) tessera.Follower {
-	return &lagWatcher{Follower: a.inner.Follower(b), pushback: &a.pushback, lag: a.lag}
+	return &lagWatcher{Follower: a.inner.Follower(b), pushback: &a.pushback, caughtUp: &a.caughtUp, lag: a.lag}
 }
 
-// lagWatcher sets pushback while its follower trails the integrated tree.
+// lagWatcher sets pushback while its follower trails the integrated tree,
+// and caughtUp once it has reached the tree's size at start.
 type lagWatcher struct {
 	tessera.Follower
-	pushback *atomic.Bool
-	lag      uint64
+	pushback, caughtUp *atomic.Bool
+	lag                uint64
 }
 
+// lagWatchEvery is how often lagWatcher compares the follower with the
+// tree; until the follower has caught up after a start, it looks every
+// antispamPoll instead, since appends wait for it.
+const lagWatchEvery = time.Second
+
 func (w *lagWatcher) Follow(ctx context.Context, lr tessera.LogReader) {
-	go every(ctx, time.Second, func() {
+	go w.watch(ctx, lr)
+	w.Follower.Follow(ctx, lr)
+}
+
+func (w *lagWatcher) watch(ctx context.Context, lr tessera.LogReader) {
+	var atStart uint64
+	known := false
+	for wait := time.Duration(0); ; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 		size, err1 := lr.IntegratedSize(ctx)
 		done, err2 := w.EntriesProcessed(ctx)
-		if err1 == nil && err2 == nil {
-			w.pushback.Store(size > done && size-done > w.lag)
+		if err1 != nil || err2 != nil {
+			wait = antispamPoll
+			continue
 		}
-	})
-	w.Follower.Follow(ctx, lr)
+		if !known {
+			atStart, known = size, true
+		}
+		w.pushback.Store(size > done && size-done > w.lag)
+		if done >= atStart {
+			w.caughtUp.Store(true)
+		}
+		wait = lagWatchEvery
+		if !w.caughtUp.Load() {
+			wait = antispamPoll
+		}
+	}
 }

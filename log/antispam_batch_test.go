@@ -67,6 +67,7 @@ func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.caughtUp.Store(true) // no follower runs here: the lookups are what is tested
 	add := a.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
 		return func() (tessera.Index, error) { return tessera.Index{}, errors.New("appended after a failed lookup") }
 	})
@@ -152,6 +153,7 @@ func TestAntispamMissesReachTheSequencerBeforeTheirFuturesAreCalled(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.caughtUp.Store(true) // no follower runs here: the lookups are what is tested
 	const n = 2000
 	var mu sync.Mutex
 	delegated := map[string]uint64{}
@@ -183,4 +185,56 @@ func TestAntispamMissesReachTheSequencerBeforeTheirFuturesAreCalled(t *testing.T
 			t.Fatalf("record %d's future answered %+v %v the second time, %+v the first", i, again, err, idx)
 		}
 	}
+}
+
+// On mysql+s3 too, a frontend answers every entry with pushback after it
+// starts until the follower has indexed what the log had integrated then,
+// even within the lag (its in-memory dedup is empty after a restart), and
+// no longer once it has.
+func TestMySQLAntispamPushesBackAfterStartUntilCaughtUp(t *testing.T) {
+	dsn := testMariaDB(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inner, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	identities := func([]byte) ([][]byte, error) { return nil, nil }
+	appendTo := func(a *batchedAntispam) (tessera.Index, error) {
+		add := a.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
+			return func() (tessera.Index, error) { return tessera.Index{Index: 7}, nil }
+		})
+		return add(context.Background(), tessera.NewEntry([]byte("a retried record")))()
+	}
+
+	// 2 entries integrated, none indexed (the bundle cannot be read),
+	// within the lag.
+	behind, err := newBatchedAntispam(ctx, inner, db, antispamLag(DefaultDedupCacheEntries))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go behind.Follower(identities).Follow(ctx, failingReader{size: 2})
+	time.Sleep(3 * lagWatchEvery)
+	if _, err := appendTo(behind); !errors.Is(err, tessera.ErrPushback) {
+		t.Fatalf("an append before the follower caught up answered %v, want pushback", err)
+	}
+
+	// Nothing integrated: caught up at once.
+	fresh, err := newBatchedAntispam(ctx, inner, db, antispamLag(DefaultDedupCacheEntries))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go fresh.Follower(identities).Follow(ctx, failingReader{size: 0})
+	eventually(t, time.Minute, func() error {
+		idx, err := appendTo(fresh)
+		if err != nil || idx.Index != 7 {
+			return fmt.Errorf("an append after the follower caught up answered %+v, %v", idx, err)
+		}
+		return nil
+	})
 }
