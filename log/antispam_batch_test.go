@@ -37,14 +37,14 @@ func testMariaDB(t *testing.T) string {
 	return db.DSN
 }
 
-// Lookups still queued when the antispam's context ends are released with
-// an error instead of blocking their appends forever, and a lookup made
-// after that fails at once. The table is locked so that every worker is
-// stuck in a query and the other lookups wait in the queue.
-func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
+// mysqlAntispam starts a MariaDB of the test's own and Tessera's MySQL
+// antispam on it, and returns the antispam, a pool of the same database and
+// the context the antispam runs under (cancel ends it; so does the test's end).
+func mysqlAntispam(t *testing.T) (context.Context, context.CancelFunc, *awsantispam.AntispamStorage, *sql.DB) {
+	t.Helper()
 	dsn := testMariaDB(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	inner, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,16 @@ func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return ctx, cancel, inner, db
+}
+
+// Lookups still queued when the antispam's context ends are released with
+// an error instead of blocking their appends forever, and a lookup made
+// after that fails at once. The table is locked so that every worker is
+// stuck in a query and the other lookups wait in the queue.
+func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
+	ctx, cancel, inner, db := mysqlAntispam(t)
 	locker, err := db.Conn(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -137,18 +146,7 @@ func TestAntispamLookupsAreReleasedOnShutdown(t *testing.T) {
 // sequencing batch (#19: a stream on mysql+s3 slowed to ~170 records/s).
 // No future is called here until every entry has reached the delegate.
 func TestAntispamMissesReachTheSequencerBeforeTheirFuturesAreCalled(t *testing.T) {
-	dsn := testMariaDB(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	inner, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	ctx, _, inner, db := mysqlAntispam(t)
 	a, err := newBatchedAntispam(ctx, inner, db, antispamLag(DefaultDedupCacheEntries))
 	if err != nil {
 		t.Fatal(err)
@@ -192,18 +190,7 @@ func TestAntispamMissesReachTheSequencerBeforeTheirFuturesAreCalled(t *testing.T
 // even within the lag (its in-memory dedup is empty after a restart), and
 // no longer once it has.
 func TestMySQLAntispamPushesBackAfterStartUntilCaughtUp(t *testing.T) {
-	dsn := testMariaDB(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	inner, err := awsantispam.NewAntispam(ctx, dsn, awsantispam.AntispamOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	ctx, _, inner, db := mysqlAntispam(t)
 	identities := func([]byte) ([][]byte, error) { return nil, nil }
 	appendTo := func(a *batchedAntispam) (tessera.Index, error) {
 		add := a.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
