@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,6 +199,16 @@ func TestPOSIXAntispamPushesBackAfterOpenUntilCaughtUp(t *testing.T) {
 		t.Fatal("catching up on an unreadable log succeeded")
 	}
 	requirePushback(t, as, "before the follower caught up after opening")
+	// The log's start check (releaseIfCovered with its integrated size)
+	// does not open the barrier over a gap, and opens it where the index
+	// covers the log: a new log or a clean restart waits for nothing.
+	if err := as.releaseIfCovered(context.Background(), 22); err != nil {
+		t.Fatal(err)
+	}
+	requirePushback(t, as, "when the index covers 20 of 22 at start")
+	if err := as.releaseIfCovered(context.Background(), 20); err != nil || !as.caughtUpAfterStart() {
+		t.Fatalf("an index covering the log at start kept its barrier closed (%v)", err)
+	}
 }
 
 // failingReader is a log of size entries none of whose bundles can be read.
@@ -501,4 +512,29 @@ func TestMergerlessPebbleAntispamIsCopiedOnceAndAnswersTheSame(t *testing.T) {
 			t.Fatalf("opening an index with an unknown merger: %v, want an error naming it and the directory", err)
 		}
 	})
+}
+
+// /readyz answers 503 while the start barrier is closed (appends would get
+// pushback), naming why, so a load balancer sends appends to a frontend
+// whose index has caught up; a new log opens it before it serves.
+func TestNotReadyWhileTheAntispamCatchesUpAfterStart(t *testing.T) {
+	tl := newTestLog(t)
+	if b := tl.get(t, "/readyz"); string(b) != "ready\n" {
+		t.Fatalf("a new log's /readyz: %q", b)
+	}
+	as := tl.Log.barrier.(*posixAntispam)
+	as.caughtUp.Store(false)
+	resp, err := http.Get(tl.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "antispam index is catching up") {
+		t.Fatalf("/readyz with the barrier closed: %s %q, want 503 naming the antispam catch-up", resp.Status, body)
+	}
+	as.caughtUp.Store(true)
+	if b := tl.get(t, "/readyz"); string(b) != "ready\n" {
+		t.Fatalf("/readyz after the catch-up: %q", b)
+	}
 }

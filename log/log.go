@@ -75,6 +75,9 @@ type Log struct {
 	// mirrors owns the mirror pushers; drain waits for them after stop.
 	mirrors  sync.WaitGroup
 	draining atomic.Bool
+	// barrier is the antispam's start barrier (nil: none): until it opens,
+	// appends get pushback and /readyz answers 503.
+	barrier startBarrier
 }
 
 // New opens storage, starts Tessera's appender and binds both listeners.
@@ -172,6 +175,15 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	next := reader.NextIndex
 	as.nextIndex.Store(&next)
+	barrier, _ := drv.antispam.(startBarrier)
+	if barrier != nil {
+		// A new log or a clean restart has nothing to wait for.
+		if size, err := reader.IntegratedSize(bg); err == nil {
+			if err := barrier.releaseIfCovered(bg, size); err != nil {
+				cfg.Logger.Warn("antispam index: reading its position", slog.Any("error", err))
+			}
+		}
+	}
 	if drv.reader != nil {
 		reader = drv.reader(reader)
 	}
@@ -193,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		keyStore:  ks,
 		stop:      stop,
 
+		barrier:      barrier,
 		closeStorage: drv.close,
 		static:       drv.static,
 
