@@ -353,11 +353,13 @@ func benchExternal(b *testing.B, cmd *exec.Cmd, base string, workers int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	lat := newLatencies(benchRecords)
+	cpu0 := childCPU(cmd.Process.Pid)
 	b.StartTimer()
 	start := time.Now()
 	err := driveHTTPAdd([]string{base}, workers, benchRecords, lat.done)
 	elapsed := time.Since(start)
 	b.StopTimer()
+	reportCPU(b, childCPU(cmd.Process.Pid)-cpu0, benchRecords)
 	if err != nil {
 		b.Fatal(err)
 	}
