@@ -238,23 +238,16 @@ func (a *batchedAntispam) query(ctx context.Context, q string, args []any, batch
 	return nil
 }
 
-// Follower returns Tessera's follower (it fills the table), watched so that
-// appends get pushback when it falls more than a.lag entries behind.
-func (a *batchedAntispam) releaseIfCovered(ctx context.Context, size uint64) error {
+func (a *batchedAntispam) indexed(ctx context.Context) (uint64, error) {
 	// A follower only to read the shared position; Tessera starts the one
 	// that fills the index.
-	done, err := a.inner.Follower(nil).EntriesProcessed(ctx)
-	if err != nil {
-		return err
-	}
-	if done >= size {
-		a.caughtUp.Store(true)
-	}
-	return nil
+	return a.inner.Follower(nil).EntriesProcessed(ctx)
 }
 
-func (a *batchedAntispam) caughtUpAfterStart() bool { return a.caughtUp.Load() }
+func (a *batchedAntispam) startBarrier() *atomic.Bool { return &a.caughtUp }
 
+// Follower returns Tessera's follower (it fills the table), watched so that
+// appends get pushback when it falls more than a.lag entries behind.
 func (a *batchedAntispam) Follower(b func([]byte) ([][]byte, error)) tessera.Follower {
 	return &lagWatcher{Follower: a.inner.Follower(b), pushback: &a.pushback, caughtUp: &a.caughtUp, lag: a.lag}
 }

@@ -320,30 +320,20 @@ func sortedOrder(keys [][]byte) []int {
 	return order
 }
 
-// startBarrier is the antispam's side of the start barrier (caughtUp on
-// both drivers): whether it has opened, and opening it at once when the
-// index already covers what the log had integrated at start.
-type startBarrier interface {
-	// releaseIfCovered opens the barrier if the index covers size, the
-	// log's integrated size at start (a new log, a clean restart), so that
-	// only a start whose follower trails waits for it.
-	releaseIfCovered(ctx context.Context, size uint64) error
-	// caughtUpAfterStart reports whether the barrier has opened.
-	caughtUpAfterStart() bool
+// barrierAntispam is an antispam index with a start barrier (caughtUp, on
+// both drivers): appends get pushback until it opens.
+type barrierAntispam interface {
+	// indexed is the next index the follower will read: every entry below
+	// it is in the index.
+	indexed(ctx context.Context) (uint64, error)
+	// startBarrier is set once the index has covered what the log had
+	// integrated at start.
+	startBarrier() *atomic.Bool
 }
 
-func (a *posixAntispam) releaseIfCovered(_ context.Context, size uint64) error {
-	next, err := readNext(a.db)
-	if err != nil {
-		return err
-	}
-	if next >= size {
-		a.caughtUp.Store(true)
-	}
-	return nil
-}
+func (a *posixAntispam) indexed(context.Context) (uint64, error) { return readNext(a.db) }
 
-func (a *posixAntispam) caughtUpAfterStart() bool { return a.caughtUp.Load() }
+func (a *posixAntispam) startBarrier() *atomic.Bool { return &a.caughtUp }
 
 // Decorator answers an entry whose identity is in the index with its first
 // index (a duplicate), and passes the others on; while the follower trails

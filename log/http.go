@@ -318,7 +318,7 @@ func (l *Log) handleReady(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, fmt.Errorf("%w: not ready: the sequencer does not answer: %v", ErrUnavailable, err))
 		return
 	}
-	if l.barrier != nil && !l.barrier.caughtUpAfterStart() {
+	if l.barrier != nil && !l.barrier.Load() {
 		writeHTTPError(w, fmt.Errorf("%w: not ready: the antispam index is catching up with what the log had integrated at start; appends get pushback until it has", ErrUnavailable))
 		return
 	}

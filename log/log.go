@@ -75,9 +75,9 @@ type Log struct {
 	// mirrors owns the mirror pushers; drain waits for them after stop.
 	mirrors  sync.WaitGroup
 	draining atomic.Bool
-	// barrier is the antispam's start barrier (nil: none): until it opens,
-	// appends get pushback and /readyz answers 503.
-	barrier startBarrier
+	// barrier is the antispam's start barrier (nil: none): until it is
+	// set, appends get pushback and /readyz answers 503.
+	barrier *atomic.Bool
 }
 
 // New opens storage, starts Tessera's appender and binds both listeners.
@@ -175,13 +175,21 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	next := reader.NextIndex
 	as.nextIndex.Store(&next)
-	barrier, _ := drv.antispam.(startBarrier)
-	if barrier != nil {
-		// A new log or a clean restart has nothing to wait for.
-		if size, err := reader.IntegratedSize(bg); err == nil {
-			if err := barrier.releaseIfCovered(bg, size); err != nil {
-				cfg.Logger.Warn("antispam index: reading its position", slog.Any("error", err))
+	var barrier *atomic.Bool
+	if as, ok := drv.antispam.(barrierAntispam); ok {
+		barrier = as.startBarrier()
+		// A new log, or a clean restart, has nothing to wait for: the
+		// barrier opens now if the index covers the tree (else the
+		// follower opens it once it has caught up).
+		size, err := reader.IntegratedSize(bg)
+		if err == nil {
+			var next uint64
+			if next, err = as.indexed(bg); err == nil && next >= size {
+				barrier.Store(true)
 			}
+		}
+		if err != nil {
+			cfg.Logger.Warn("antispam index: comparing it with the tree at start", slog.Any("error", err))
 		}
 	}
 	if drv.reader != nil {
