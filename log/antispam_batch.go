@@ -265,8 +265,14 @@ type lagWatcher struct {
 // antispamPoll instead, since appends wait for it.
 const lagWatchEvery = time.Second
 
+// Follow runs the follower, and the watch beside it until the follower
+// returns.
 func (w *lagWatcher) Follow(ctx context.Context, lr tessera.LogReader) {
-	go w.watch(ctx, lr)
+	wctx, stop := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Go(func() { w.watch(wctx, lr) })
+	defer watching.Wait()
+	defer stop()
 	w.Follower.Follow(ctx, lr)
 }
 

@@ -190,8 +190,12 @@ func TestAntispamMissesReachTheSequencerBeforeTheirFuturesAreCalled(t *testing.T
 // even within the lag (its in-memory dedup is empty after a restart), and
 // no longer once it has.
 func TestMySQLAntispamPushesBackAfterStartUntilCaughtUp(t *testing.T) {
-	ctx, _, inner, db := mysqlAntispam(t)
+	ctx, cancel, inner, db := mysqlAntispam(t)
 	identities := func([]byte) ([][]byte, error) { return nil, nil }
+	// The followers run until the test ends, and are joined before the
+	// database closes (cleanups run last registered first).
+	var followers sync.WaitGroup
+	t.Cleanup(func() { cancel(); followers.Wait() })
 	appendTo := func(a *batchedAntispam) (tessera.Index, error) {
 		add := a.Decorator()(func(context.Context, *tessera.Entry) tessera.IndexFuture {
 			return func() (tessera.Index, error) { return tessera.Index{Index: 7}, nil }
@@ -205,7 +209,7 @@ func TestMySQLAntispamPushesBackAfterStartUntilCaughtUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go behind.Follower(identities).Follow(ctx, failingReader{size: 2})
+	followers.Go(func() { behind.Follower(identities).Follow(ctx, failingReader{size: 2}) })
 	time.Sleep(3 * lagWatchEvery)
 	if _, err := appendTo(behind); !errors.Is(err, tessera.ErrPushback) {
 		t.Fatalf("an append before the follower caught up answered %v, want pushback", err)
@@ -216,7 +220,7 @@ func TestMySQLAntispamPushesBackAfterStartUntilCaughtUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go fresh.Follower(identities).Follow(ctx, failingReader{size: 0})
+	followers.Go(func() { fresh.Follower(identities).Follow(ctx, failingReader{size: 0}) })
 	eventually(t, time.Minute, func() error {
 		idx, err := appendTo(fresh)
 		if err != nil || idx.Index != 7 {
